@@ -1,0 +1,139 @@
+//! Tests of the record format: round trips, every validation failure, and arbitrary input.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::ErrorKind;
+
+fn sample() -> (Key, Entry) {
+    let key = Key::new("llm/responses", "prompt-42").unwrap();
+    let entry = Entry::new(Bytes::from_static(b"the answer is 42"))
+        .with_created_at(Timestamp::from_millis(1_700_000_000_000))
+        .with_expiry(Timestamp::from_millis(1_700_000_060_000))
+        .with_version(7);
+    (key, entry)
+}
+
+#[test]
+fn round_trip_keeps_everything() {
+    let (key, entry) = sample();
+    let bytes = Record::encode(&key, &entry);
+    assert_eq!(bytes.len(), Record::encoded_len(&key, entry.value.len()));
+    let rec = Record::decode(bytes.clone()).unwrap();
+    assert_eq!(rec.to_entry(), entry);
+    assert!(rec.matches(&key));
+    assert_eq!(rec.key().unwrap(), key);
+    assert!(!rec.is_tombstone());
+    // The value is a slice of the record: same memory, no copy.
+    assert_eq!(rec.value().as_ptr(), bytes[bytes.len() - entry.value.len()..].as_ptr());
+}
+
+#[test]
+fn tombstone_round_trip() {
+    let (key, _) = sample();
+    let rec = Record::decode(Record::encode_tombstone(&key, Timestamp::from_millis(9))).unwrap();
+    assert!(rec.is_tombstone());
+    assert!(rec.value().is_empty());
+    assert_eq!(rec.meta().created_at, Timestamp::from_millis(9));
+}
+
+#[test]
+fn header_layout_is_little_endian_and_stable() {
+    let (key, entry) = sample();
+    let bytes = Record::encode(&key, &entry);
+    assert_eq!(&bytes[0..4], b"TCRD");
+    assert_eq!(&bytes[4..6], &[1, 0]);
+    let h = RecordHeader::parse(&bytes).unwrap();
+    assert_eq!(h.namespace_len, 13);
+    assert_eq!(h.key_len, 9);
+    assert_eq!(h.value_len, 16);
+    assert_eq!(h.total_len(), Some(bytes.len() as u64));
+}
+
+#[test]
+fn every_single_bit_flip_is_detected() {
+    let (key, entry) = sample();
+    let bytes = Record::encode(&key, &entry);
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.to_vec();
+            b[i] ^= 1 << bit;
+            let err = Record::decode(b.into()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupted, "byte {i} bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn truncation_and_trailing_garbage_are_corrupted() {
+    let (key, entry) = sample();
+    let bytes = Record::encode(&key, &entry);
+    for len in 0..bytes.len() {
+        assert_eq!(Record::decode(bytes.slice(..len)).unwrap_err().kind(), ErrorKind::Corrupted);
+    }
+    let mut longer = bytes.to_vec();
+    longer.push(0);
+    assert_eq!(Record::decode(longer.into()).unwrap_err().kind(), ErrorKind::Corrupted);
+}
+
+#[test]
+fn structure_only_skips_payload_hash_but_not_bounds() {
+    let (key, entry) = sample();
+    let mut b = Record::encode(&key, &entry).to_vec();
+    let last = b.len() - 1;
+    b[last] ^= 0xff;
+    assert!(Record::decode_with(b.clone().into(), Verify::StructureOnly).is_ok());
+    assert!(Record::decode_with(Bytes::from(b[..10].to_vec()), Verify::StructureOnly).is_err());
+}
+
+#[test]
+fn expiry_at_epoch_stays_an_expiry() {
+    let key = Key::new("ns", "k").unwrap();
+    let entry = Entry::new("v").with_expiry(Timestamp::ZERO);
+    let rec = Record::decode(Record::encode(&key, &entry)).unwrap();
+    assert!(rec.meta().is_expired(Timestamp::from_millis(1)));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Record::decode(bytes.clone().into());
+        let _ = RecordHeader::parse(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_mutation_of_a_valid_record_never_yields_a_wrong_value(
+        idx in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        value in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let key = Key::new("ns", "k").unwrap();
+        let entry = Entry::new(value);
+        let mut b = Record::encode(&key, &entry).to_vec();
+        let i = idx.index(b.len());
+        let changed = b[i] != byte;
+        b[i] = byte;
+        match Record::decode(b.into()) {
+            Ok(rec) => { prop_assert!(!changed); prop_assert_eq!(rec.to_entry(), entry); }
+            Err(e) => { prop_assert!(changed); prop_assert_eq!(e.kind(), ErrorKind::Corrupted); }
+        }
+    }
+
+    #[test]
+    fn round_trip_any_entry(
+        ns in "[a-z/:.]{1,40}",
+        k in proptest::collection::vec(any::<u8>(), 0..64),
+        v in proptest::collection::vec(any::<u8>(), 0..1024),
+        created in any::<u64>(),
+        exp in proptest::option::of(1u64..),
+        version in proptest::option::of(any::<u64>()),
+    ) {
+        let key = Key::new(&ns, k).unwrap();
+        let mut entry = Entry::new(v).with_created_at(Timestamp::from_millis(created));
+        entry.meta.expires_at = exp.map(Timestamp::from_millis);
+        entry.meta.version = version;
+        let rec = Record::decode(Record::encode(&key, &entry)).unwrap();
+        prop_assert_eq!(rec.to_entry(), entry);
+        prop_assert!(rec.matches(&key));
+    }
+}

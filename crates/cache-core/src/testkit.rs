@@ -1,0 +1,424 @@
+//! The conformance suite every tier runs (feature `testkit`).
+//!
+//! Each check is an async function taking a [`TierFactory`]; [`conformance_suite!`] expands to
+//! one `#[test]` per check so test runners report them separately:
+//!
+//! ```ignore
+//! cache_core::conformance_suite!(|spec: cache_core::testkit::TierSpec| async move {
+//!     cache_core::testkit::TestTier::new(my_tier(spec.capacity_bytes, spec.clock))
+//! });
+//! ```
+//!
+//! [`conformance_suite!`]: crate::conformance_suite
+
+use std::{any::Any, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::{
+    Clock, Entry, ErrorKind, Key, MAX_KEY_LEN, ManualClock, Namespace, PutOutcome, Record,
+    Rejection, Tier, Timestamp,
+};
+
+/// What a factory must build: a tier with this byte budget, reading time from this clock.
+#[derive(Debug, Clone)]
+pub struct TierSpec {
+    /// The byte budget.
+    pub capacity_bytes: u64,
+    /// The clock the tier must use for expiry.
+    pub clock: Arc<ManualClock>,
+}
+
+impl TierSpec {
+    /// The clock as a trait object.
+    pub fn dyn_clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+}
+
+/// A tier under test, plus whatever must outlive it (a temporary directory, a server handle).
+pub struct TestTier {
+    /// The tier.
+    pub tier: Arc<dyn Tier>,
+    /// Dropped after the test.
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+impl TestTier {
+    /// A tier that needs no guard.
+    pub fn new(tier: impl Tier) -> TestTier {
+        TestTier { tier: Arc::new(tier), guard: Box::new(()) }
+    }
+
+    /// A tier with a guard that must live as long as it.
+    pub fn with_guard(tier: impl Tier, guard: impl Any + Send + Sync) -> TestTier {
+        TestTier { tier: Arc::new(tier), guard: Box::new(guard) }
+    }
+}
+
+/// Builds a fresh, empty tier for one check.
+pub trait TierFactory: Send + Sync {
+    /// Builds a tier as `spec` says.
+    fn build(&self, spec: TierSpec) -> BoxFuture<'static, TestTier>;
+}
+
+impl<F, Fut> TierFactory for F
+where
+    F: Fn(TierSpec) -> Fut + Send + Sync,
+    Fut: Future<Output = TestTier> + Send + 'static,
+{
+    fn build(&self, spec: TierSpec) -> BoxFuture<'static, TestTier> {
+        Box::pin(self(spec))
+    }
+}
+
+/// Runs `f` to completion on a fresh two-worker runtime (what every generated test does).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+        .block_on(f)
+}
+
+/// The start time of every check's manual clock.
+pub const START: Timestamp = Timestamp::from_millis(1_750_000_000_000);
+const MIB: u64 = 1024 * 1024;
+
+async fn build(f: &dyn TierFactory, capacity_bytes: u64) -> (TestTier, Arc<ManualClock>) {
+    let clock = ManualClock::new(START);
+    let t = f.build(TierSpec { capacity_bytes, clock: clock.clone() }).await;
+    (t, clock)
+}
+
+fn key(ns: &str, k: impl Into<Bytes>) -> Key {
+    Key::new(ns, k).expect("valid test key")
+}
+
+#[track_caller]
+fn stored(outcome: PutOutcome) {
+    assert_eq!(outcome, PutOutcome::Stored);
+}
+
+async fn value_of(tier: &dyn Tier, k: &Key) -> Option<Bytes> {
+    tier.get(k).await.expect("get").map(|e| e.value)
+}
+
+/// `put`, `get`, `remove`, and a miss on an unknown key.
+pub async fn put_get_remove(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "k1");
+    assert_eq!(value_of(tier, &k).await, None, "empty tier must miss");
+    let outcome = tier.put(k.clone(), Entry::new("v1").with_version(3)).await.expect("put");
+    assert_eq!(outcome, PutOutcome::Stored);
+    let got = tier.get(&k).await.expect("get").expect("hit after put");
+    assert_eq!(got.value, "v1");
+    assert_eq!(got.meta.version, Some(3));
+    assert_eq!(got.meta.created_at, START, "creation time stamped from the tier's clock");
+    tier.remove(&k).await.expect("remove");
+    assert_eq!(value_of(tier, &k).await, None, "removed key must miss");
+    tier.remove(&k).await.expect("removing a missing key is fine");
+}
+
+/// The last write wins, including across many overwrites.
+pub async fn overwrite(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "over");
+    for i in 0..20u32 {
+        let v = format!("value-{i}-{}", "x".repeat(i as usize * 10));
+        assert!(tier.put(k.clone(), Entry::new(v.clone())).await.expect("put").is_stored());
+        assert_eq!(value_of(tier, &k).await.as_deref(), Some(v.as_bytes()));
+    }
+    tier.flush().await.expect("flush");
+    assert_eq!(value_of(tier, &k).await.expect("hit").len(), "value-19-".len() + 190);
+}
+
+/// `contains` agrees with `get`.
+pub async fn contains(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "c");
+    assert!(!tier.contains(&k).await.expect("contains"));
+    stored(tier.put(k.clone(), Entry::new("v")).await.expect("put"));
+    assert!(tier.contains(&k).await.expect("contains"));
+    tier.remove(&k).await.expect("remove");
+    assert!(!tier.contains(&k).await.expect("contains"));
+}
+
+/// An empty value is a hit, not a miss.
+pub async fn empty_value(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "empty");
+    stored(tier.put(k.clone(), Entry::new(Bytes::new())).await.expect("put"));
+    let got = tier.get(&k).await.expect("get").expect("an empty value is still a hit");
+    assert!(got.value.is_empty());
+    let e = key("conf", Bytes::new());
+    stored(tier.put(e.clone(), Entry::new("empty key")).await.expect("put with an empty key"));
+    assert_eq!(value_of(tier, &e).await.as_deref(), Some(&b"empty key"[..]));
+}
+
+/// A value of more than 8 MiB round-trips byte for byte.
+pub async fn large_value(f: &dyn TierFactory) {
+    let (t, _) = build(f, 64 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "large");
+    let v: Bytes = (0..(8 * MIB as usize + 17)).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    assert!(tier.put(k.clone(), Entry::new(v.clone())).await.expect("put").is_stored());
+    tier.flush().await.expect("flush");
+    assert!(value_of(tier, &k).await.expect("hit") == v, "large value differs");
+}
+
+/// Expired entries are never returned; the clock is manual, nothing sleeps.
+pub async fn ttl_expiry(f: &dyn TierFactory) {
+    let (t, clock) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "ttl");
+    let forever = key("conf", "forever");
+    stored(tier.put(k.clone(), Entry::new("short").with_ttl(&*clock, Duration::from_secs(10))).await.expect("put"));
+    stored(tier.put(forever.clone(), Entry::new("long")).await.expect("put"));
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(value_of(tier, &k).await.as_deref(), Some(&b"short"[..]), "alive before expiry");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(value_of(tier, &k).await, None, "expired at its expiry time");
+    assert!(!tier.contains(&k).await.expect("contains"), "contains must not see it either");
+    let got = tier.get_many(std::slice::from_ref(&k)).await.expect("get_many");
+    assert!(got[0].is_none(), "get_many must not see it either");
+    assert!(tier.get_record(&k).await.expect("get_record").is_none(), "nor get_record");
+    assert_eq!(value_of(tier, &forever).await.as_deref(), Some(&b"long"[..]));
+    // Already expired at put time: not stored, and says so.
+    let past = Entry::new("stale").with_expiry(clock.now());
+    let outcome = tier.put(key("conf", "past"), past).await.expect("put");
+    assert_eq!(outcome, PutOutcome::Rejected(Rejection::Expired));
+    assert_eq!(value_of(tier, &key("conf", "past")).await, None);
+}
+
+/// Namespaces do not see each other, even when separators make the strings look alike.
+pub async fn namespace_isolation(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let pairs = [(key("a:b", "c"), key("a", "b:c")), (key("x/y", "z"), key("x", "y/z")), (key("..", "k"), key("../..", "k"))];
+    for (left, right) in &pairs {
+        stored(tier.put(left.clone(), Entry::new("left")).await.expect("put"));
+        stored(tier.put(right.clone(), Entry::new("right")).await.expect("put"));
+    }
+    for (left, right) in &pairs {
+        assert_eq!(value_of(tier, left).await.as_deref(), Some(&b"left"[..]));
+        assert_eq!(value_of(tier, right).await.as_deref(), Some(&b"right"[..]));
+    }
+    let same_a = key("tenant-a", "shared");
+    let same_b = key("tenant-b", "shared");
+    stored(tier.put(same_a.clone(), Entry::new("a")).await.expect("put"));
+    assert_eq!(value_of(tier, &same_b).await, None, "another namespace's key must miss");
+    stored(tier.put(same_b.clone(), Entry::new("b")).await.expect("put"));
+    tier.remove(&same_a).await.expect("remove");
+    assert_eq!(value_of(tier, &same_b).await.as_deref(), Some(&b"b"[..]));
+}
+
+/// `clear_namespace` removes that namespace and nothing else; the namespace works afterwards.
+pub async fn clear_namespace(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let a = Namespace::new("clear-a").expect("ns");
+    let b = Namespace::new("clear-b").expect("ns");
+    for i in 0..50u32 {
+        stored(tier.put(a.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("a{i}"))).await.expect("put"));
+        stored(tier.put(b.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("b{i}"))).await.expect("put"));
+    }
+    tier.clear_namespace(&a).await.expect("clear");
+    for i in 0..50u32 {
+        let ka = a.key(i.to_le_bytes().to_vec()).expect("key");
+        let kb = b.key(i.to_le_bytes().to_vec()).expect("key");
+        assert_eq!(value_of(tier, &ka).await, None, "cleared namespace must miss ({i})");
+        assert_eq!(value_of(tier, &kb).await, Some(Bytes::from(format!("b{i}"))), "other namespace kept ({i})");
+    }
+    let again = a.key("after").expect("key");
+    stored(tier.put(again.clone(), Entry::new("new")).await.expect("put after clear"));
+    assert_eq!(value_of(tier, &again).await.as_deref(), Some(&b"new"[..]));
+    tier.flush().await.expect("flush");
+    assert_eq!(value_of(tier, &again).await.as_deref(), Some(&b"new"[..]), "survives a flush");
+}
+
+/// A burst of four times the budget leaves `bytes_used <= capacity`, and what remains is right.
+pub async fn capacity_respected(f: &dyn TierFactory) {
+    let capacity = 2 * MIB;
+    let (t, _) = build(f, capacity).await;
+    let tier = &*t.tier;
+    let n = (4 * capacity / 4096) as u32;
+    for i in 0..n {
+        let v = vec![(i % 251) as u8; 4096];
+        stored(tier.put(key("cap", i.to_le_bytes().to_vec()), Entry::new(v)).await.expect("put"));
+    }
+    tier.flush().await.expect("flush");
+    let usage = tier.usage();
+    assert_eq!(usage.capacity, Some(capacity), "the tier reports the budget it was given");
+    assert!(usage.bytes_used <= capacity, "bytes used {} exceed capacity {capacity}", usage.bytes_used);
+    let mut alive = 0u32;
+    for i in 0..n {
+        if let Some(v) = value_of(tier, &key("cap", i.to_le_bytes().to_vec())).await {
+            assert_eq!(v.len(), 4096);
+            assert!(v.iter().all(|&b| b == (i % 251) as u8), "wrong value for key {i}");
+            alive += 1;
+        }
+    }
+    assert!(alive > 0, "a tier at capacity still holds something");
+    assert!(u64::from(alive) * 4096 <= capacity, "{alive} live entries cannot fit in {capacity} bytes");
+    assert!(tier.stats().evictions > 0, "evictions are counted");
+}
+
+/// Concurrent readers and writers on shared keys never see a torn or foreign value.
+pub async fn concurrent_readers_writers(f: &dyn TierFactory) {
+    let (t, _) = build(f, 64 * MIB).await;
+    let tier = t.tier.clone();
+    let keys = 16u32;
+    let mut tasks = Vec::new();
+    for writer in 0..8u32 {
+        let tier = tier.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..60u32 {
+                let id = (writer * 7 + round) % keys;
+                let k = key("conc", id.to_le_bytes().to_vec());
+                if round % 3 == 0 {
+                    let v = format!("{id}:{writer}:{round}:{}", "p".repeat((round * 37 % 500) as usize));
+                    stored(tier.put(k, Entry::new(v)).await.expect("put"));
+                } else if let Some(e) = tier.get(&k).await.expect("get") {
+                    let s = std::str::from_utf8(&e.value).expect("utf8 value");
+                    let mut parts = s.splitn(4, ':');
+                    assert_eq!(parts.next(), Some(id.to_string().as_str()), "value of another key: {s}");
+                    let _writer = parts.next().expect("writer");
+                    let r: u32 = parts.next().expect("round").parse().expect("round number");
+                    assert_eq!(parts.next().expect("padding").len(), (r * 37 % 500) as usize, "torn value");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task panicked");
+    }
+    for id in 0..keys {
+        let k = key("conc", id.to_le_bytes().to_vec());
+        stored(tier.put(k.clone(), Entry::new(format!("final-{id}"))).await.expect("put"));
+        assert_eq!(value_of(&*tier, &k).await, Some(Bytes::from(format!("final-{id}"))));
+    }
+}
+
+/// Oversized keys and values get `Invalid`, and the tier keeps working with nothing lost.
+pub async fn oversized_rejected(f: &dyn TierFactory) {
+    let capacity = 4 * MIB;
+    let (t, _) = build(f, capacity).await;
+    let tier = &*t.tier;
+    let err = Key::new("conf", vec![0u8; MAX_KEY_LEN + 1]).expect_err("oversized key");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.to_string().contains("limit"), "the error says why: {err}");
+    let keep = key("conf", "keep");
+    stored(tier.put(keep.clone(), Entry::new("kept")).await.expect("put"));
+    let big = key("conf", "too-big");
+    let v = Bytes::from(vec![1u8; capacity as usize + 1]);
+    match tier.put(big.clone(), Entry::new(v)).await {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{e}"),
+        Ok(outcome) => assert_eq!(outcome, PutOutcome::Rejected(Rejection::TooLarge)),
+    }
+    assert_eq!(value_of(tier, &big).await, None);
+    assert_eq!(value_of(tier, &keep).await.as_deref(), Some(&b"kept"[..]), "nothing else lost");
+}
+
+/// After `close`, every call is `Closed`; closing twice is fine.
+pub async fn close_then_use(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "closed");
+    stored(tier.put(k.clone(), Entry::new("v")).await.expect("put"));
+    tier.close().await.expect("close");
+    tier.close().await.expect("second close");
+    assert_eq!(tier.get(&k).await.expect_err("get after close").kind(), ErrorKind::Closed);
+    assert_eq!(tier.put(k.clone(), Entry::new("v")).await.expect_err("put").kind(), ErrorKind::Closed);
+    assert_eq!(tier.remove(&k).await.expect_err("remove").kind(), ErrorKind::Closed);
+    assert_eq!(tier.contains(&k).await.expect_err("contains").kind(), ErrorKind::Closed);
+    let ns = k.namespace().clone();
+    assert_eq!(tier.clear_namespace(&ns).await.expect_err("clear").kind(), ErrorKind::Closed);
+    assert_eq!(tier.get_many(std::slice::from_ref(&k)).await.expect_err("get_many").kind(), ErrorKind::Closed);
+    assert_eq!(tier.flush().await.expect_err("flush").kind(), ErrorKind::Closed);
+}
+
+/// `get_many` and `put_many` keep the order of their input, misses included.
+pub async fn batch_get_put(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let items: Vec<(Key, Entry)> =
+        (0..20u32).map(|i| (key("batch", format!("k{i}")), Entry::new(format!("v{i}")))).collect();
+    let outcomes = tier.put_many(items).await.expect("put_many");
+    assert!(outcomes.iter().all(|o| o.is_stored()));
+    let keys: Vec<Key> = (0..25u32).map(|i| key("batch", format!("k{i}"))).collect();
+    let got = tier.get_many(&keys).await.expect("get_many");
+    assert_eq!(got.len(), 25);
+    for (i, e) in got.iter().enumerate() {
+        match e {
+            Some(e) if i < 20 => assert_eq!(e.value, format!("v{i}")),
+            None if i >= 20 => {}
+            other => panic!("key {i}: unexpected {other:?}"),
+        }
+    }
+}
+
+/// Hits and misses are counted.
+pub async fn stats_counted(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("stats", "k");
+    let before = tier.stats();
+    assert_eq!(value_of(tier, &k).await, None);
+    stored(tier.put(k.clone(), Entry::new("v")).await.expect("put"));
+    assert!(value_of(tier, &k).await.is_some());
+    assert!(value_of(tier, &k).await.is_some());
+    let after = tier.stats();
+    assert_eq!(after.hits - before.hits, 2);
+    assert_eq!(after.misses - before.misses, 1);
+    assert!(after.inserts > before.inserts);
+    assert_eq!(after.tier, tier.name());
+}
+
+/// A record moves in and out as bytes; the record's key is checked.
+pub async fn record_round_trip(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("rec", "k");
+    let entry = Entry::new("payload").with_created_at(START).with_version(9);
+    let record = Record::decode(Record::encode(&k, &entry)).expect("valid record");
+    assert!(tier.put_record(k.clone(), record.clone()).await.expect("put_record").is_stored());
+    assert_eq!(tier.get(&k).await.expect("get").expect("hit"), entry);
+    let back = tier.get_record(&k).await.expect("get_record").expect("hit");
+    assert!(back.matches(&k));
+    assert_eq!(back.to_entry(), entry);
+    let other = key("rec", "other");
+    let err = tier.put_record(other.clone(), record).await.expect_err("record for another key");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(value_of(tier, &other).await, None);
+}
+
+/// Expands to one `#[test]` per conformance check, each building its tier with `$factory`
+/// (any `Fn(TierSpec) -> impl Future<Output = TestTier>`).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@each $factory;
+            put_get_remove, overwrite, contains, empty_value, large_value, ttl_expiry,
+            namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
+            oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip);
+    };
+    (@each $factory:expr; $($check:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports, reason = "the factory expression may use items of the parent")]
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    $crate::testkit::block_on($crate::testkit::$check(&$factory));
+                }
+            )*
+        }
+    };
+}

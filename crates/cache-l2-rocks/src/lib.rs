@@ -1,0 +1,1 @@
+//! A local-disk tier on RocksDB (issue: RocksDB tier). Not implemented yet.
