@@ -57,7 +57,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        #[expect(clippy::disallowed_methods, reason = "this is the one place that reads the wall clock")]
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "this is the one place that reads the wall clock"
+        )]
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }

@@ -88,7 +88,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// A new error of `kind` raised by `tier` (a short static name such as `"l1"` or `"nvme"`).
-    pub fn new(kind: ErrorKind, tier: &'static str, message: impl Into<Cow<'static, str>>) -> Error {
+    pub fn new(
+        kind: ErrorKind,
+        tier: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Error {
         Error { kind, tier, message: message.into(), source: None }
     }
 
@@ -116,7 +120,10 @@ impl Error {
 
     /// Attaches an already shared cause.
     #[must_use]
-    pub fn with_shared_source(mut self, source: Arc<dyn StdError + Send + Sync + 'static>) -> Error {
+    pub fn with_shared_source(
+        mut self,
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+    ) -> Error {
         self.source = Some(source);
         self
     }

@@ -82,10 +82,12 @@ pub use crate::{
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},
     policy::{
-        Admission, AdmissionPolicy, EvictionCause, EvictionSink, Evicted, Promotion,
+        Admission, AdmissionPolicy, Evicted, EvictionCause, EvictionSink, Promotion,
         PromotionPolicy, PutOutcome, Rejection,
     },
-    record::{FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION, Record, RecordHeader, Verify},
+    record::{
+        FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION, Record, RecordHeader, Verify,
+    },
     stats::{StatsSnapshot, TierStats, Usage},
     tier::{Tier, check_record_key},
 };

@@ -79,7 +79,10 @@ impl RecordHeader {
     /// unknown version or flags, or lengths beyond the format's limits.
     pub fn parse(bytes: &[u8]) -> Result<RecordHeader> {
         if bytes.len() < HEADER_LEN {
-            return Err(corrupt(format!("record of {} bytes is shorter than its header", bytes.len())));
+            return Err(corrupt(format!(
+                "record of {} bytes is shorter than its header",
+                bytes.len()
+            )));
         }
         if bytes[0..4] != RECORD_MAGIC {
             return Err(corrupt("bad record magic"));
@@ -175,11 +178,7 @@ impl Record {
 
     /// The encoded length of a record for `key` with a value of `value_len` bytes.
     pub fn encoded_len(key: &Key, value_len: usize) -> usize {
-        HEADER_LEN
-            + meta_len()
-            + key.namespace().as_str().len()
-            + key.key_bytes().len()
-            + value_len
+        HEADER_LEN + meta_len() + key.namespace().as_str().len() + key.key_bytes().len() + value_len
     }
 
     /// Decodes and validates a record that occupies exactly `bytes`, verifying the checksum.

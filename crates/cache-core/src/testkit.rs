@@ -167,7 +167,8 @@ pub async fn large_value(f: &dyn TierFactory) {
     let (t, _) = build(f, 64 * MIB).await;
     let tier = &*t.tier;
     let k = key("conf", "large");
-    let v: Bytes = (0..(8 * MIB as usize + 17)).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let v: Bytes =
+        (0..(8 * MIB as usize + 17)).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
     assert!(tier.put(k.clone(), Entry::new(v.clone())).await.expect("put").is_stored());
     tier.flush().await.expect("flush");
     assert!(value_of(tier, &k).await.expect("hit") == v, "large value differs");
@@ -179,7 +180,11 @@ pub async fn ttl_expiry(f: &dyn TierFactory) {
     let tier = &*t.tier;
     let k = key("conf", "ttl");
     let forever = key("conf", "forever");
-    stored(tier.put(k.clone(), Entry::new("short").with_ttl(&*clock, Duration::from_secs(10))).await.expect("put"));
+    stored(
+        tier.put(k.clone(), Entry::new("short").with_ttl(&*clock, Duration::from_secs(10)))
+            .await
+            .expect("put"),
+    );
     stored(tier.put(forever.clone(), Entry::new("long")).await.expect("put"));
     clock.advance(Duration::from_secs(9));
     assert_eq!(value_of(tier, &k).await.as_deref(), Some(&b"short"[..]), "alive before expiry");
@@ -201,7 +206,11 @@ pub async fn ttl_expiry(f: &dyn TierFactory) {
 pub async fn namespace_isolation(f: &dyn TierFactory) {
     let (t, _) = build(f, 16 * MIB).await;
     let tier = &*t.tier;
-    let pairs = [(key("a:b", "c"), key("a", "b:c")), (key("x/y", "z"), key("x", "y/z")), (key("..", "k"), key("../..", "k"))];
+    let pairs = [
+        (key("a:b", "c"), key("a", "b:c")),
+        (key("x/y", "z"), key("x", "y/z")),
+        (key("..", "k"), key("../..", "k")),
+    ];
     for (left, right) in &pairs {
         stored(tier.put(left.clone(), Entry::new("left")).await.expect("put"));
         stored(tier.put(right.clone(), Entry::new("right")).await.expect("put"));
@@ -226,15 +235,27 @@ pub async fn clear_namespace(f: &dyn TierFactory) {
     let a = Namespace::new("clear-a").expect("ns");
     let b = Namespace::new("clear-b").expect("ns");
     for i in 0..50u32 {
-        stored(tier.put(a.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("a{i}"))).await.expect("put"));
-        stored(tier.put(b.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("b{i}"))).await.expect("put"));
+        stored(
+            tier.put(a.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("a{i}")))
+                .await
+                .expect("put"),
+        );
+        stored(
+            tier.put(b.key(i.to_le_bytes().to_vec()).expect("key"), Entry::new(format!("b{i}")))
+                .await
+                .expect("put"),
+        );
     }
     tier.clear_namespace(&a).await.expect("clear");
     for i in 0..50u32 {
         let ka = a.key(i.to_le_bytes().to_vec()).expect("key");
         let kb = b.key(i.to_le_bytes().to_vec()).expect("key");
         assert_eq!(value_of(tier, &ka).await, None, "cleared namespace must miss ({i})");
-        assert_eq!(value_of(tier, &kb).await, Some(Bytes::from(format!("b{i}"))), "other namespace kept ({i})");
+        assert_eq!(
+            value_of(tier, &kb).await,
+            Some(Bytes::from(format!("b{i}"))),
+            "other namespace kept ({i})"
+        );
     }
     let again = a.key("after").expect("key");
     stored(tier.put(again.clone(), Entry::new("new")).await.expect("put after clear"));
@@ -256,7 +277,11 @@ pub async fn capacity_respected(f: &dyn TierFactory) {
     tier.flush().await.expect("flush");
     let usage = tier.usage();
     assert_eq!(usage.capacity, Some(capacity), "the tier reports the budget it was given");
-    assert!(usage.bytes_used <= capacity, "bytes used {} exceed capacity {capacity}", usage.bytes_used);
+    assert!(
+        usage.bytes_used <= capacity,
+        "bytes used {} exceed capacity {capacity}",
+        usage.bytes_used
+    );
     let mut alive = 0u32;
     for i in 0..n {
         if let Some(v) = value_of(tier, &key("cap", i.to_le_bytes().to_vec())).await {
@@ -266,7 +291,10 @@ pub async fn capacity_respected(f: &dyn TierFactory) {
         }
     }
     assert!(alive > 0, "a tier at capacity still holds something");
-    assert!(u64::from(alive) * 4096 <= capacity, "{alive} live entries cannot fit in {capacity} bytes");
+    assert!(
+        u64::from(alive) * 4096 <= capacity,
+        "{alive} live entries cannot fit in {capacity} bytes"
+    );
     assert!(tier.stats().evictions > 0, "evictions are counted");
 }
 
@@ -283,15 +311,26 @@ pub async fn concurrent_readers_writers(f: &dyn TierFactory) {
                 let id = (writer * 7 + round) % keys;
                 let k = key("conc", id.to_le_bytes().to_vec());
                 if round % 3 == 0 {
-                    let v = format!("{id}:{writer}:{round}:{}", "p".repeat((round * 37 % 500) as usize));
+                    let v = format!(
+                        "{id}:{writer}:{round}:{}",
+                        "p".repeat((round * 37 % 500) as usize)
+                    );
                     stored(tier.put(k, Entry::new(v)).await.expect("put"));
                 } else if let Some(e) = tier.get(&k).await.expect("get") {
                     let s = std::str::from_utf8(&e.value).expect("utf8 value");
                     let mut parts = s.splitn(4, ':');
-                    assert_eq!(parts.next(), Some(id.to_string().as_str()), "value of another key: {s}");
+                    assert_eq!(
+                        parts.next(),
+                        Some(id.to_string().as_str()),
+                        "value of another key: {s}"
+                    );
                     let _writer = parts.next().expect("writer");
                     let r: u32 = parts.next().expect("round").parse().expect("round number");
-                    assert_eq!(parts.next().expect("padding").len(), (r * 37 % 500) as usize, "torn value");
+                    assert_eq!(
+                        parts.next().expect("padding").len(),
+                        (r * 37 % 500) as usize,
+                        "torn value"
+                    );
                 }
             }
         }));
@@ -335,12 +374,18 @@ pub async fn close_then_use(f: &dyn TierFactory) {
     tier.close().await.expect("close");
     tier.close().await.expect("second close");
     assert_eq!(tier.get(&k).await.expect_err("get after close").kind(), ErrorKind::Closed);
-    assert_eq!(tier.put(k.clone(), Entry::new("v")).await.expect_err("put").kind(), ErrorKind::Closed);
+    assert_eq!(
+        tier.put(k.clone(), Entry::new("v")).await.expect_err("put").kind(),
+        ErrorKind::Closed
+    );
     assert_eq!(tier.remove(&k).await.expect_err("remove").kind(), ErrorKind::Closed);
     assert_eq!(tier.contains(&k).await.expect_err("contains").kind(), ErrorKind::Closed);
     let ns = k.namespace().clone();
     assert_eq!(tier.clear_namespace(&ns).await.expect_err("clear").kind(), ErrorKind::Closed);
-    assert_eq!(tier.get_many(std::slice::from_ref(&k)).await.expect_err("get_many").kind(), ErrorKind::Closed);
+    assert_eq!(
+        tier.get_many(std::slice::from_ref(&k)).await.expect_err("get_many").kind(),
+        ErrorKind::Closed
+    );
     assert_eq!(tier.flush().await.expect_err("flush").kind(), ErrorKind::Closed);
 }
 
