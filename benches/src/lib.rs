@@ -1,1 +1,15 @@
-//! Benches.
+//! Shared helpers for the benches: key and value sets built the same way for every system
+//! compared, so ratios compare systems, not inputs.
+
+use bytes::Bytes;
+use cache_core::Key;
+
+/// `n` keys in namespace `bench`, with 16-byte key strings.
+pub fn keys(n: usize) -> Vec<Key> {
+    (0..n).map(|i| Key::new("bench", format!("key-{i:012}")).expect("valid key")).collect()
+}
+
+/// A value of `len` bytes, distinct per `seed`.
+pub fn value(len: usize, seed: u64) -> Bytes {
+    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8).collect()
+}

@@ -1,1 +1,34 @@
-//! placeholder
+//! `cache-l1`: the RAM tier of the tiered cache, on [`moka`].
+//!
+//! [`MemoryTier`] is bounded in bytes (a weigher counts key, value and a fixed per-entry
+//! overhead), expires entries at their own expiry time through moka's `Expiry`, feeds what it
+//! evicts for size or expiry to an [`EvictionSink`](cache_core::EvictionSink) (so a tiered cache
+//! can demote it), coalesces concurrent loads of one missing key, and counts hits and misses
+//! (moka has no counters of its own).
+//!
+//! It implements [`cache_core::Tier`] and can be used on its own:
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::{Entry, Key, SystemClock, Tier};
+//! use cache_l1::MemoryTier;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let l1 = MemoryTier::builder(64 * 1024 * 1024).build();
+//! let key = Key::new("llm/answers", "what is 6 x 7?")?;
+//! l1.put(key.clone(), Entry::new("42").with_ttl(&SystemClock, Duration::from_secs(600))).await?;
+//! assert_eq!(l1.get(&key).await?.unwrap().value, "42");
+//! // Single-flight: concurrent callers for a missing key run the loader once.
+//! let other = Key::new("llm/answers", "what is 2 + 2?")?;
+//! let entry = l1.get_or_load(other, || async { Ok(Entry::new("4")) }).await?;
+//! assert_eq!(entry.value, "4");
+//! # Ok::<(), cache_core::Error>(()) }).unwrap();
+//! ```
+
+mod builder;
+mod tier;
+
+pub use crate::{
+    builder::{ENTRY_OVERHEAD, MemoryTierBuilder},
+    tier::MemoryTier,
+};

@@ -1,0 +1,300 @@
+//! The [`Tier`] implementation over `moka::future::Cache`.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use cache_core::{
+    Clock, Entry, Error, ErrorKind, EvictionCause, EvictionSink, Evicted, Key, Namespace,
+    PutOutcome, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage,
+};
+use moka::{Expiry, notification::RemovalCause};
+use parking_lot::RwLock;
+
+use crate::builder::{ENTRY_OVERHEAD, MemoryTierBuilder};
+
+const NAME: &str = "l1";
+
+/// The RAM tier: a byte-bounded `moka::future::Cache` of [`Entry`] values.
+///
+/// Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct MemoryTier {
+    cache: moka::future::Cache<Key, Entry>,
+    shared: Arc<Shared>,
+    capacity_bytes: u64,
+    closed: AtomicBool,
+}
+
+/// State the eviction listener and the expiry policy share with the tier.
+struct Shared {
+    clock: Arc<dyn Clock>,
+    stats: TierStats,
+    sink: RwLock<Option<Arc<dyn EvictionSink>>>,
+}
+
+impl fmt::Debug for MemoryTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTier")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("entries", &self.cache.entry_count())
+            .field("weighted_size", &self.cache.weighted_size())
+            .finish()
+    }
+}
+
+/// The weight of an entry in bytes, or `None` if it does not fit moka's `u32` weights.
+fn weight(key: &Key, entry: &Entry) -> Option<u32> {
+    let w = ENTRY_OVERHEAD
+        + key.namespace().as_str().len() as u64
+        + key.key_bytes().len() as u64
+        + entry.value.len() as u64;
+    u32::try_from(w).ok()
+}
+
+/// moka's per-entry expiry, read from the entry's own absolute expiry time.
+struct EntryExpiry {
+    shared: Arc<Shared>,
+}
+
+impl EntryExpiry {
+    fn remaining(&self, entry: &Entry) -> Option<Duration> {
+        entry.meta.expires_at.map(|t| self.shared.clock.now().until(t))
+    }
+}
+
+impl Expiry<Key, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _key: &Key, entry: &Entry, _now: Instant) -> Option<Duration> {
+        self.remaining(entry)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Key,
+        entry: &Entry,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        self.remaining(entry)
+    }
+}
+
+/// The outcome of a coalesced load that must not be cached but still reaches every waiter.
+#[derive(Debug)]
+enum LoadError {
+    Loader(Error),
+    NotCached(Entry),
+}
+
+impl MemoryTier {
+    /// A builder for a tier holding at most `capacity_bytes` of keys, values and overhead.
+    pub fn builder(capacity_bytes: u64) -> MemoryTierBuilder {
+        MemoryTierBuilder::new(capacity_bytes)
+    }
+
+    pub(crate) fn from_builder(b: MemoryTierBuilder) -> MemoryTier {
+        let shared = Arc::new(Shared {
+            clock: b.clock,
+            stats: TierStats::new(NAME),
+            sink: RwLock::new(b.sink),
+        });
+        let listener_shared = shared.clone();
+        let cache = moka::future::Cache::builder()
+            .max_capacity(b.capacity_bytes)
+            .initial_capacity(b.initial_entries)
+            .weigher(|k: &Key, e: &Entry| weight(k, e).unwrap_or(u32::MAX))
+            .expire_after(EntryExpiry { shared: shared.clone() })
+            .support_invalidation_closures()
+            .eviction_listener(move |key: Arc<Key>, entry: Entry, cause: RemovalCause| {
+                let cause = match cause {
+                    RemovalCause::Size => EvictionCause::Capacity,
+                    RemovalCause::Expired => EvictionCause::Expired,
+                    RemovalCause::Explicit | RemovalCause::Replaced => return,
+                };
+                match cause {
+                    EvictionCause::Capacity => listener_shared.stats.evict(1),
+                    EvictionCause::Expired => listener_shared.stats.expire(),
+                }
+                let sink = listener_shared.sink.read().clone();
+                if let Some(sink) = sink {
+                    sink.on_evict(Evicted { key: Key::clone(&key), entry, cause });
+                }
+            })
+            .build();
+        MemoryTier { cache, shared, capacity_bytes: b.capacity_bytes, closed: AtomicBool::new(false) }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            let err = Error::closed(NAME);
+            self.shared.stats.error(&err);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
+    async fn lookup(&self, key: &Key) -> Option<Entry> {
+        let entry = self.cache.get(key).await?;
+        if let Some(expires_at) = entry.meta.expires_at {
+            if expires_at <= self.shared.clock.now() {
+                self.cache.invalidate(key).await;
+                self.shared.stats.expire();
+                return None;
+            }
+        }
+        Some(entry)
+    }
+
+    /// Returns the entry for `key`, running `loader` on a miss; concurrent callers for the same
+    /// missing key wait for one loader run and share its result.
+    ///
+    /// The loaded entry is cached unless it is already expired or too large for the tier; it is
+    /// returned either way. A loader error reaches every waiter and is not cached.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`], or the loader's error.
+    pub async fn get_or_load<F, Fut>(&self, key: Key, loader: F) -> Result<Entry>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Entry>>,
+    {
+        self.check_open()?;
+        if let Some(hit) = self.lookup(&key).await {
+            self.shared.stats.hit();
+            return Ok(hit);
+        }
+        self.shared.stats.miss();
+        let init = async {
+            let mut entry = loader().await.map_err(LoadError::Loader)?;
+            let now = self.shared.clock.now();
+            entry.meta.stamp(now);
+            if entry.is_expired(now) || !self.fits(&key, &entry) {
+                self.shared.stats.reject();
+                return Err(LoadError::NotCached(entry));
+            }
+            self.shared.stats.insert();
+            Ok(entry)
+        };
+        match self.cache.try_get_with_by_ref(&key, init).await {
+            Ok(entry) => Ok(entry),
+            Err(e) => match &*e {
+                LoadError::NotCached(entry) => Ok(entry.clone()),
+                LoadError::Loader(err) => Err(err.clone()),
+            },
+        }
+    }
+
+    fn fits(&self, key: &Key, entry: &Entry) -> bool {
+        weight(key, entry).is_some_and(|w| u64::from(w) <= self.capacity_bytes)
+    }
+
+    /// The underlying moka cache's entry count (approximate until pending tasks run).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+#[async_trait]
+impl Tier for MemoryTier {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        self.check_open()?;
+        let hit = self.lookup(key).await;
+        if hit.is_some() {
+            self.shared.stats.hit();
+        } else {
+            self.shared.stats.miss();
+        }
+        Ok(hit)
+    }
+
+    async fn put(&self, key: Key, mut entry: Entry) -> Result<PutOutcome> {
+        self.check_open()?;
+        let now = self.shared.clock.now();
+        entry.meta.stamp(now);
+        let rejection = if entry.is_expired(now) {
+            Some(Rejection::Expired)
+        } else if !self.fits(&key, &entry) {
+            Some(Rejection::TooLarge)
+        } else {
+            None
+        };
+        if let Some(reason) = rejection {
+            // The rejected write supersedes any older value: never serve the stale one.
+            self.cache.invalidate(&key).await;
+            self.shared.stats.reject();
+            return Ok(PutOutcome::Rejected(reason));
+        }
+        self.cache.insert(key, entry).await;
+        self.shared.stats.insert();
+        Ok(PutOutcome::Stored)
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        self.check_open()?;
+        self.cache.invalidate(key).await;
+        self.shared.stats.remove();
+        Ok(())
+    }
+
+    async fn contains(&self, key: &Key) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.lookup(key).await.is_some())
+    }
+
+    async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
+        self.check_open()?;
+        let ns = namespace.clone();
+        self.cache.invalidate_entries_if(move |k, _| k.namespace() == &ns).map_err(|e| {
+            let err = Error::new(ErrorKind::Internal, NAME, "cannot register a namespace clear")
+                .with_source(e);
+            self.shared.stats.error(&err);
+            err
+        })?;
+        Ok(())
+    }
+
+    fn usage(&self) -> Usage {
+        Usage {
+            bytes_used: self.cache.weighted_size(),
+            capacity: Some(self.capacity_bytes),
+            entries: Some(self.cache.entry_count()),
+        }
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot(self.usage())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        self.cache.run_pending_tasks().await;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.cache.invalidate_all();
+            self.cache.run_pending_tasks().await;
+        }
+        Ok(())
+    }
+
+    fn set_eviction_sink(&self, sink: Arc<dyn EvictionSink>) -> Result<()> {
+        *self.shared.sink.write() = Some(sink);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

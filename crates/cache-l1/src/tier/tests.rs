@@ -1,0 +1,164 @@
+//! Tests of the RAM tier: the conformance suite plus moka-specific behaviour.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use cache_core::{
+    Entry, ErrorKind, EvictionCause, EvictionSink, Evicted, Key, ManualClock, PutOutcome,
+    Rejection, Tier, Timestamp,
+    testkit::{TestTier, TierSpec},
+};
+use parking_lot::Mutex;
+
+use crate::MemoryTier;
+
+fn factory(spec: TierSpec) -> std::future::Ready<TestTier> {
+    std::future::ready(TestTier::new(
+        MemoryTier::builder(spec.capacity_bytes).clock(spec.dyn_clock()).build(),
+    ))
+}
+
+cache_core::conformance_suite!(factory);
+
+#[derive(Debug, Default)]
+struct Collect(Mutex<Vec<Evicted>>);
+
+impl EvictionSink for Collect {
+    fn on_evict(&self, evicted: Evicted) {
+        self.0.lock().push(evicted);
+    }
+}
+
+#[tokio::test]
+async fn size_evictions_reach_the_sink_but_removals_do_not() {
+    let sink = Arc::new(Collect::default());
+    let l1 = MemoryTier::builder(64 * 1024).eviction_sink(sink.clone()).build();
+    let removed = Key::new("ns", "removed").unwrap();
+    assert!(l1.put(removed.clone(), Entry::new(vec![0u8; 100])).await.unwrap().is_stored());
+    l1.remove(&removed).await.unwrap();
+    for i in 0..64u32 {
+        let k = Key::new("ns", i.to_le_bytes().to_vec()).unwrap();
+        assert!(l1.put(k, Entry::new(vec![1u8; 4096])).await.unwrap().is_stored());
+    }
+    l1.flush().await.unwrap();
+    let evicted = sink.0.lock();
+    assert!(!evicted.is_empty(), "a full cache evicts");
+    assert!(evicted.iter().all(|e| e.cause == EvictionCause::Capacity));
+    assert!(evicted.iter().all(|e| e.key != removed), "explicit removals are not demoted");
+    assert!(evicted.iter().all(|e| e.entry.value.len() == 4096));
+    assert_eq!(l1.stats().evictions, evicted.len() as u64);
+}
+
+#[tokio::test]
+async fn eviction_sink_can_be_attached_later() {
+    let sink = Arc::new(Collect::default());
+    let l1 = MemoryTier::builder(16 * 1024).build();
+    l1.set_eviction_sink(sink.clone()).unwrap();
+    for i in 0..32u32 {
+        let k = Key::new("ns", i.to_le_bytes().to_vec()).unwrap();
+        let _ = l1.put(k, Entry::new(vec![1u8; 1024])).await.unwrap();
+    }
+    l1.flush().await.unwrap();
+    assert!(!sink.0.lock().is_empty());
+}
+
+#[tokio::test]
+async fn weight_beyond_u32_is_rejected_not_truncated() {
+    // A capacity above u32::MAX would let moka accept a weight clamped to u32::MAX; the tier
+    // must refuse instead of under-counting. We cannot allocate 4 GiB in a test, so check the
+    // rule on the largest value that fits and the capacity check on one that does not.
+    let l1 = MemoryTier::builder(1024).build();
+    let k = Key::new("ns", "big").unwrap();
+    let outcome = l1.put(k.clone(), Entry::new(vec![0u8; 2048])).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Rejected(Rejection::TooLarge));
+    assert_eq!(l1.stats().rejections, 1);
+    assert!(crate::tier::weight(&k, &Entry::new(vec![0u8; 16])).is_some());
+}
+
+#[tokio::test]
+async fn rejected_overwrite_drops_the_stale_value() {
+    let l1 = MemoryTier::builder(8 * 1024).build();
+    let k = Key::new("ns", "k").unwrap();
+    assert!(l1.put(k.clone(), Entry::new("old")).await.unwrap().is_stored());
+    let outcome = l1.put(k.clone(), Entry::new(vec![0u8; 16 * 1024])).await.unwrap();
+    assert_eq!(outcome, PutOutcome::Rejected(Rejection::TooLarge));
+    assert!(l1.get(&k).await.unwrap().is_none(), "the old value must not survive a newer write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_load_runs_the_loader_once_for_concurrent_callers() {
+    let l1 = Arc::new(MemoryTier::builder(1 << 20).build());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let k = Key::new("ns", "coalesced").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (l1, calls, k) = (l1.clone(), calls.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            l1.get_or_load(k, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Entry::new("loaded"))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().value, "loaded");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(l1.get(&k).await.unwrap().unwrap().value, "loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loader_errors_reach_every_waiter_and_are_not_cached() {
+    let l1 = Arc::new(MemoryTier::builder(1 << 20).build());
+    let k = Key::new("ns", "failing").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (l1, k) = (l1.clone(), k.clone());
+        tasks.push(tokio::spawn(async move {
+            l1.get_or_load(k, || async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(cache_core::Error::new(ErrorKind::Unavailable, "origin", "origin is down"))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap_err().kind(), ErrorKind::Unavailable);
+    }
+    let ok = l1.get_or_load(k.clone(), || async { Ok(Entry::new("recovered")) }).await.unwrap();
+    assert_eq!(ok.value, "recovered");
+}
+
+#[tokio::test]
+async fn loaded_entry_that_does_not_fit_is_returned_but_not_cached() {
+    let l1 = MemoryTier::builder(1024).build();
+    let k = Key::new("ns", "huge").unwrap();
+    let e = l1.get_or_load(k.clone(), || async { Ok(Entry::new(vec![7u8; 4096])) }).await.unwrap();
+    assert_eq!(e.value.len(), 4096);
+    assert!(l1.get(&k).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn expiry_follows_the_injected_clock_in_get_or_load() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    let l1 = MemoryTier::builder(1 << 20).clock(clock.clone()).build();
+    let k = Key::new("ns", "ttl").unwrap();
+    let c = clock.clone();
+    let first = l1
+        .get_or_load(k.clone(), || async move {
+            Ok(Entry::new("v1").with_ttl(&*c, Duration::from_secs(5)))
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.value, "v1");
+    clock.advance(Duration::from_secs(5));
+    let second = l1.get_or_load(k.clone(), || async { Ok(Entry::new("v2")) }).await.unwrap();
+    assert_eq!(second.value, "v2", "an expired entry is reloaded, not served");
+}
