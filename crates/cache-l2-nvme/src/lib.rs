@@ -1,1 +1,98 @@
-//! A log-structured local-disk tier on memmap2 + rkyv (issue: NVMe tier). Not implemented yet.
+//! A log-structured, crash-safe local-disk cache tier on `memmap2` + rkyv records, whose hits
+//! are zero-copy slices of a memory-mapped segment.
+//!
+//! # Design
+//!
+//! - **Segments.** The directory holds fixed-size segment files (`<id>.seg`, 16 hex digits),
+//!   preallocated at creation and written append-only with large `pwrite`s by one writer
+//!   thread. Each starts with a 64-byte checksummed header; records in the cache-core record
+//!   format follow back to back. The segment size is
+//!   `clamp(min(configured, budget / 8), 64 KiB, 1 GiB)` rounded down to 4 KiB (default
+//!   configured size 64 MiB), so a small budget still holds eight segments. A record larger
+//!   than a segment gets a segment of its own, sized to it (4 KiB rounded); a record whose
+//!   segment would exceed the budget, or larger than 2 GiB, is refused with `Invalid`.
+//! - **Zero-copy hits.** Every segment file is mapped once, whole, as soon as it is created
+//!   (`MAP_SHARED`, read-only), and the mapping is wrapped in a `Bytes` (`Bytes::from_owner`).
+//!   A hit is a `slice` of it: no copy, no decode — the checksum (xxh3-64) is verified unless
+//!   [`NvmeTierBuilder::verify_on_read`] is off, and the rkyv metadata is validated in place.
+//!   The segment being written is read through the same mapping: Linux's page cache makes
+//!   bytes written by `pwrite` visible in the mapping at once, and index entries are published
+//!   only after their `pwrite` returned. A corrupt record is a miss, counted in `corrupted`.
+//! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
+//!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
+//! - **Index.** 256 shards of `HashMap<u32 tag, (segment, offset, length|hit)>`: 16-byte
+//!   buckets plus one control byte, so 19–39 bytes per entry depending on the tables' load
+//!   (measured by `cargo run --release -p cache-l2-nvme --example index_memory`). 40 bits of the
+//!   key hash select a bucket; collisions cost an entry, never a wrong value (the full key is
+//!   compared on read). Expiry is not copied into the index: it is checked in the record on
+//!   every hit, and expired entries are dropped from the index when seen and never reinserted.
+//! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
+//!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
+//!   every write. Optional hits-based reinsertion ([`NvmeTierBuilder::reinsert_hits`]) copies
+//!   entries hit since they were written to the head of the log (up to half a segment).
+//! - **Durability.** [`Durability::None`], [`Durability::Periodic`] (default, a syncer thread
+//!   `fdatasync`s dirty segments every 5 ms: group commit, no put waits for it) and
+//!   [`Durability::EveryWrite`] (each writer batch is synced before its puts return). The
+//!   barrier is [`Tier::flush`](cache_core::Tier::flush): when it returns, everything acknowledged
+//!   before it is on stable storage (segments `fdatasync`ed, directory `fsync`ed).
+//! - **Restart.** A clean [`close`](cache_core::Tier::close) writes `index.snap` (versioned,
+//!   xxh3-checksummed) listing the segments and every index entry; opening loads it if it
+//!   matches the segment files, and deletes it before the first write so it is never trusted
+//!   after a later unclean run. Otherwise the segments are scanned oldest first, validating
+//!   every record and stopping at a torn tail. Removes and puts replacing an entry with an
+//!   already-expired one write tombstones, so a scan cannot bring removed keys back.
+//! - **Namespaces.** `clear_namespace` appends one 40-byte marker (namespace id, log position)
+//!   to `namespaces.log` and syncs it: O(1) on disk. Entries of the namespace older than the
+//!   marker are misses from then on (and after restarts) and are dropped at reclaim.
+//! - **Concurrency.** Reads run on the caller's task: shard read lock, slice, checksum. They
+//!   never wait for the writer or a sync. Writes are encoded on the caller's task and queued to
+//!   the writer thread; the caller awaits a oneshot, so the executor never blocks on disk IO
+//!   or `fsync`. (A hit on a page that is not resident takes a page fault on the caller's
+//!   thread; on a page-cached working set there is none.)
+//! - **One process per directory.** `LOCK` is locked exclusively (`flock`) for the tier's
+//!   life; a second opener gets [`ErrorKind::Unavailable`](cache_core::ErrorKind::Unavailable)
+//!   naming the directory.
+//!
+//! The byte layouts are in this crate's `FORMAT.md`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use cache_core::{Entry, Key, Tier};
+//! use cache_l2_nvme::NvmeTierBuilder;
+//!
+//! # async fn demo() -> cache_core::Result<()> {
+//! let tier = NvmeTierBuilder::new("/var/cache/myapp/nvme", 4 << 30).open().await?;
+//! let key = Key::new("images", "cat.png")?;
+//! tier.put(key.clone(), Entry::new(vec![0u8; 4096])).await?;
+//! let hit = tier.get(&key).await?.expect("just written");
+//! assert_eq!(hit.value.len(), 4096); // a slice of the mapped segment
+//! tier.flush().await?; // durable from here on
+//! tier.close().await?; // writes the index snapshot
+//! # Ok(()) }
+//! ```
+
+#![deny(clippy::host_endian_bytes, clippy::big_endian_bytes)]
+
+mod builder;
+mod error;
+mod flush;
+mod format;
+mod index;
+mod namespace;
+mod reclaim;
+mod recover;
+mod segment;
+mod snapshot;
+mod tier;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use crate::{
+    builder::{
+        DEFAULT_SEGMENT_SIZE, Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, NvmeTierBuilder,
+        SEGMENTS_PER_BUDGET,
+    },
+    tier::{NvmeTier, RecoveryReport},
+};

@@ -1,0 +1,476 @@
+//! The writer thread: batches queued operations into large sequential appends, publishes index
+//! entries after the bytes are in the file, rotates and reclaims segments, and runs barriers,
+//! group commit and the clean-close snapshot. The periodic syncer thread lives here too.
+//!
+//! One thread owns every append, so the log order is the order operations were queued. A batch
+//! is everything queued when the writer wakes; its records are copied into one staging buffer
+//! and written with one `pwrite` (flushed early at 1 MiB and at segment boundaries). Index
+//! updates of a batch are applied, in order, right after their bytes are written, and the
+//! batch's callers are acknowledged after that (and after the sync, for
+//! [`Durability::EveryWrite`] and barriers).
+
+use std::{
+    fs::File,
+    sync::{Arc, atomic::Ordering},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cache_core::{Error, NamespaceId, Result};
+use parking_lot::{Condvar, Mutex};
+
+use crate::{
+    builder::Durability,
+    error::NvmeError,
+    format::{NsMarker, SEGMENT_HEADER_LEN, lsn},
+    index::Slot,
+    namespace::NsLog,
+    segment::Segment,
+    tier::{Op, Shared},
+};
+
+/// Staged bytes are written once they reach this size.
+const STAGING_LIMIT: usize = 1 << 20;
+
+/// An index update waiting for its bytes to reach the file.
+#[derive(Debug, Clone, Copy)]
+enum IndexOp {
+    Insert { shard: usize, tag: u32, slot: Slot },
+    Remove { shard: usize, tag: u32 },
+}
+
+struct Active {
+    seg: Arc<Segment>,
+    /// Next append offset (staged bytes included).
+    write_off: u64,
+    /// Offset where the staging buffer starts.
+    staged_from: u64,
+}
+
+/// Stops the syncer thread.
+#[derive(Default)]
+pub(crate) struct SyncerStop {
+    stop: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// State owned by the writer thread.
+pub(crate) struct Writer {
+    pub(crate) sh: Arc<Shared>,
+    active: Option<Active>,
+    staging: Vec<u8>,
+    staged: Vec<(Option<usize>, IndexOp)>,
+    pub(crate) next_segment: u32,
+    pub(crate) nslog: NsLog,
+    /// Held for the writer's lifetime: the directory lock.
+    pub(crate) lock: Option<File>,
+    syncer: Option<(Arc<SyncerStop>, JoinHandle<()>)>,
+    /// Per-op error of the current batch.
+    errors: Vec<Option<Error>>,
+}
+
+impl Writer {
+    pub(crate) fn new(sh: Arc<Shared>, next_segment: u32, nslog: NsLog, lock: File) -> Writer {
+        Writer {
+            sh,
+            active: None,
+            staging: Vec::with_capacity(STAGING_LIMIT + 4096),
+            staged: Vec::new(),
+            next_segment,
+            nslog,
+            lock: Some(lock),
+            syncer: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Starts the writer (and, for periodic durability, the syncer) thread.
+    pub(crate) fn spawn(mut self) -> std::io::Result<JoinHandle<()>> {
+        if let Durability::Periodic(every) = self.sh.durability {
+            let stop = Arc::new(SyncerStop::default());
+            let sh = self.sh.clone();
+            let s = stop.clone();
+            let h = std::thread::Builder::new()
+                .name("nvme-syncer".into())
+                .spawn(move || syncer(&sh, &s, every))?;
+            self.syncer = Some((stop, h));
+        }
+        std::thread::Builder::new().name("nvme-writer".into()).spawn(move || self.run())
+    }
+
+    fn stop_syncer(&mut self) {
+        if let Some((stop, h)) = self.syncer.take() {
+            *stop.stop.lock() = true;
+            stop.cv.notify_all();
+            let _ = h.join();
+        }
+    }
+
+    fn run(mut self) {
+        // A reopen with a smaller budget: shrink first.
+        if let Err(e) = self.make_room(0, false) {
+            tracing::error!(error = %e, "cannot reclaim segments over the budget");
+        }
+        loop {
+            let (ops, shutdown) = {
+                let mut q = self.sh.queue.lock();
+                while q.ops.is_empty() && !q.shutdown {
+                    self.sh.queue_cv.wait(&mut q);
+                }
+                (std::mem::take(&mut q.ops), q.shutdown)
+            };
+            if ops.is_empty() && shutdown {
+                if let Err(e) = self.finish(false) {
+                    tracing::error!(error = %e, "writing out at shutdown failed");
+                }
+                return;
+            }
+            if self.batch(ops) {
+                return;
+            }
+        }
+    }
+
+    /// Runs one batch; returns true if the tier closed.
+    fn batch(&mut self, mut ops: Vec<Op>) -> bool {
+        self.errors.clear();
+        self.errors.resize(ops.len(), None);
+        let mut need_sync = self.sh.durability == Durability::EveryWrite;
+        let mut close = None;
+        for (i, op) in ops.iter_mut().enumerate() {
+            if close.is_some() {
+                self.errors[i] = Some(Error::closed(crate::error::TIER));
+                continue;
+            }
+            let result = match op {
+                Op::Put { shard, tag, record, .. } => {
+                    let (shard, tag, record) = (*shard, *tag, record.clone());
+                    self.append(&record, Some((i, shard, tag)))
+                }
+                Op::Remove { shard, tag, tombstone, force, .. } => {
+                    let (shard, tag, tombstone, force) = (*shard, *tag, tombstone.clone(), *force);
+                    self.remove(shard, tag, &tombstone, force, i)
+                }
+                Op::Clear { namespace, .. } => {
+                    let ns = *namespace;
+                    self.clear(ns)
+                }
+                Op::Barrier { .. } => {
+                    need_sync = true;
+                    Ok(())
+                }
+                Op::Close { .. } => {
+                    close = Some(i);
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                self.errors[i].get_or_insert(e.into());
+            }
+        }
+        if let Err(e) = self.flush_staging() {
+            tracing::error!(error = %e, "append failed");
+        }
+        if need_sync && let Err(e) = self.sh.sync_all() {
+            let e: Error = e.into();
+            for slot in &mut self.errors {
+                slot.get_or_insert_with(|| e.clone());
+            }
+        }
+        if let Some(i) = close {
+            let result = self.finish(true);
+            if let Err(e) = result {
+                self.errors[i].get_or_insert(e.into());
+            }
+        }
+        for (i, op) in ops.into_iter().enumerate() {
+            let result = match self.errors[i].take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+            let ack = match op {
+                Op::Put { ack, .. }
+                | Op::Clear { ack, .. }
+                | Op::Barrier { ack }
+                | Op::Close { ack } => Some(ack),
+                Op::Remove { ack, .. } => ack,
+            };
+            if let Some(ack) = ack {
+                let _ = ack.send(result);
+            }
+        }
+        if close.is_some() {
+            // Anything queued after the close is refused (its ack is dropped: `Closed`).
+            self.sh.queue.lock().ops.clear();
+        }
+        close.is_some()
+    }
+
+    /// Writes staged bytes and publishes their index updates.
+    fn flush_staging(&mut self) -> Result<(), NvmeError> {
+        if self.staging.is_empty() {
+            for (_, op) in self.staged.drain(..) {
+                apply(&self.sh, op);
+            }
+            return Ok(());
+        }
+        let Some(active) = &mut self.active else {
+            unreachable!("bytes are only staged into an active segment")
+        };
+        match active.seg.write_at(&self.staging, active.staged_from) {
+            Ok(()) => {
+                active.staged_from = active.write_off;
+                self.staging.clear();
+                for (_, op) in self.staged.drain(..) {
+                    apply(&self.sh, op);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "segment append failed; abandoning the segment");
+                let err: Error = clone_err(&e);
+                for (who, _) in self.staged.drain(..) {
+                    if let Some(i) = who {
+                        self.errors[i].get_or_insert_with(|| err.clone());
+                    }
+                }
+                self.staging.clear();
+                // The region may be partly written: never append there again.
+                self.seal_active();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stages `record`; `who` is (op index, shard, tag), or `None` with a tag for reinsertion.
+    fn append(
+        &mut self,
+        record: &Bytes,
+        who: Option<(usize, usize, u32)>,
+    ) -> Result<(), NvmeError> {
+        let len = record.len() as u64;
+        if len > self.sh.segment_size - SEGMENT_HEADER_LEN as u64 {
+            return self.append_dedicated(record, who);
+        }
+        let fits = self.active.as_ref().is_some_and(|a| a.write_off + len <= a.seg.size);
+        if !fits {
+            self.flush_staging()?;
+            self.seal_active();
+            self.open_segment(self.sh.segment_size, self.sh.reinsert_hits)?;
+        }
+        self.stage(record, who.map(|(i, _, _)| i), who.map(|(_, s, t)| (s, t)));
+        if self.staging.len() >= STAGING_LIMIT {
+            self.flush_staging()?;
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, record: &[u8], op: Option<usize>, target: Option<(usize, u32)>) {
+        let active = self.active.as_mut().expect("an active segment");
+        let offset = active.write_off as u32;
+        self.staging.extend_from_slice(record);
+        active.write_off += record.len() as u64;
+        if let Some((shard, tag)) = target {
+            let slot = Slot::new(active.seg.id, offset, record.len() as u32);
+            self.staged.push((op, IndexOp::Insert { shard, tag, slot }));
+        }
+    }
+
+    /// A record larger than a segment gets a segment of its own.
+    fn append_dedicated(
+        &mut self,
+        record: &Bytes,
+        who: Option<(usize, usize, u32)>,
+    ) -> Result<(), NvmeError> {
+        self.flush_staging()?;
+        self.seal_active();
+        let size = (SEGMENT_HEADER_LEN as u64 + record.len() as u64).div_ceil(4096) * 4096;
+        if size > self.sh.capacity {
+            return Err(NvmeError::TooLarge {
+                len: record.len() as u64,
+                why: format!("its segment would exceed the budget of {}", self.sh.capacity),
+            });
+        }
+        let seg = self.create_segment(size, false)?.0;
+        seg.write_at(record, SEGMENT_HEADER_LEN as u64)?;
+        if let Some((_, shard, tag)) = who {
+            let slot = Slot::new(seg.id, SEGMENT_HEADER_LEN as u32, record.len() as u32);
+            apply(&self.sh, IndexOp::Insert { shard, tag, slot });
+        }
+        self.sh.unsynced.lock().push(seg);
+        Ok(())
+    }
+
+    fn remove(
+        &mut self,
+        shard: usize,
+        tag: u32,
+        tombstone: &Bytes,
+        force: bool,
+        i: usize,
+    ) -> Result<(), NvmeError> {
+        let staged_insert = self.staged.iter().any(
+            |(_, op)| matches!(op, IndexOp::Insert { shard: s, tag: t, .. } if *s == shard && *t == tag),
+        );
+        if force || staged_insert || self.sh.index.get(shard, tag).is_some() {
+            // The tombstone is written without an index entry of its own.
+            let len = tombstone.len() as u64;
+            let fits = self.active.as_ref().is_some_and(|a| a.write_off + len <= a.seg.size);
+            if !fits {
+                self.flush_staging()?;
+                self.seal_active();
+                self.open_segment(self.sh.segment_size, self.sh.reinsert_hits)?;
+            }
+            self.stage(tombstone, Some(i), None);
+        }
+        self.staged.push((Some(i), IndexOp::Remove { shard, tag }));
+        Ok(())
+    }
+
+    fn clear(&mut self, namespace: NamespaceId) -> Result<(), NvmeError> {
+        self.flush_staging()?;
+        let at = match &self.active {
+            Some(a) => lsn(a.seg.id, a.write_off as u32),
+            None => lsn(self.next_segment, 0),
+        };
+        let now = self.sh.clock.now().as_millis();
+        self.nslog.append(NsMarker { namespace, lsn: at, cleared_at_ms: now })?;
+        let mut markers = self.sh.markers.write();
+        let m = markers.entry(namespace).or_insert(0);
+        *m = (*m).max(at);
+        self.sh.any_markers.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves the active segment to the unsynced list.
+    fn seal_active(&mut self) {
+        if let Some(a) = self.active.take() {
+            self.sh.unsynced.lock().push(a.seg);
+            *self.sh.active.lock() = None;
+        }
+    }
+
+    /// Opens a new active segment, reinserting hit entries from what was reclaimed for it.
+    fn open_segment(&mut self, size: u64, reinsert: bool) -> Result<(), NvmeError> {
+        let (seg, candidates) = self.create_segment(size, reinsert)?;
+        *self.sh.active.lock() = Some(seg.clone());
+        self.active = Some(Active {
+            seg,
+            write_off: SEGMENT_HEADER_LEN as u64,
+            staged_from: SEGMENT_HEADER_LEN as u64,
+        });
+        let budget = size / 2;
+        let mut used = 0u64;
+        let mut reinserted = 0u64;
+        for (shard, tag, record) in candidates {
+            let len = record.len() as u64;
+            if used + len > budget {
+                self.sh.stats.evict(1);
+                continue;
+            }
+            used += len;
+            reinserted += 1;
+            self.stage(&record, None, Some((shard, tag)));
+        }
+        self.sh.reinserted.fetch_add(reinserted, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reclaims until `size` more bytes fit, then creates and registers a segment.
+    fn create_segment(
+        &mut self,
+        size: u64,
+        reinsert: bool,
+    ) -> Result<(Arc<Segment>, Vec<(usize, u32, Bytes)>), NvmeError> {
+        let candidates = self.make_room(size, reinsert)?;
+        let id = self.next_segment;
+        if id == u32::MAX {
+            return Err(NvmeError::Config("segment ids are exhausted".into()));
+        }
+        self.next_segment += 1;
+        let seg =
+            Arc::new(Segment::create(&self.sh.dir, id, size, self.sh.clock.now().as_millis())?);
+        self.sh.segments.write().insert(id, seg.clone());
+        self.sh.bytes_used.fetch_add(size, Ordering::Relaxed);
+        self.sh.dir_dirty.store(true, Ordering::Release);
+        Ok((seg, candidates))
+    }
+
+    /// FIFO reclaim of the oldest segments until `size` more bytes fit in the budget.
+    fn make_room(
+        &mut self,
+        size: u64,
+        reinsert: bool,
+    ) -> Result<Vec<(usize, u32, Bytes)>, NvmeError> {
+        let mut out = Vec::new();
+        while self.sh.bytes_used.load(Ordering::Relaxed) + size > self.sh.capacity {
+            let victim = {
+                let segs = self.sh.segments.read();
+                let active = self.active.as_ref().map(|a| a.seg.id);
+                segs.values().find(|s| Some(s.id) != active).cloned()
+            };
+            let Some(victim) = victim else { break };
+            crate::reclaim::reclaim(&self.sh, &victim, reinsert, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Stops: on a clean close, syncs everything and writes the index snapshot.
+    fn finish(&mut self, clean: bool) -> Result<(), NvmeError> {
+        let staged = self.flush_staging();
+        self.seal_active();
+        self.stop_syncer();
+        let result = if clean {
+            staged
+                .and_then(|()| self.sh.sync_all())
+                .and_then(|()| crate::snapshot::write(&self.sh, u64::from(self.next_segment)))
+        } else {
+            staged
+        };
+        self.lock = None;
+        result
+    }
+}
+
+fn apply(sh: &Shared, op: IndexOp) {
+    match op {
+        IndexOp::Insert { shard, tag, slot } => sh.index.insert(shard, tag, slot),
+        IndexOp::Remove { shard, tag } => {
+            sh.index.remove(shard, tag);
+        }
+    }
+}
+
+fn clone_err(e: &NvmeError) -> Error {
+    // `NvmeError` holds an `io::Error` (not `Clone`); rebuild it with the same kind and text.
+    Error::new(
+        match e {
+            NvmeError::TooLarge { .. } | NvmeError::Config(_) => cache_core::ErrorKind::Invalid,
+            _ => cache_core::ErrorKind::Io,
+        },
+        crate::error::TIER,
+        format!(
+            "{e}: {}",
+            std::error::Error::source(e).map(ToString::to_string).unwrap_or_default()
+        ),
+    )
+}
+
+fn syncer(sh: &Shared, stop: &SyncerStop, every: Duration) {
+    loop {
+        {
+            let mut s = stop.stop.lock();
+            if *s {
+                return;
+            }
+            stop.cv.wait_for(&mut s, every);
+            if *s {
+                return;
+            }
+        }
+        if let Err(e) = sh.sync_all() {
+            tracing::error!(error = %e, "periodic sync failed");
+        }
+    }
+}

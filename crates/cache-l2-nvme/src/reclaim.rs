@@ -1,0 +1,60 @@
+//! FIFO reclaim of the oldest segment, with optional hits-based reinsertion.
+//!
+//! Reclaim drops every index entry that points into the victim (one pass over the index in
+//! memory, no disk reads), removes the segment from the table and unlinks its file. A reader
+//! that already holds a slice of the victim keeps a valid mapping: the file is unlinked, never
+//! truncated. With reinsertion on, entries hit since they were written are validated (checksum,
+//! expiry, namespace clears) and handed back to be appended at the head of the log.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use bytes::Bytes;
+use cache_core::{Namespace, Record, Verify};
+
+use crate::{segment::Segment, tier::Shared};
+
+/// Reclaims `victim`; pushes (shard, tag, record) of entries worth reinserting onto `out`.
+pub(crate) fn reclaim(
+    sh: &Shared,
+    victim: &Arc<Segment>,
+    reinsert: bool,
+    out: &mut Vec<(usize, u32, Bytes)>,
+) {
+    let (removed, hits) = sh.index.drain_segment(victim.id, reinsert);
+    sh.segments.write().remove(&victim.id);
+    sh.unsynced.lock().retain(|s| s.id != victim.id);
+    let now = sh.clock.now();
+    let mut kept = 0u64;
+    for (shard, tag, slot) in hits {
+        let start = slot.offset as usize;
+        let end = start + slot.len() as usize;
+        if end > victim.mapped_len() {
+            continue;
+        }
+        let Ok(record) = Record::decode_with(victim.data.slice(start..end), Verify::Checksum)
+        else {
+            sh.stats.corrupt();
+            continue;
+        };
+        if record.is_tombstone() {
+            continue;
+        }
+        if record.meta().is_expired(now) {
+            sh.stats.expire();
+            continue;
+        }
+        let Ok(ns) = Namespace::new(record.namespace()) else { continue };
+        if sh.cleared(&ns.id(), slot.lsn()) {
+            continue;
+        }
+        kept += 1;
+        out.push((shard, tag, record.into_bytes()));
+    }
+    sh.stats.evict(removed - kept);
+    if let Err(e) = std::fs::remove_file(&victim.path) {
+        tracing::warn!(path = %victim.path.display(), error = %e, "cannot unlink a reclaimed segment");
+    }
+    sh.bytes_used.fetch_sub(victim.size, Ordering::Relaxed);
+    sh.dir_dirty.store(true, Ordering::Release);
+    tracing::debug!(segment = victim.id, entries = removed, reinsert = kept, "reclaimed segment");
+}

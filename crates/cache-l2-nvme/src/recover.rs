@@ -1,0 +1,237 @@
+//! Opening a directory: lock, find segments, load the namespace log, then either load the
+//! snapshot of a clean close or rebuild the index by scanning every segment.
+//!
+//! The scan visits segments oldest first and records in log order; each record is validated
+//! (header, bounds, checksum, metadata archive). A put inserts, a tombstone or an expired record
+//! removes, a record older than its namespace's clear marker is ignored. A segment's scan stops
+//! at the first position that is not a record header (zeros or a torn tail). A record whose
+//! header is sound but whose checksum fails is skipped by its length, and the key it names is
+//! dropped from the index, so an older version cannot come back in its place.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::OpenOptions,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64},
+    },
+    time::Instant,
+};
+
+use bytes::Bytes;
+use cache_core::{HEADER_LEN, Namespace, RecordHeader, TierStats, Verify};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::{
+    builder::NvmeTierBuilder,
+    error::{NvmeError, TIER, io_err},
+    flush::Writer,
+    format::{LOCK_FILE, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, scan_at},
+    index::{HIT_BIT, Index, Slot, locate},
+    namespace::{NsLog, sync_dir},
+    segment::Segment,
+    snapshot,
+    tier::{NvmeTier, Queue, RecoveryReport, Shared},
+};
+
+/// Opens the tier described by `b`.
+pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
+    let started = Instant::now();
+    let segment_size = b.effective_segment_size()?;
+    let dir = b.dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| io_err("create the cache directory", &dir, e))?;
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| io_err("create the lock file", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(NvmeError::Locked { path: dir.clone() });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
+    }
+
+    // Find segments; clear leftovers of interrupted temporary writes.
+    let mut report = RecoveryReport::default();
+    let mut segments = BTreeMap::new();
+    let listing = std::fs::read_dir(&dir).map_err(|e| io_err("list", &dir, e))?;
+    for item in listing {
+        let item = item.map_err(|e| io_err("list", &dir, e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = item.path();
+        if name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let Some(id) = parse_segment_file_name(name) else { continue };
+        match Segment::open_existing(&path, id) {
+            Ok(seg) => {
+                segments.insert(id, Arc::new(seg));
+            }
+            Err(NvmeError::BadFile { reason, .. }) if reason.contains("version") => {
+                return Err(NvmeError::BadFile { path, reason });
+            }
+            Err(NvmeError::BadFile { reason, .. }) => {
+                // A segment whose header never made it to disk holds nothing acknowledged by
+                // a barrier (the header is written and synced before any record); a garbled
+                // one cannot be read. Either way its entries are misses.
+                tracing::warn!(path = %path.display(), %reason, "removing an unreadable segment");
+                report.bad_segments += 1;
+                std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    report.segments = segments.len() as u64;
+
+    let (nslog, markers) = NsLog::open(&dir)?;
+    let stats = TierStats::new(TIER);
+    let index = Index::new();
+    let mut next_segment: u64 = segments.keys().next_back().map_or(0, |id| u64::from(*id) + 1);
+    for m in markers.values() {
+        next_segment = next_segment.max((m >> 32) + 1);
+    }
+
+    match snapshot::read(&dir, &segments) {
+        Ok(Some(snap)) => {
+            index.load(&snap.shard_counts, &snap.entries);
+            next_segment = next_segment.max(snap.next_segment);
+            report.from_snapshot = true;
+        }
+        Ok(None) => scan(&segments, &markers, &index, &b, &mut report),
+        Err(reason) => {
+            tracing::warn!(%reason, "ignoring the index snapshot; scanning segments");
+            scan(&segments, &markers, &index, &b, &mut report);
+        }
+    }
+    // From here on the tier may write: a snapshot must not outlive this run.
+    snapshot::invalidate(&dir)?;
+    sync_dir(&dir)?;
+    let next_segment = u32::try_from(next_segment)
+        .map_err(|_| NvmeError::Config("segment ids are exhausted".into()))?;
+
+    report.entries = index.len();
+    report.micros = started.elapsed().as_micros() as u64;
+    let bytes_used = segments.values().map(|s| s.size).sum();
+    let any_markers = !markers.is_empty();
+    let shared = Arc::new(Shared {
+        dir,
+        capacity: b.capacity,
+        segment_size,
+        durability: b.durability,
+        verify: if b.verify_on_read { Verify::Checksum } else { Verify::StructureOnly },
+        reinsert_hits: b.reinsert_hits,
+        clock: b.clock.clone(),
+        index,
+        segments: RwLock::new(segments),
+        markers: RwLock::new(markers),
+        any_markers: AtomicBool::new(any_markers),
+        bytes_used: AtomicU64::new(bytes_used),
+        stats,
+        closed: AtomicBool::new(false),
+        queue: Mutex::new(Queue::default()),
+        queue_cv: Condvar::new(),
+        sync_lock: Mutex::new(()),
+        unsynced: Mutex::new(Vec::new()),
+        active: Mutex::new(None),
+        dir_dirty: AtomicBool::new(false),
+        reinserted: AtomicU64::new(0),
+        recovery: Mutex::new(report),
+    });
+    for _ in 0..report.corrupt_records {
+        shared.stats.corrupt();
+    }
+    let writer = Writer::new(shared.clone(), next_segment, nslog, lock)
+        .spawn()
+        .map_err(|e| io_err("start the writer thread for", &shared.dir, e))?;
+    tracing::info!(
+        dir = %shared.dir.display(),
+        snapshot = report.from_snapshot,
+        entries = report.entries,
+        micros = report.micros,
+        "nvme tier opened"
+    );
+    Ok(NvmeTier { shared, writer: Mutex::new(Some(writer)) })
+}
+
+/// Rebuilds the index from the segments.
+fn scan(
+    segments: &BTreeMap<u32, Arc<Segment>>,
+    markers: &HashMap<cache_core::NamespaceId, u64>,
+    index: &Index,
+    b: &NvmeTierBuilder,
+    report: &mut RecoveryReport,
+) {
+    let now = b.clock.now();
+    let mut namespaces: HashMap<Box<str>, Namespace> = HashMap::new();
+    let mut ns_of = |name: &str| -> Option<Namespace> {
+        if let Some(ns) = namespaces.get(name) {
+            return Some(ns.clone());
+        }
+        let ns = Namespace::new(name).ok()?;
+        namespaces.insert(name.into(), ns.clone());
+        Some(ns)
+    };
+    for seg in segments.values() {
+        let data = &seg.data;
+        let mut at = SEGMENT_HEADER_LEN;
+        loop {
+            match scan_at(data, at, Verify::Checksum) {
+                ScanItem::Record { record } => {
+                    let len = record.as_bytes().len();
+                    if len as u64 >= u64::from(HIT_BIT) {
+                        break;
+                    }
+                    let Some(ns) = ns_of(record.namespace()) else { break };
+                    let Ok(key) = ns.key(Bytes::copy_from_slice(record.key_bytes())) else {
+                        break;
+                    };
+                    let (shard, tag) = locate(key.hash());
+                    let pos = lsn(seg.id, at as u32);
+                    let cleared = markers.get(&ns.id()).is_some_and(|m| pos < *m);
+                    if cleared || record.is_tombstone() || record.meta().is_expired(now) {
+                        index.remove(shard, tag);
+                    } else {
+                        index.insert(shard, tag, Slot::new(seg.id, at as u32, len as u32));
+                    }
+                    at += len;
+                }
+                ScanItem::Corrupt { len } => {
+                    report.corrupt_records += 1;
+                    forget_named_key(data, at, &mut ns_of, index);
+                    at += len as usize;
+                }
+                ScanItem::End => break,
+            }
+        }
+    }
+}
+
+/// Drops the key a corrupt record names, if its namespace and key still parse.
+fn forget_named_key(
+    data: &Bytes,
+    at: usize,
+    ns_of: &mut impl FnMut(&str) -> Option<Namespace>,
+    index: &Index,
+) {
+    let Ok(h) = RecordHeader::parse(&data[at..]) else { return };
+    let ns_start = at + HEADER_LEN + h.meta_len as usize;
+    let key_start = ns_start + h.namespace_len as usize;
+    let key_end = key_start + h.key_len as usize;
+    let Some(name) = data.get(ns_start..key_start).and_then(|b| std::str::from_utf8(b).ok()) else {
+        return;
+    };
+    let Some(key_bytes) = data.get(key_start..key_end) else { return };
+    if let Some(ns) = ns_of(name)
+        && let Ok(key) = ns.key(Bytes::copy_from_slice(key_bytes))
+    {
+        let (shard, tag) = locate(key.hash());
+        index.remove(shard, tag);
+    }
+}

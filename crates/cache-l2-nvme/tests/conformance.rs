@@ -1,0 +1,16 @@
+//! The cache-core conformance suite against the NVMe tier in a temporary directory.
+
+use cache_core::testkit::{TestTier, TierSpec};
+use cache_l2_nvme::NvmeTierBuilder;
+
+async fn factory(spec: TierSpec) -> TestTier {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
+        .clock(spec.dyn_clock())
+        .open()
+        .await
+        .expect("open the tier");
+    TestTier::with_guard(tier, dir)
+}
+
+cache_core::conformance_suite!(factory);
