@@ -169,7 +169,9 @@ fn main() {
     #[expect(clippy::print_stdout, reason = "the bench's report")]
     {
         println!();
-        println!("L1 get-hit vs raw moka (same weigher, keys, {VALUE_LEN}-byte values; median of 41 paired passes):");
+        println!(
+            "L1 get-hit vs raw moka (same weigher, keys, {VALUE_LEN}-byte values; median of 41 paired passes):"
+        );
         println!("  raw moka: {moka:.1} ns/get   l1: {ours:.1} ns/get");
         println!("  throughput ratio l1/moka = {:.3} (target >= 0.90)", moka / ours);
     }

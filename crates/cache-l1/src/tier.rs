@@ -12,7 +12,7 @@ use std::{
 
 use async_trait::async_trait;
 use cache_core::{
-    Clock, Entry, Error, ErrorKind, EvictionCause, EvictionSink, Evicted, Key, Namespace,
+    Clock, Entry, Error, ErrorKind, Evicted, EvictionCause, EvictionSink, Key, Namespace,
     PutOutcome, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage,
 };
 use moka::{Expiry, notification::RemovalCause};
@@ -127,7 +127,12 @@ impl MemoryTier {
                 }
             })
             .build();
-        MemoryTier { cache, shared, capacity_bytes: b.capacity_bytes, closed: AtomicBool::new(false) }
+        MemoryTier {
+            cache,
+            shared,
+            capacity_bytes: b.capacity_bytes,
+            closed: AtomicBool::new(false),
+        }
     }
 
     fn check_open(&self) -> Result<()> {

@@ -137,3 +137,25 @@ proptest! {
         prop_assert!(rec.matches(&key));
     }
 }
+
+#[test]
+fn archived_metadata_layout_is_pinned() {
+    // docs/format.md documents these 25 bytes; a change here is a format change.
+    let meta = EntryMeta {
+        created_at: Timestamp::from_millis(0x0102_0304_0506_0708),
+        expires_at: Some(Timestamp::from_millis(0x1112_1314_1516_1718)),
+        version: Some(0x2122_2324_2526_2728),
+    };
+    let archived = archived_meta(&meta);
+    let expected: [u8; 25] = [
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // created_at_ms, u64 LE
+        0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, // expires_at_ms, u64 LE
+        0x01, // version tag: 1 = present
+        0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21, // version, u64 LE
+    ];
+    assert_eq!(archived.as_slice(), &expected[..]);
+    assert_eq!(meta_len(), 25);
+    let none = archived_meta(&EntryMeta::default());
+    assert_eq!(none.len(), 25);
+    assert_eq!(none[16], 0, "version tag 0 = absent");
+}

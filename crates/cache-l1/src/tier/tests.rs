@@ -9,7 +9,7 @@ use std::{
 };
 
 use cache_core::{
-    Entry, ErrorKind, EvictionCause, EvictionSink, Evicted, Key, ManualClock, PutOutcome,
+    Entry, ErrorKind, Evicted, EvictionCause, EvictionSink, Key, ManualClock, PutOutcome,
     Rejection, Tier, Timestamp,
     testkit::{TestTier, TierSpec},
 };
