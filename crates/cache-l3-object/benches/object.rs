@@ -1,0 +1,3 @@
+//! Benchmarks of the object tier against raw object_store calls (not written yet).
+
+fn main() {}

@@ -1,0 +1,269 @@
+//! Where objects live and what their bytes are: `{prefix}/{namespace id}/{fan-out}/{key hash}`,
+//! each object one cache-core record.
+//!
+//! User strings never become path components: a namespace is its 32-hex-digit identifier and a
+//! key is the 64-hex-digit BLAKE3 hash of namespace and key. The fan-out component is the first
+//! byte of the key hash (two hex digits), which spreads keys over 256 sub-prefixes per namespace
+//! (S3 partitions request rates by prefix; directories on a local filesystem stay small).
+//!
+//! Records are written in two pieces so a value is never copied on `put`: a small head (header,
+//! metadata, namespace, key) built here with the value's length and checksum, followed by the
+//! value itself. The bytes are exactly those of [`Record::encode`] (a test checks this).
+
+use bytes::{Bytes, BytesMut};
+use cache_core::{
+    EntryMeta, Error, HEADER_LEN, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader,
+    Result, Verify,
+};
+use object_store::path::Path;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::tier::TIER;
+
+/// The byte offset of the `value_len` field in a record header (see cache-core's record format).
+const VALUE_LEN_AT: usize = 24;
+/// The byte offset of the checksum in a record header; the checksum covers the bytes before it
+/// and everything after the header.
+const CHECKSUM_AT: usize = HEADER_LEN - 8;
+
+/// The sub-prefix under the tier's prefix used for start-up probes. It is not 32 hex digits, so
+/// it can never be a namespace identifier.
+const PROBE_DIR: &str = "_probe";
+
+/// Builds object paths under one prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// The prefix as given (normalized, without leading or trailing `/`), or empty.
+    prefix: String,
+}
+
+impl Layout {
+    /// A layout under `prefix` (`""` for the root of the bucket or directory).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) if `prefix` is not a valid object
+    /// path (empty segments, `.` or `..`, control characters).
+    pub(crate) fn new(prefix: &str) -> Result<Layout> {
+        let trimmed = prefix.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(Layout { prefix: String::new() });
+        }
+        let parsed = Path::parse(trimmed).map_err(|e| {
+            Error::invalid(TIER, format!("the prefix {trimmed:?} is not a valid object path"))
+                .with_source(e)
+        })?;
+        if parsed.as_ref() != trimmed {
+            return Err(Error::invalid(
+                TIER,
+                format!("the prefix {trimmed:?} is not a valid object path"),
+            ));
+        }
+        Ok(Layout { prefix: parsed.as_ref().to_owned() })
+    }
+
+    /// The prefix (no leading or trailing `/`; empty for none).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn join(&self, rest: &str) -> Path {
+        // Every component is hex or a fixed ASCII word, so this never needs escaping.
+        if self.prefix.is_empty() {
+            Path::from(rest)
+        } else {
+            Path::from(format!("{}/{rest}", self.prefix))
+        }
+    }
+
+    /// The object holding `key`.
+    pub(crate) fn object(&self, key: &Key) -> Path {
+        self.object_of(key.namespace().id(), key.hash())
+    }
+
+    /// The object holding the key with this namespace identifier and hash.
+    pub(crate) fn object_of(&self, ns: NamespaceId, hash: &KeyHash) -> Path {
+        let hash = hash.to_hex();
+        self.join(&format!("{}/{}/{hash}", ns.to_hex(), &hash[..2]))
+    }
+
+    /// The prefix holding every object of `namespace`.
+    pub(crate) fn namespace(&self, namespace: &Namespace) -> Path {
+        self.join(&namespace.id().to_hex())
+    }
+
+    /// A start-up probe object named `name`.
+    pub(crate) fn probe(&self, name: &str) -> Path {
+        self.join(&format!("{PROBE_DIR}/{name}"))
+    }
+
+    /// The prefix of start-up probes.
+    pub(crate) fn probe_dir(&self) -> Path {
+        self.join(PROBE_DIR)
+    }
+}
+
+/// A record split into a head and the value, ready to upload without copying the value.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitRecord {
+    /// Header, metadata, namespace and key.
+    pub(crate) head: Bytes,
+    /// The value.
+    pub(crate) value: Bytes,
+}
+
+impl SplitRecord {
+    /// Encodes the record for `value` with `meta` under `key`.
+    pub(crate) fn encode(key: &Key, meta: EntryMeta, value: Bytes) -> SplitRecord {
+        let empty = cache_core::Entry { value: Bytes::new(), meta };
+        let mut head = BytesMut::from(&Record::encode(key, &empty)[..]);
+        head[VALUE_LEN_AT..VALUE_LEN_AT + 8].copy_from_slice(&(value.len() as u64).to_le_bytes());
+        let mut h = Xxh3::new();
+        h.update(&head[..CHECKSUM_AT]);
+        h.update(&head[HEADER_LEN..]);
+        h.update(&value);
+        head[CHECKSUM_AT..HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
+        SplitRecord { head: head.freeze(), value }
+    }
+
+    /// Splits an already encoded record (zero-copy).
+    pub(crate) fn from_record(record: &Record) -> SplitRecord {
+        let bytes = record.as_bytes();
+        let value = record.value();
+        let head_len = bytes.len() - value.len();
+        SplitRecord { head: bytes.slice(..head_len), value }
+    }
+
+    /// The whole object's length.
+    pub(crate) fn len(&self) -> u64 {
+        (self.head.len() + self.value.len()) as u64
+    }
+
+    /// The object's bytes as a list of chunks.
+    pub(crate) fn chunks(&self) -> impl Iterator<Item = Bytes> + use<> {
+        [self.head.clone(), self.value.clone()].into_iter().filter(|b| !b.is_empty())
+    }
+}
+
+/// What the head of a stored record says, read without downloading the value.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordHead {
+    /// The metadata.
+    pub(crate) meta: EntryMeta,
+    /// Where the value starts in the object.
+    pub(crate) value_offset: u64,
+    /// The value's length.
+    pub(crate) value_len: u64,
+}
+
+/// The length of the head of any record for `key`: where its value starts.
+pub(crate) fn head_len(key: &Key) -> u64 {
+    Record::encoded_len(key, 0) as u64
+}
+
+/// Parses the head of the record for `key` from the first bytes of an object of `object_len`
+/// bytes. The checksum covers the whole record and cannot be verified from the head alone; the
+/// header's structure, the metadata archive, the stored key and the object's length are.
+///
+/// # Errors
+/// [`ErrorKind::Corrupted`](cache_core::ErrorKind::Corrupted) when any of those do not hold.
+pub(crate) fn parse_head(key: &Key, head: &[u8], object_len: u64) -> Result<RecordHead> {
+    let value_offset = head_len(key);
+    if (head.len() as u64) < value_offset {
+        return Err(Error::corrupted(TIER, "object is shorter than its record head"));
+    }
+    let header = RecordHeader::parse(head)?;
+    let total = header.total_len().unwrap_or(u64::MAX);
+    if total != object_len {
+        return Err(Error::corrupted(
+            TIER,
+            format!("record header says {total} bytes but the object has {object_len}"),
+        ));
+    }
+    if header.is_tombstone() {
+        return Err(Error::corrupted(TIER, "object holds a tombstone"));
+    }
+    // Decode the head as a record with an empty value: structure and metadata, no checksum.
+    let mut copy = head[..value_offset as usize].to_vec();
+    copy[VALUE_LEN_AT..VALUE_LEN_AT + 8].copy_from_slice(&0u64.to_le_bytes());
+    let record = Record::decode_with(Bytes::from(copy), Verify::StructureOnly)?;
+    if !record.matches(key) {
+        return Err(Error::corrupted(TIER, "object holds a record of another key"));
+    }
+    Ok(RecordHead { meta: *record.meta(), value_offset, value_len: header.value_len })
+}
+
+#[cfg(test)]
+mod tests {
+    use cache_core::{Entry, ErrorKind, Timestamp};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn paths_are_hex_under_the_prefix() {
+        let layout = Layout::new("/cache/l3/").unwrap();
+        let key = Key::new("../../etc", "passwd").unwrap();
+        let path = layout.object(&key).to_string();
+        let parts: Vec<&str> = path.split('/').collect();
+        assert_eq!(parts.len(), 5, "{path}");
+        assert_eq!(&parts[..2], &["cache", "l3"]);
+        assert_eq!(parts[2], key.namespace().id().to_hex());
+        assert_eq!(parts[3], &key.hash().to_hex()[..2]);
+        assert_eq!(parts[4], key.hash().to_hex());
+        assert!(path.starts_with(&format!("{}/", layout.namespace(key.namespace()))));
+        let root = Layout::new("").unwrap();
+        assert_eq!(root.object(&key).parts().count(), 3);
+        assert!(!layout.probe("x").to_string().contains(&key.namespace().id().to_hex()));
+    }
+
+    #[test]
+    fn bad_prefixes_are_invalid() {
+        for bad in ["a//b", "a/../b", "a/./b", "a\u{1}b"] {
+            let err = Layout::new(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn split_encoding_equals_record_encode(
+            ns in "[a-z:/.]{1,20}",
+            k in proptest::collection::vec(any::<u8>(), 0..64),
+            v in proptest::collection::vec(any::<u8>(), 0..300),
+            created in 0u64..u64::MAX / 2,
+            expires in proptest::option::of(1u64..u64::MAX / 2),
+            version in proptest::option::of(any::<u64>()),
+        ) {
+            let key = Key::new(&ns, k).unwrap();
+            let meta = EntryMeta {
+                created_at: Timestamp::from_millis(created),
+                expires_at: expires.map(Timestamp::from_millis),
+                version,
+            };
+            let entry = Entry { value: Bytes::from(v), meta };
+            let whole = Record::encode(&key, &entry);
+            let split = SplitRecord::encode(&key, meta, entry.value.clone());
+            let joined: Vec<u8> = split.chunks().flat_map(|c| c.to_vec()).collect();
+            prop_assert_eq!(&joined[..], &whole[..]);
+            prop_assert_eq!(split.len(), whole.len() as u64);
+            let record = Record::decode(whole.clone()).unwrap();
+            let again = SplitRecord::from_record(&record);
+            prop_assert_eq!(&again.head[..], &split.head[..]);
+            let head = parse_head(&key, &whole, whole.len() as u64).unwrap();
+            prop_assert_eq!(head.meta, *record.meta());
+            prop_assert_eq!(head.value_len, entry.value.len() as u64);
+            prop_assert_eq!(&whole[head.value_offset as usize..], &entry.value[..]);
+        }
+    }
+
+    #[test]
+    fn head_of_another_key_or_truncated_object_is_corrupt() {
+        let key = Key::new("ns", "k").unwrap();
+        let other = Key::new("ns", "j").unwrap();
+        let bytes = Record::encode(&key, &Entry::new("value"));
+        let len = bytes.len() as u64;
+        assert_eq!(parse_head(&other, &bytes, len).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert_eq!(parse_head(&key, &bytes, len + 1).unwrap_err().kind(), ErrorKind::Corrupted);
+        assert_eq!(parse_head(&key, &bytes[..10], len).unwrap_err().kind(), ErrorKind::Corrupted);
+    }
+}

@@ -1,0 +1,966 @@
+//! [`ObjectTier`]: the [`Tier`] implementation over an [`ObjectStore`].
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fmt,
+    future::Future,
+    ops::Range,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cache_core::{
+    Clock, Entry, Error, ErrorKind, Key, KeyHash, Namespace, NamespaceId, PutOutcome, Record,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait,
+    check_record_key,
+};
+use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, path::Path,
+};
+use parking_lot::Mutex;
+use tokio::task::JoinSet;
+
+use crate::{
+    builder::ObjectTierBuilder,
+    error::ObjectError,
+    layout::{self, Layout, SplitRecord},
+    metrics::{Metrics, ObjectMetrics, Op},
+};
+
+/// The tier's name in errors, stats and metrics.
+pub(crate) const TIER: &str = "object";
+
+/// Ranged reads closer than this to the start of the object are one request.
+const ONE_REQUEST_RANGE: u64 = 1024 * 1024;
+/// Concurrent requests of one `get_many` or `put_many`.
+const BATCH_CONCURRENCY: usize = 16;
+/// Objects listed before a bulk delete is sent.
+const DELETE_BATCH: usize = 1000;
+/// Background deletes of expired objects beyond this many in flight are skipped (the object
+/// is found and retried on a later read, or removed by a lifecycle rule).
+const MAX_BACKGROUND: usize = 1024;
+
+/// What a conditional create did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum CreateOutcome {
+    /// The object did not exist and now holds the value.
+    Created,
+    /// An object already existed; it was left unchanged.
+    AlreadyExists,
+    /// Nothing was written, for this reason (an entry that had already expired).
+    Rejected(Rejection),
+}
+
+/// The settings `ObjectTierBuilder::build` hands to the tier.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) operation_timeout: Duration,
+    pub(crate) multipart_threshold: u64,
+    pub(crate) part_size: usize,
+    pub(crate) part_concurrency: usize,
+    pub(crate) delete_concurrency: usize,
+    pub(crate) conditional_create: bool,
+    pub(crate) budget: Option<u64>,
+}
+
+/// A cache tier on object storage: S3 and compatible servers, the local filesystem, memory,
+/// or any other [`ObjectStore`]. See the [crate documentation](crate) for the layout, TTL,
+/// budget and failure behaviour.
+#[derive(Clone)]
+pub struct ObjectTier {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) layout: Layout,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    stats: TierStats,
+    metrics: Metrics,
+    ledger: Option<Mutex<Ledger>>,
+    closed: AtomicBool,
+    background: Mutex<JoinSet<()>>,
+}
+
+enum Written {
+    Stored,
+    Exists,
+}
+
+impl ObjectTier {
+    /// A builder for a tier over `store`.
+    pub fn builder(store: Arc<dyn ObjectStore>) -> ObjectTierBuilder {
+        ObjectTierBuilder::new(store)
+    }
+
+    pub(crate) fn from_parts(
+        store: Arc<dyn ObjectStore>,
+        layout: Layout,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> ObjectTier {
+        let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
+        ObjectTier {
+            inner: Arc::new(Inner {
+                store,
+                layout,
+                settings,
+                clock,
+                stats: TierStats::new(TIER),
+                metrics: Metrics::new(),
+                ledger,
+                closed: AtomicBool::new(false),
+                background: Mutex::new(JoinSet::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// The object store underneath.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    /// The prefix objects go under (empty for none).
+    pub fn prefix(&self) -> &str {
+        self.inner.layout.prefix()
+    }
+
+    /// The path of the object that holds `key`.
+    pub fn object_path(&self, key: &Key) -> Path {
+        self.inner.layout.object(key)
+    }
+
+    /// Request counts, failures, bytes up and down and latency of the object-store calls.
+    pub fn metrics(&self) -> ObjectMetrics {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Reads bytes `range` of the value of `key` without downloading the whole object.
+    ///
+    /// The range is clamped to the value (a range past its end gives fewer or no bytes). One
+    /// request when the range starts within the first MiB of the object, else two concurrent
+    /// ones (the record head and the range). The head's structure, the stored key and the
+    /// expiry are checked, but the record checksum covers the whole object and cannot be:
+    /// use [`Tier::get`] when the bytes must be verified.
+    ///
+    /// # Errors
+    /// `Invalid` if `range.start > range.end`; `Closed`; a backend failure.
+    pub async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        let inner = &self.inner;
+        let out = inner.get_range(key, range).await;
+        match &out {
+            Ok(Some(_)) => inner.stats.hit(),
+            Ok(None) => inner.stats.miss(),
+            Err(_) => {}
+        }
+        inner.stats.track(out)
+    }
+
+    /// Stores `entry` under `key` only if no object exists for it (`PutMode::Create`),
+    /// whatever the tier's `conditional_create` setting. The value goes up in one request.
+    ///
+    /// # Errors
+    /// `Unsupported` if the store cannot create conditionally (a store that silently ignores
+    /// it is only detected by `conditional_create(true)` at build time); `Invalid` for a value
+    /// larger than the budget; `Closed`; a backend failure.
+    pub async fn put_if_absent(&self, key: Key, entry: Entry) -> Result<CreateOutcome> {
+        let out = self.inner.put_entry(key, entry, PutMode::Create).await;
+        self.inner.stats.track(out.map(|o| match o {
+            None => CreateOutcome::Rejected(Rejection::Expired),
+            Some(Written::Stored) => CreateOutcome::Created,
+            Some(Written::Exists) => CreateOutcome::AlreadyExists,
+        }))
+    }
+
+    /// Removes every object of `namespace` (a listing and bulk deletes, with at most
+    /// `delete_concurrency` delete requests in flight) and returns how many were removed.
+    ///
+    /// # Errors
+    /// `Closed`; a backend failure (objects deleted before it stay deleted).
+    pub async fn clear_namespace_count(&self, namespace: &Namespace) -> Result<u64> {
+        let out = self.inner.clear_namespace(namespace).await;
+        self.inner.stats.track(out)
+    }
+}
+
+impl fmt::Debug for ObjectTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("ObjectTier")
+            .field("store", &format_args!("{}", inner.store))
+            .field("prefix", &inner.layout.prefix())
+            .field("settings", &inner.settings)
+            .field("closed", &inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(Error::closed(TIER)) } else { Ok(()) }
+    }
+
+    /// Runs one object-store call under the operation timeout and records it. The outer error
+    /// is a timeout; the inner result is the store's, unclassified.
+    pub(crate) async fn call_raw<T>(
+        &self,
+        op: Op,
+        fut: impl Future<Output = object_store::Result<T>>,
+    ) -> std::result::Result<object_store::Result<T>, ObjectError> {
+        let timeout = self.settings.operation_timeout;
+        let start = Instant::now();
+        let out = tokio::time::timeout(timeout, fut).await;
+        let failed = match &out {
+            Err(_) => true,
+            Ok(Err(
+                object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            )) => false,
+            Ok(r) => r.is_err(),
+        };
+        self.metrics.record(op, start.elapsed(), failed);
+        out.map_err(|_| ObjectError::Timeout { op, timeout })
+    }
+
+    /// Like [`Inner::call_raw`], with failures classified.
+    pub(crate) async fn call<T>(
+        &self,
+        op: Op,
+        fut: impl Future<Output = object_store::Result<T>>,
+    ) -> std::result::Result<T, ObjectError> {
+        self.call_raw(op, fut).await?.map_err(|e| ObjectError::classify(op, e))
+    }
+
+    /// The stored record of `key`, checked; `None` for a miss (absent, corrupt, expired).
+    async fn get_record(self: &Arc<Self>, key: &Key) -> Result<Option<Record>> {
+        self.check_open()?;
+        let path = self.layout.object(key);
+        let got = self
+            .call_raw(Op::Get, async {
+                let r = self.store.get_opts(&path, GetOptions::default()).await?;
+                let e_tag = r.meta.e_tag.clone();
+                Ok((r.bytes().await?, e_tag))
+            })
+            .await?;
+        let (bytes, e_tag) = match got {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(ObjectError::classify(Op::Get, e).into()),
+        };
+        self.metrics.add_down(bytes.len() as u64);
+        let record = match Record::decode(bytes) {
+            Ok(r) if r.matches(key) && !r.is_tombstone() => r,
+            Ok(_) => {
+                self.on_corrupt(key, &path, "the object holds a record of another key").await;
+                return Ok(None);
+            }
+            Err(e) => {
+                self.on_corrupt(key, &path, e.message()).await;
+                return Ok(None);
+            }
+        };
+        if record.meta().is_expired(self.clock.now()) {
+            self.delete_expired_later(key, path, e_tag);
+            return Ok(None);
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().touch(key.hash());
+        }
+        Ok(Some(record))
+    }
+
+    /// Whether `key` has a live entry, reading only the record head.
+    async fn contains(self: &Arc<Self>, key: &Key) -> Result<bool> {
+        self.check_open()?;
+        let path = self.layout.object(key);
+        let head_len = layout::head_len(key);
+        let got = self
+            .call_raw(Op::GetRange, async {
+                let opts = GetOptions::new().with_range(Some(GetRange::Bounded(0..head_len)));
+                let r = self.store.get_opts(&path, opts).await?;
+                let (size, e_tag) = (r.meta.size, r.meta.e_tag.clone());
+                Ok((r.bytes().await?, size, e_tag))
+            })
+            .await?;
+        match got {
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok((bytes, size, e_tag)) => {
+                self.metrics.add_down(bytes.len() as u64);
+                match layout::parse_head(key, &bytes, size) {
+                    Ok(head) if head.meta.is_expired(self.clock.now()) => {
+                        self.delete_expired_later(key, path, e_tag);
+                        Ok(false)
+                    }
+                    Ok(_) => Ok(true),
+                    // Let a full read count, report and delete it.
+                    Err(_) => Ok(self.get_record(key).await?.is_some()),
+                }
+            }
+            // A ranged read the store refused (an object shorter than a head, say): read it all.
+            Err(_) => Ok(self.get_record(key).await?.is_some()),
+        }
+    }
+
+    async fn get_range(self: &Arc<Self>, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        if range.start > range.end {
+            return Err(Error::invalid(
+                TIER,
+                format!("range {}..{} ends before it starts", range.start, range.end),
+            ));
+        }
+        let path = self.layout.object(key);
+        let head_len = layout::head_len(key);
+        let ranged = |r: Range<u64>| {
+            let path = &path;
+            async move {
+                let opts = GetOptions::new().with_range(Some(GetRange::Bounded(r)));
+                let got = self.store.get_opts(path, opts).await?;
+                let (size, e_tag) = (got.meta.size, got.meta.e_tag.clone());
+                Ok((got.bytes().await?, size, e_tag))
+            }
+        };
+        let one_request = range.start <= ONE_REQUEST_RANGE;
+        let (head, tail) = if one_request {
+            let end = head_len.saturating_add(range.end).max(head_len);
+            (self.call_raw(Op::GetRange, ranged(0..end)).await?, None)
+        } else {
+            let r = head_len + range.start..head_len.saturating_add(range.end);
+            let (head, tail) = futures::join!(
+                self.call_raw(Op::GetRange, ranged(0..head_len)),
+                self.call_raw(Op::GetRange, ranged(r)),
+            );
+            (head?, Some(tail?))
+        };
+        let (bytes, size, e_tag) = match head {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(_) => {
+                // Shorter than a head, or otherwise unreadable in ranges: a full read decides.
+                return Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range)));
+            }
+        };
+        self.metrics.add_down(bytes.len() as u64);
+        let head = match layout::parse_head(key, &bytes, size) {
+            Ok(head) => head,
+            Err(e) => {
+                self.on_corrupt(key, &path, e.message()).await;
+                return Ok(None);
+            }
+        };
+        if head.meta.is_expired(self.clock.now()) {
+            self.delete_expired_later(key, path, e_tag);
+            return Ok(None);
+        }
+        let value_len = head.value_len;
+        let (start, end) = (range.start.min(value_len), range.end.min(value_len));
+        match tail {
+            None => {
+                let from = (head.value_offset + start) as usize;
+                let to = ((head.value_offset + end) as usize).min(bytes.len());
+                Ok(Some(bytes.slice(from.min(to)..to)))
+            }
+            Some(_) if start == end => Ok(Some(Bytes::new())),
+            Some(Ok((tail, _, tail_tag))) => {
+                self.metrics.add_down(tail.len() as u64);
+                if tail_tag != e_tag || tail.len() as u64 != end - start {
+                    // The object changed between the two requests: read it whole.
+                    return Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range)));
+                }
+                Ok(Some(tail))
+            }
+            Some(Err(object_store::Error::NotFound { .. })) => Ok(None),
+            Some(Err(e)) => Err(ObjectError::classify(Op::GetRange, e).into()),
+        }
+    }
+
+    /// Stamps, encodes and writes `entry`; `None` if it had already expired.
+    async fn put_entry(
+        self: &Arc<Self>,
+        key: Key,
+        mut entry: Entry,
+        mode: PutMode,
+    ) -> Result<Option<Written>> {
+        self.check_open()?;
+        let now = self.clock.now();
+        if entry.is_expired(now) {
+            self.stats.reject();
+            return Ok(None);
+        }
+        entry.meta.stamp(now);
+        let split = SplitRecord::encode(&key, entry.meta, entry.value);
+        self.write(&key, split, mode).await.map(Some)
+    }
+
+    async fn put_record(self: &Arc<Self>, key: Key, record: Record) -> Result<Option<Written>> {
+        self.check_open()?;
+        check_record_key(TIER, &key, &record)?;
+        if record.meta().created_at == Timestamp::ZERO {
+            return self.put_entry(key, record.to_entry(), self.put_mode()).await;
+        }
+        if record.meta().is_expired(self.clock.now()) {
+            self.stats.reject();
+            return Ok(None);
+        }
+        self.write(&key, SplitRecord::from_record(&record), self.put_mode()).await.map(Some)
+    }
+
+    fn put_mode(&self) -> PutMode {
+        if self.settings.conditional_create { PutMode::Create } else { PutMode::Overwrite }
+    }
+
+    /// Writes one record object, accounts for it and evicts to stay within the budget.
+    async fn write(
+        self: &Arc<Self>,
+        key: &Key,
+        split: SplitRecord,
+        mode: PutMode,
+    ) -> Result<Written> {
+        let size = split.len();
+        if let Some(budget) = self.settings.budget
+            && size > budget
+        {
+            return Err(Error::invalid(
+                TIER,
+                format!("a record of {size} bytes cannot fit in the byte budget of {budget}"),
+            ));
+        }
+        let path = self.layout.object(key);
+        let conditional = matches!(mode, PutMode::Create);
+        if conditional || size < self.settings.multipart_threshold {
+            let payload: PutPayload = split.chunks().collect();
+            let put = self
+                .call_raw(Op::Put, self.store.put_opts(&path, payload, PutOptions::from(mode)))
+                .await?;
+            match put {
+                Ok(_) => self.metrics.add_up(size),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) if conditional => return Ok(Written::Exists),
+                Err(e) => return Err(ObjectError::classify(Op::Put, e).into()),
+            }
+        } else {
+            self.multipart(&path, &split).await?;
+        }
+        self.account(key, size).await;
+        Ok(Written::Stored)
+    }
+
+    async fn multipart(&self, path: &Path, split: &SplitRecord) -> Result<()> {
+        let mut upload = self
+            .call(
+                Op::MultipartStart,
+                self.store.put_multipart_opts(path, PutMultipartOptions::default()),
+            )
+            .await?;
+        let parts = parts(split, self.settings.part_size);
+        let uploaded = async {
+            let mut in_flight = FuturesUnordered::new();
+            for part in parts {
+                while in_flight.len() >= self.settings.part_concurrency {
+                    in_flight.next().await.expect("parts in flight")?;
+                }
+                let len = part.content_length() as u64;
+                let fut = upload.put_part(part);
+                in_flight.push(async move {
+                    let out = self.call(Op::MultipartPart, fut).await;
+                    if out.is_ok() {
+                        self.metrics.add_up(len);
+                    }
+                    out
+                });
+            }
+            while let Some(done) = in_flight.next().await {
+                done?;
+            }
+            Ok::<(), ObjectError>(())
+        }
+        .await;
+        let finished = match uploaded {
+            Ok(()) => self.call(Op::MultipartComplete, upload.complete()).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = finished {
+            if let Err(abort) = self.call(Op::MultipartComplete, upload.abort()).await {
+                tracing::warn!(error = %abort, "aborting a failed multipart upload failed");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Records a written object in the budget account and evicts the oldest to stay within it.
+    async fn account(&self, key: &Key, size: u64) {
+        let Some(ledger) = &self.ledger else { return };
+        let victims = ledger.lock().insert(key.namespace().id(), *key.hash(), size);
+        if victims.is_empty() {
+            return;
+        }
+        let evicted = futures::stream::iter(victims)
+            .map(|v| async move {
+                let path = self.layout.object_of(v.ns, &v.hash);
+                match self.call_raw(Op::Delete, self.store.delete(&path)).await {
+                    Ok(Ok(()) | Err(object_store::Error::NotFound { .. })) => true,
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                            Ok(Ok(())) => unreachable!("matched above"),
+                        };
+                        tracing::warn!(%error, "deleting an object to stay within the budget failed");
+                        if let Some(ledger) = &self.ledger {
+                            ledger.lock().restore(v);
+                        }
+                        false
+                    }
+                }
+            })
+            .buffer_unordered(self.settings.delete_concurrency)
+            .filter(|ok| futures::future::ready(*ok))
+            .count()
+            .await;
+        self.stats.evict(evicted as u64);
+    }
+
+    /// A corrupt object: counted, forgotten and deleted (a failed delete is only logged).
+    async fn on_corrupt(&self, key: &Key, path: &Path, why: &str) {
+        self.stats.corrupt();
+        tracing::warn!(path = %path, reason = why, "corrupt object in the object tier; deleting it");
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().remove(key.hash());
+        }
+        match self.call_raw(Op::Delete, self.store.delete(path)).await {
+            Ok(Ok(()) | Err(object_store::Error::NotFound { .. })) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "deleting a corrupt object failed"),
+            Err(e) => tracing::warn!(error = %e, "deleting a corrupt object failed"),
+        }
+    }
+
+    /// Deletes an expired object in the background, unless it was rewritten since it was read
+    /// (its ETag changed).
+    fn delete_expired_later(self: &Arc<Self>, key: &Key, path: Path, e_tag: Option<String>) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let mut tasks = self.background.lock();
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= MAX_BACKGROUND {
+            return;
+        }
+        let this = Arc::clone(self);
+        let hash = *key.hash();
+        tasks.spawn(async move {
+            if let Some(read) = &e_tag {
+                let head = this.call_raw(Op::GetRange, this.store.head(&path)).await;
+                match head {
+                    Ok(Ok(meta)) if meta.e_tag.as_ref() == Some(read) => {}
+                    _ => return, // rewritten, already gone, or unreachable: leave it
+                }
+            }
+            if let Some(ledger) = &this.ledger {
+                ledger.lock().remove(&hash);
+            }
+            match this.call_raw(Op::Delete, this.store.delete(&path)).await {
+                Ok(Ok(())) => this.stats.expire(),
+                Ok(Err(object_store::Error::NotFound { .. })) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "deleting an expired object failed"),
+                Err(e) => tracing::debug!(error = %e, "deleting an expired object failed"),
+            }
+        });
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        self.check_open()?;
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().remove(key.hash());
+        }
+        let path = self.layout.object(key);
+        match self.call_raw(Op::Delete, self.store.delete(&path)).await? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                self.stats.remove();
+                Ok(())
+            }
+            Err(e) => Err(ObjectError::classify(Op::Delete, e).into()),
+        }
+    }
+
+    async fn clear_namespace(&self, namespace: &Namespace) -> Result<u64> {
+        self.check_open()?;
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().clear_namespace(namespace.id());
+        }
+        let prefix = self.layout.namespace(namespace);
+        let mut listing = self.store.list(Some(&prefix)).map_ok(|meta| meta.location).fuse();
+        let mut deletes = FuturesUnordered::new();
+        let mut removed = 0u64;
+        loop {
+            let batch = self
+                .call(Op::List, async {
+                    let mut batch = Vec::with_capacity(DELETE_BATCH);
+                    while batch.len() < DELETE_BATCH {
+                        match listing.next().await {
+                            Some(location) => batch.push(location?),
+                            None => break,
+                        }
+                    }
+                    Ok(batch)
+                })
+                .await?;
+            let last = batch.len() < DELETE_BATCH;
+            if !batch.is_empty() {
+                while deletes.len() >= self.settings.delete_concurrency {
+                    removed += deletes.next().await.expect("deletes in flight")?;
+                }
+                deletes.push(self.delete_batch(batch));
+            }
+            if last {
+                break;
+            }
+        }
+        while let Some(n) = deletes.next().await {
+            removed += n?;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes a batch of objects in one bulk request where the store has one.
+    async fn delete_batch(&self, batch: Vec<Path>) -> Result<u64> {
+        let locations = futures::stream::iter(batch.into_iter().map(Ok)).boxed();
+        let results = self.call(Op::Delete, async {
+            let mut stream = self.store.delete_stream(locations);
+            let mut removed = 0u64;
+            while let Some(r) = stream.next().await {
+                match r {
+                    Ok(_) => removed += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(removed)
+        });
+        Ok(results.await?)
+    }
+
+    async fn drain_background(&self) {
+        let mut tasks = std::mem::take(&mut *self.background.lock());
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn usage(&self) -> Usage {
+        match &self.ledger {
+            None => Usage::default(),
+            Some(ledger) => {
+                let l = ledger.lock();
+                Usage {
+                    bytes_used: l.used,
+                    capacity: Some(l.capacity),
+                    entries: Some(l.slots.len() as u64),
+                }
+            }
+        }
+    }
+}
+
+/// Clamps `range` to `value` and slices it.
+fn clamp(value: &Bytes, range: &Range<u64>) -> Bytes {
+    let len = value.len() as u64;
+    let end = range.end.min(len);
+    let start = range.start.min(end);
+    value.slice(start as usize..end as usize)
+}
+
+/// Cuts a record into multipart parts of `part_size` bytes (the last one shorter), zero-copy.
+fn parts(split: &SplitRecord, part_size: usize) -> Vec<PutPayload> {
+    let mut parts = Vec::new();
+    let mut current: Vec<Bytes> = Vec::new();
+    let mut current_len = 0usize;
+    for mut chunk in split.chunks() {
+        while !chunk.is_empty() {
+            let take = (part_size - current_len).min(chunk.len());
+            current.push(chunk.split_to(take));
+            current_len += take;
+            if current_len == part_size {
+                parts.push(std::mem::take(&mut current).into_iter().collect());
+                current_len = 0;
+            }
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current.into_iter().collect());
+    }
+    parts
+}
+
+#[async_trait]
+impl Tier for ObjectTier {
+    fn name(&self) -> &'static str {
+        TIER
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        Ok(self.get_record(key).await?.map(|r| r.to_entry()))
+    }
+
+    async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let out = inner.put_entry(key, entry, inner.put_mode()).await;
+        inner.stats.track(outcome(inner, out))
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        let out = self.inner.remove(key).await;
+        self.inner.stats.track(out)
+    }
+
+    async fn contains(&self, key: &Key) -> Result<bool> {
+        let out = self.inner.contains(key).await;
+        self.inner.stats.track(out)
+    }
+
+    async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
+        self.clear_namespace_count(namespace).await.map(|_| ())
+    }
+
+    fn usage(&self) -> Usage {
+        self.inner.usage()
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot(self.usage())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let out = self.inner.check_open();
+        if out.is_ok() {
+            self.inner.drain_background().await;
+        }
+        self.inner.stats.track(out)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.drain_background().await;
+        Ok(())
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Entry>>> {
+        ordered(keys.iter().map(|k| self.get(k)), BATCH_CONCURRENCY).await
+    }
+
+    /// Concurrent when the keys are distinct (so on failure, entries after the failing one may
+    /// have been stored too); in order otherwise, so the last write of a key wins.
+    async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
+        let distinct = items.iter().map(|(k, _)| *k.hash()).collect::<HashSet<_>>().len();
+        let concurrency = if distinct == items.len() { BATCH_CONCURRENCY } else { 1 };
+        ordered(items.into_iter().map(|(k, e)| self.put(k, e)), concurrency).await
+    }
+
+    async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
+        let inner = &self.inner;
+        let out = inner.get_record(key).await;
+        match &out {
+            Ok(Some(_)) => inner.stats.hit(),
+            Ok(None) => inner.stats.miss(),
+            Err(_) => {}
+        }
+        inner.stats.track(out)
+    }
+
+    async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let out = inner.put_record(key, record).await;
+        inner.stats.track(outcome(inner, out))
+    }
+}
+
+/// Runs `futures` with at most `concurrency` at a time; results in input order, or the first
+/// error.
+async fn ordered<T, F: Future<Output = Result<T>>>(
+    futures: impl ExactSizeIterator<Item = F>,
+    concurrency: usize,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(futures.len());
+    let mut in_flight = futures::stream::FuturesOrdered::new();
+    for fut in futures {
+        if in_flight.len() >= concurrency
+            && let Some(done) = in_flight.next().await
+        {
+            out.push(done?);
+        }
+        in_flight.push_back(fut);
+    }
+    while let Some(done) = in_flight.next().await {
+        out.push(done?);
+    }
+    Ok(out)
+}
+
+/// The `Tier::put` outcome of a write; a lost conditional create is an `Invalid` error, the
+/// `PutOutcome` of cache-core having no "already exists".
+fn outcome(inner: &Inner, written: Result<Option<Written>>) -> Result<PutOutcome> {
+    match written? {
+        None => Ok(PutOutcome::Rejected(Rejection::Expired)),
+        Some(Written::Stored) => {
+            inner.stats.insert();
+            Ok(PutOutcome::Stored)
+        }
+        Some(Written::Exists) => {
+            inner.stats.reject();
+            Err(Error::new(
+                ErrorKind::Invalid,
+                TIER,
+                "the key already has a value and this tier is write-once (conditional create): \
+                 the existing value was kept",
+            ))
+        }
+    }
+}
+
+/// The budget account: objects this tier instance wrote, least recently used first.
+#[derive(Debug)]
+struct Ledger {
+    capacity: u64,
+    used: u64,
+    next: u64,
+    slots: HashMap<KeyHash, Slot>,
+    order: BTreeMap<u64, KeyHash>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    ns: NamespaceId,
+    size: u64,
+    seq: u64,
+}
+
+/// An object chosen for eviction.
+#[derive(Debug, Clone, Copy)]
+struct Victim {
+    ns: NamespaceId,
+    hash: KeyHash,
+    size: u64,
+    seq: u64,
+}
+
+impl Ledger {
+    fn new(capacity: u64) -> Ledger {
+        Ledger { capacity, used: 0, next: 0, slots: HashMap::new(), order: BTreeMap::new() }
+    }
+
+    /// Records a written object (replacing any earlier size) and picks the least recently
+    /// used others to evict so the account fits the capacity again.
+    fn insert(&mut self, ns: NamespaceId, hash: KeyHash, size: u64) -> Vec<Victim> {
+        self.remove(&hash);
+        let seq = self.next;
+        self.next += 1;
+        self.slots.insert(hash, Slot { ns, size, seq });
+        self.order.insert(seq, hash);
+        self.used += size;
+        let mut victims = Vec::new();
+        while self.used > self.capacity {
+            let Some((&oldest, &victim)) = self.order.iter().next() else { break };
+            if victim == hash {
+                break; // only the new object is left; it fits by itself (checked on put)
+            }
+            let slot = self.remove(&victim).expect("ordered entries have slots");
+            debug_assert_eq!(slot.seq, oldest);
+            victims.push(Victim { ns: slot.ns, hash: victim, size: slot.size, seq: slot.seq });
+        }
+        victims
+    }
+
+    fn touch(&mut self, hash: &KeyHash) {
+        if let Some(slot) = self.slots.get_mut(hash) {
+            self.order.remove(&slot.seq);
+            slot.seq = self.next;
+            self.next += 1;
+            self.order.insert(slot.seq, *hash);
+        }
+    }
+
+    fn remove(&mut self, hash: &KeyHash) -> Option<Slot> {
+        let slot = self.slots.remove(hash)?;
+        self.order.remove(&slot.seq);
+        self.used -= slot.size;
+        Some(slot)
+    }
+
+    /// Puts back a victim whose delete failed, at its old place in the order (unless the key
+    /// was written again meanwhile).
+    fn restore(&mut self, v: Victim) {
+        if self.slots.contains_key(&v.hash) {
+            return;
+        }
+        self.slots.insert(v.hash, Slot { ns: v.ns, size: v.size, seq: v.seq });
+        self.order.insert(v.seq, v.hash);
+        self.used += v.size;
+    }
+
+    fn clear_namespace(&mut self, ns: NamespaceId) {
+        let gone: Vec<KeyHash> =
+            self.slots.iter().filter(|(_, s)| s.ns == ns).map(|(h, _)| *h).collect();
+        for hash in gone {
+            self.remove(&hash);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(i: u8) -> KeyHash {
+        KeyHash([i; 32])
+    }
+
+    #[test]
+    fn ledger_evicts_least_recently_used() {
+        let ns = NamespaceId([0; 16]);
+        let mut l = Ledger::new(100);
+        assert!(l.insert(ns, h(1), 40).is_empty());
+        assert!(l.insert(ns, h(2), 40).is_empty());
+        l.touch(&h(1));
+        let v = l.insert(ns, h(3), 40);
+        assert_eq!(v.iter().map(|v| v.hash).collect::<Vec<_>>(), vec![h(2)]);
+        assert_eq!(l.used, 80);
+        // Rewriting replaces the size.
+        assert!(l.insert(ns, h(3), 10).is_empty());
+        assert_eq!(l.used, 50);
+        l.restore(v[0]);
+        assert_eq!(l.used, 90);
+        let v = l.insert(ns, h(4), 60);
+        assert_eq!(v.iter().map(|v| v.hash).collect::<Vec<_>>(), vec![h(2), h(1)]);
+        assert_eq!(l.used, 70);
+        l.clear_namespace(ns);
+        assert_eq!((l.used, l.slots.len(), l.order.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn parts_cover_the_record_exactly() {
+        let key = Key::new("ns", "k").unwrap();
+        let value = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let split = SplitRecord::encode(&key, cache_core::EntryMeta::default(), value);
+        let whole: Vec<u8> = split.chunks().flat_map(|c| c.to_vec()).collect();
+        for size in [1, 7, 100, 4096, 10_000, 20_000] {
+            let parts = parts(&split, size);
+            let joined: Vec<u8> =
+                parts.iter().flat_map(|p| p.iter().flat_map(|c| c.to_vec())).collect();
+            assert_eq!(joined, whole, "part size {size}");
+            assert!(parts.iter().rev().skip(1).all(|p| p.content_length() == size));
+        }
+    }
+}
