@@ -1,0 +1,147 @@
+//! The RocksDB tier against raw `rocksdb` with the same options, keys and values.
+//!
+//! Three baselines per workload: the tier (async, every call on the blocking pool, records
+//! checksummed on read and encoded on write), raw `rocksdb` called directly on the bench thread,
+//! and raw `rocksdb` called through `spawn_blocking` (what an async caller must do anyway).
+//! Workloads: get-hit, put (overwrites, no eviction), and 90 % gets / 10 % puts; values of
+//! 1 KiB and 16 KiB.
+//!
+//! `cargo bench -p cache-l2-rocks --bench rocks -- --quick`
+
+use std::{
+    hint::black_box,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cache_core::{Entry, Key, Record, Tier};
+use cache_l2_rocks::{RocksTier, StorageKey};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use rocksdb::{DB, WriteOptions};
+
+const KEYS: usize = 2_000;
+const BUDGET: u64 = 1 << 30;
+
+struct Fixture {
+    tier: RocksTier,
+    raw: Arc<DB>,
+    keys: Vec<Key>,
+    raw_keys: Vec<StorageKey>,
+    value: Bytes,
+    records: Vec<Bytes>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn fixture(rt: &tokio::runtime::Runtime, value_len: usize) -> Fixture {
+    let tier_dir = tempfile::tempdir().expect("temp dir");
+    let raw_dir = tempfile::tempdir().expect("temp dir");
+    let builder = RocksTier::builder(tier_dir.path(), BUDGET);
+    let raw = Arc::new(DB::open(&builder.rocksdb_options(), raw_dir.path()).expect("open raw"));
+    let tier = rt.block_on(builder.open()).expect("open tier");
+    let keys: Vec<Key> =
+        (0..KEYS).map(|i| Key::new("bench", format!("key-{i:08}")).expect("key")).collect();
+    let raw_keys: Vec<StorageKey> = keys.iter().map(StorageKey::new).collect();
+    let value = Bytes::from(vec![0x5a; value_len]);
+    // The raw database stores the same bytes the tier stores: encoded records.
+    let records: Vec<Bytes> =
+        keys.iter().map(|k| Record::encode(k, &Entry::new(value.clone()))).collect();
+    rt.block_on(async {
+        for chunk in keys.chunks(100) {
+            let items = chunk.iter().map(|k| (k.clone(), Entry::new(value.clone()))).collect();
+            let _ = tier.put_many(items).await.expect("preload");
+        }
+    });
+    for (k, r) in raw_keys.iter().zip(&records) {
+        raw.put(k, r).expect("preload raw");
+    }
+    Fixture { tier, raw, keys, raw_keys, value, records, _dirs: (tier_dir, raw_dir) }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for value_len in [1024usize, 16 * 1024] {
+        let f = fixture(&rt, value_len);
+        let size = format!("{}KiB", value_len / 1024);
+        let wo = WriteOptions::default();
+        for workload in ["get_hit", "put", "mixed_90_10"] {
+            let mut group = c.benchmark_group(format!("{workload}/{size}"));
+            let is_put = |i: usize| match workload {
+                "get_hit" => false,
+                "put" => true,
+                _ => i % 10 == 9,
+            };
+            group.bench_function(BenchmarkId::from_parameter("tier"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for i in 0..iters as usize {
+                            let k = &f.keys[i % KEYS];
+                            if is_put(i) {
+                                let e = Entry::new(f.value.clone());
+                                let _ = black_box(f.tier.put(k.clone(), e).await.expect("put"));
+                            } else {
+                                black_box(f.tier.get(k).await.expect("get").expect("hit"));
+                            }
+                        }
+                        start.elapsed()
+                    })
+                });
+            });
+            group.bench_function(BenchmarkId::from_parameter("raw_spawn_blocking"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for i in 0..iters as usize {
+                            let db = f.raw.clone();
+                            let k = f.raw_keys[i % KEYS];
+                            if is_put(i) {
+                                let r = f.records[i % KEYS].clone();
+                                tokio::task::spawn_blocking(move || db.put(k, r).expect("put"))
+                                    .await
+                                    .expect("join");
+                            } else {
+                                let v = tokio::task::spawn_blocking(move || db.get(k))
+                                    .await
+                                    .expect("join")
+                                    .expect("get");
+                                black_box(v.expect("hit"));
+                            }
+                        }
+                        start.elapsed()
+                    })
+                });
+            });
+            group.bench_function(BenchmarkId::from_parameter("raw_direct"), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for i in 0..iters as usize {
+                        let k = &f.raw_keys[i % KEYS];
+                        if is_put(i) {
+                            f.raw.put_opt(k, &f.records[i % KEYS], &wo).expect("put");
+                        } else {
+                            black_box(f.raw.get(k).expect("get").expect("hit"));
+                        }
+                    }
+                    start.elapsed()
+                });
+            });
+            group.finish();
+        }
+        rt.block_on(f.tier.close()).expect("close");
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,258 @@
+//! Configuration of the RocksDB tier, and the RocksDB options derived from it.
+
+use std::{path::PathBuf, sync::Arc};
+
+use cache_core::{Clock, Result, system_clock};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, FifoCompactOptions, Options,
+    compaction_filter::Decision,
+};
+
+use crate::{
+    error::RocksError,
+    tier::{RocksTier, peek_meta},
+};
+
+const MIB: u64 = 1024 * 1024;
+
+/// When an acknowledged write survives a crash. The same three levels as the NVMe tier.
+///
+/// Whatever the level, [`Tier::flush`](cache_core::Tier::flush) is a barrier after which every
+/// write acknowledged before it survives power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// No write-ahead log: writes live in the memtable until it is flushed to an SST file
+    /// (when it fills, on `flush` and on `close`). A crash loses the unflushed writes.
+    /// The fastest writes; a cache that can refill itself usually wants this.
+    NoWal,
+    /// The write-ahead log is written but not synced per write: a process crash loses nothing,
+    /// an OS crash or power loss may lose the last writes before the most recent `flush`.
+    #[default]
+    Wal,
+    /// Every acknowledged write is synced to the write-ahead log (one `fsync` per write call,
+    /// 3 – 5 ms on the reference machine; batch with `put_many`).
+    WalSync,
+}
+
+/// Block compression of SST files. Only LZ4 is built into this crate's RocksDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression: the right choice for values that are already compressed.
+    #[default]
+    None,
+    /// LZ4 block compression.
+    Lz4,
+}
+
+/// How RocksDB compacts. See the crate docs for the measurements behind the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompactionStyle {
+    /// Leveled compaction. Deleted, overwritten and expired records are reclaimed by compaction
+    /// (the TTL compaction filter runs on every compaction), so disk use tracks the budget,
+    /// paid for with compaction writes.
+    #[default]
+    Leveled,
+    /// FIFO compaction: SST files are never rewritten; the oldest file is deleted once all of
+    /// them exceed the budget plus a quarter plus two write buffers. Far fewer bytes written,
+    /// but removed and expired records keep their space until their file ages out, and a
+    /// file can take records the budget still counts as live with it (they become misses).
+    Fifo,
+}
+
+/// Builds a [`RocksTier`]: where, how big, how durable, and RocksDB's knobs.
+///
+/// ```no_run
+/// # async fn demo() -> cache_core::Result<()> {
+/// use cache_l2_rocks::{Compression, Durability, RocksTier};
+/// let tier = RocksTier::builder("/var/cache/app/rocks", 8 << 30)
+///     .durability(Durability::NoWal)
+///     .compression(Compression::Lz4)
+///     .block_cache_bytes(256 << 20)
+///     .open()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RocksTierBuilder {
+    pub(crate) dir: PathBuf,
+    pub(crate) capacity_bytes: u64,
+    pub(crate) durability: Durability,
+    pub(crate) compression: Compression,
+    pub(crate) compaction: CompactionStyle,
+    pub(crate) bloom_bits_per_key: f64,
+    pub(crate) block_cache_bytes: usize,
+    pub(crate) write_buffer_bytes: Option<usize>,
+    pub(crate) statistics: bool,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl RocksTierBuilder {
+    /// A tier in `dir` (created if missing) holding at most `capacity_bytes` of records.
+    ///
+    /// Defaults: [`Durability::Wal`], [`Compression::None`], [`CompactionStyle::Leveled`],
+    /// 10 Bloom bits per key, a 32 MiB block cache, a write buffer of an eighth of the budget
+    /// (1 – 64 MiB), the system clock.
+    pub fn new(dir: impl Into<PathBuf>, capacity_bytes: u64) -> RocksTierBuilder {
+        RocksTierBuilder {
+            dir: dir.into(),
+            capacity_bytes,
+            durability: Durability::default(),
+            compression: Compression::default(),
+            compaction: CompactionStyle::default(),
+            bloom_bits_per_key: 10.0,
+            block_cache_bytes: 32 << 20,
+            write_buffer_bytes: None,
+            statistics: false,
+            clock: system_clock(),
+        }
+    }
+
+    /// When acknowledged writes become durable.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> RocksTierBuilder {
+        self.durability = durability;
+        self
+    }
+
+    /// SST block compression.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> RocksTierBuilder {
+        self.compression = compression;
+        self
+    }
+
+    /// Leveled or FIFO compaction.
+    #[must_use]
+    pub fn compaction(mut self, compaction: CompactionStyle) -> RocksTierBuilder {
+        self.compaction = compaction;
+        self
+    }
+
+    /// Bloom filter bits per key; `0.0` turns the filter off. Misses on keys absent from an SST
+    /// file skip its data blocks with probability ≈ 99 % at 10 bits.
+    #[must_use]
+    pub fn bloom_bits_per_key(mut self, bits: f64) -> RocksTierBuilder {
+        self.bloom_bits_per_key = bits;
+        self
+    }
+
+    /// Size of RocksDB's LRU block cache (uncompressed blocks, in RAM, outside the budget).
+    #[must_use]
+    pub fn block_cache_bytes(mut self, bytes: usize) -> RocksTierBuilder {
+        self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// Size of one memtable. Up to two exist at a time; their contents are counted in the budget
+    /// but their RAM is not.
+    #[must_use]
+    pub fn write_buffer_bytes(mut self, bytes: usize) -> RocksTierBuilder {
+        self.write_buffer_bytes = Some(bytes);
+        self
+    }
+
+    /// Collects RocksDB statistics (a few percent of CPU), read with
+    /// [`RocksTier::rocksdb_statistics`].
+    #[must_use]
+    pub fn statistics(mut self, on: bool) -> RocksTierBuilder {
+        self.statistics = on;
+        self
+    }
+
+    /// The clock used for expiry, on reads and in the compaction filter.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> RocksTierBuilder {
+        self.clock = clock;
+        self
+    }
+
+    /// Opens (or creates) the tier and rebuilds its budget by iterating the stored records.
+    ///
+    /// Must be called within a tokio runtime: RocksDB runs on its blocking pool.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) for a zero budget or a bad knob;
+    /// [`ErrorKind::Io`](cache_core::ErrorKind::Io) if the directory cannot be created or is
+    /// already open ("… is already open by another process"); other RocksDB failures by kind.
+    pub async fn open(self) -> Result<RocksTier> {
+        RocksTier::open(self).await
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), RocksError> {
+        if self.capacity_bytes == 0 {
+            return Err(RocksError::Config("the byte budget is zero".into()));
+        }
+        if !self.bloom_bits_per_key.is_finite() || self.bloom_bits_per_key < 0.0 {
+            return Err(RocksError::Config(format!(
+                "bloom bits per key must be a non-negative number, not {}",
+                self.bloom_bits_per_key
+            )));
+        }
+        if self.write_buffer_bytes == Some(0) {
+            return Err(RocksError::Config("the write buffer size is zero".into()));
+        }
+        Ok(())
+    }
+
+    /// The memtable size actually used.
+    pub fn effective_write_buffer_bytes(&self) -> usize {
+        self.write_buffer_bytes
+            .unwrap_or_else(|| (self.capacity_bytes / 8).clamp(MIB, 64 * MIB) as usize)
+    }
+
+    /// The RocksDB options the tier opens its database with, TTL compaction filter included.
+    ///
+    /// Public so that benchmarks and tools (`ldb`, `sst_dump`, a raw `rocksdb::DB` for comparison)
+    /// can use exactly the same configuration.
+    pub fn rocksdb_options(&self) -> Options {
+        let mut o = Options::default();
+        o.create_if_missing(true);
+        o.set_compression_type(match self.compression {
+            Compression::None => DBCompressionType::None,
+            Compression::Lz4 => DBCompressionType::Lz4,
+        });
+        let write_buffer = self.effective_write_buffer_bytes();
+        o.set_write_buffer_size(write_buffer);
+        o.set_max_write_buffer_number(2);
+        o.set_target_file_size_base((self.capacity_bytes / 8).clamp(2 * MIB, 64 * MIB));
+        o.set_max_background_jobs(2);
+        // RocksDB's info LOG is for humans; keep it from growing without bound in the cache dir.
+        o.set_keep_log_file_num(2);
+        o.set_max_log_file_size(4 << 20);
+        let mut table = BlockBasedOptions::default();
+        if self.bloom_bits_per_key > 0.0 {
+            table.set_bloom_filter(self.bloom_bits_per_key, false);
+        }
+        table.set_block_cache(&Cache::new_lru_cache(self.block_cache_bytes));
+        o.set_block_based_table_factory(&table);
+        match self.compaction {
+            CompactionStyle::Leveled => {
+                o.set_compaction_style(DBCompactionStyle::Level);
+                o.set_level_compaction_dynamic_level_bytes(true);
+            }
+            CompactionStyle::Fifo => {
+                o.set_compaction_style(DBCompactionStyle::Fifo);
+                let mut fifo = FifoCompactOptions::default();
+                fifo.set_max_table_files_size(
+                    self.capacity_bytes + self.capacity_bytes / 4 + 2 * write_buffer as u64,
+                );
+                o.set_fifo_compaction_options(&fifo);
+            }
+        }
+        let clock = self.clock.clone();
+        o.set_compaction_filter(
+            "tiered-cache-ttl",
+            move |_level: u32, _key: &[u8], value: &[u8]| {
+                // Unparseable records are kept: a read finds them, counts them and deletes them.
+                match peek_meta(value) {
+                    Ok(meta) if meta.is_expired(clock.now()) => Decision::Remove,
+                    _ => Decision::Keep,
+                }
+            },
+        );
+        if self.statistics {
+            o.enable_statistics();
+        }
+        o
+    }
+}

@@ -1,0 +1,409 @@
+//! Tests of what the conformance suite cannot see: reopen, the budget on disk, TTL compaction,
+//! corruption through the raw database, and the lock held against a second opener.
+
+use std::{sync::Arc, time::Duration};
+
+use cache_core::{Entry, ErrorKind, Key, ManualClock, Namespace, Tier, testkit::START};
+use tempfile::TempDir;
+
+use crate::{CompactionStyle, Durability, RocksTier, keys::StorageKey};
+
+const MIB: u64 = 1024 * 1024;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn open(dir: &TempDir, capacity: u64, clock: &Arc<ManualClock>) -> RocksTier {
+    open_with(dir, capacity, clock, Durability::Wal, CompactionStyle::Leveled).await
+}
+
+async fn open_with(
+    dir: &TempDir,
+    capacity: u64,
+    clock: &Arc<ManualClock>,
+    durability: Durability,
+    compaction: CompactionStyle,
+) -> RocksTier {
+    RocksTier::builder(dir.path(), capacity)
+        .clock(clock.clone())
+        .durability(durability)
+        .compaction(compaction)
+        .open()
+        .await
+        .expect("open")
+}
+
+fn key(i: u32) -> Key {
+    Key::new("t", i.to_le_bytes().to_vec()).expect("key")
+}
+
+fn value(i: u32, len: usize) -> Vec<u8> {
+    vec![(i % 251) as u8; len]
+}
+
+/// Every raw key in the database, after flushing the memtable.
+fn raw_keys(tier: &RocksTier) -> Vec<Box<[u8]>> {
+    let db = tier.db().expect("open");
+    db.iterator(rocksdb::IteratorMode::Start).map(|kv| kv.expect("iterate").0).collect()
+}
+
+#[test]
+fn reopen_after_clean_close_keeps_entries_and_budget() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        for i in 0..100 {
+            assert!(tier.put(key(i), Entry::new(value(i, 1000))).await.unwrap().is_stored());
+        }
+        let ttl = Key::new("t", "ttl").unwrap();
+        let e = Entry::new("short").with_ttl(&*clock, Duration::from_secs(5));
+        assert!(tier.put(ttl.clone(), e).await.unwrap().is_stored());
+        let before = tier.usage();
+        tier.close().await.unwrap();
+
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        assert_eq!(tier.usage(), before, "the budget is rebuilt exactly");
+        for i in 0..100 {
+            assert_eq!(tier.get(&key(i)).await.unwrap().unwrap().value, value(i, 1000));
+        }
+        assert!(tier.get(&ttl).await.unwrap().is_some());
+        tier.close().await.unwrap();
+
+        // Expired while closed: dropped on open and not counted.
+        clock.advance(Duration::from_secs(5));
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        assert_eq!(tier.usage().entries, Some(100));
+        assert_eq!(tier.stats().expirations, 1);
+        assert!(tier.get(&ttl).await.unwrap().is_none());
+        tier.close().await.unwrap();
+
+        // A smaller budget on reopen evicts the oldest entries down to it.
+        let tier = open(&dir, 50_000, &clock).await;
+        assert!(tier.usage().bytes_used <= 50_000);
+        assert!(tier.stats().evictions > 0);
+        assert!(tier.get(&key(99)).await.unwrap().is_some(), "the newest entry stays");
+        assert!(tier.get(&key(0)).await.unwrap().is_none(), "the oldest entry went");
+    });
+}
+
+#[test]
+fn reopen_after_drop_without_close() {
+    for durability in [Durability::NoWal, Durability::Wal, Durability::WalSync] {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = ManualClock::new(START);
+            let tier =
+                open_with(&dir, 16 * MIB, &clock, durability, CompactionStyle::Leveled).await;
+            let items = (0..50).map(|i| (key(i), Entry::new(value(i, 300)))).collect();
+            let outcomes = tier.put_many(items).await.unwrap();
+            assert!(outcomes.iter().all(|o| o.is_stored()));
+            drop(tier);
+            let tier =
+                open_with(&dir, 16 * MIB, &clock, durability, CompactionStyle::Leveled).await;
+            let keys: Vec<Key> = (0..50).map(key).collect();
+            let got = tier.get_many(&keys).await.unwrap();
+            for (i, e) in got.into_iter().enumerate() {
+                assert_eq!(e.expect("kept").value, value(i as u32, 300), "{durability:?}");
+            }
+            assert_eq!(tier.usage().entries, Some(50));
+        });
+    }
+}
+
+/// Writes three times the budget in values of 1 to 16 KiB and checks the budget and the disk.
+async fn check_budget(compaction: CompactionStyle) -> (u64, u64, u64) {
+    let capacity = 8 * MIB;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let tier = open_with(&dir, capacity, &clock, Durability::Wal, compaction).await;
+    let mut written = 0u64;
+    let mut i = 0u32;
+    while written < 3 * capacity {
+        let len = 1024 + (i as usize * 4099) % (15 * 1024);
+        assert!(tier.put(key(i), Entry::new(value(i, len))).await.unwrap().is_stored());
+        written += len as u64;
+        i += 1;
+        let usage = tier.usage();
+        assert!(usage.bytes_used <= capacity, "over budget after put {i}: {usage:?}");
+    }
+    tier.flush().await.unwrap();
+    let usage = tier.usage();
+    assert!(usage.bytes_used <= capacity);
+    assert!(usage.bytes_used > capacity - 17 * 1024, "the budget is used: {usage:?}");
+    assert!(tier.stats().evictions > 0);
+    // What the budget says is live is what is readable.
+    let mut live = 0;
+    for j in 0..i {
+        if let Some(e) = tier.get(&key(j)).await.unwrap() {
+            assert_eq!(e.value[0], (j % 251) as u8);
+            live += 1;
+        }
+    }
+    assert_eq!(Some(live), tier.usage().entries);
+    let db = tier.db().unwrap();
+    db.flush().unwrap();
+    let sst_flushed = tier.sst_bytes().await.unwrap();
+    tier.compact().await.unwrap();
+    let sst_compacted = tier.sst_bytes().await.unwrap();
+    (usage.bytes_used, sst_flushed, sst_compacted)
+}
+
+#[test]
+fn budget_holds_on_disk_after_writing_three_times_it() {
+    runtime().block_on(async {
+        let capacity = 8 * MIB;
+        let (used, flushed, compacted) = check_budget(CompactionStyle::Leveled).await;
+        tracing::info!(used, flushed, compacted, "leveled");
+        // Documented slack: after a compaction the SST files hold the live records plus
+        // metadata; 5 % covers index and filter blocks and block trailers.
+        assert!(compacted <= capacity + capacity / 20, "{compacted} bytes of SST after compaction");
+        // Before compaction the slack is bounded by leveled compaction itself (garbage in L0 and
+        // the upper levels); measured, not asserted tightly.
+        assert!(flushed <= 3 * capacity, "{flushed} bytes of SST before compaction");
+    });
+}
+
+#[test]
+fn budget_holds_with_fifo_compaction() {
+    runtime().block_on(async {
+        let capacity = 8 * MIB;
+        let (_, flushed, compacted) = check_budget(CompactionStyle::Fifo).await;
+        // FIFO's bound: budget + a quarter + two write buffers (1 MiB each here).
+        let bound = capacity + capacity / 4 + 2 * MIB;
+        assert!(flushed <= bound + 2 * MIB, "{flushed} bytes of SST");
+        assert!(compacted <= bound + 2 * MIB, "{compacted} bytes of SST");
+    });
+}
+
+#[test]
+fn compaction_filter_drops_expired_records_from_disk() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        for i in 0..100 {
+            let short = Entry::new(value(i, 500)).with_ttl(&*clock, Duration::from_secs(10));
+            assert!(tier.put(key(i), short).await.unwrap().is_stored());
+            assert!(tier.put(key(1000 + i), Entry::new(value(i, 500))).await.unwrap().is_stored());
+        }
+        // Into SST files, so the compaction (not the memtable) has to drop them.
+        tier.db().unwrap().flush().unwrap();
+        assert_eq!(raw_keys(&tier).len(), 200);
+        clock.advance(Duration::from_secs(10));
+        tier.compact().await.unwrap();
+        let left = raw_keys(&tier);
+        assert_eq!(left.len(), 100, "only the records without expiry are left on disk");
+        for i in 0..100 {
+            assert!(left.contains(&Box::from(StorageKey::new(&key(1000 + i)).as_ref())));
+        }
+        // Nothing was read, so nothing was deleted by the read path.
+        assert_eq!(tier.stats().hits + tier.stats().misses, 0);
+        assert!(tier.get(&key(0)).await.unwrap().is_none());
+        assert!(tier.get(&key(1000)).await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn expired_record_is_deleted_when_read() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let e = Entry::new("v").with_ttl(&*clock, Duration::from_secs(1));
+        assert!(tier.put(key(1), e).await.unwrap().is_stored());
+        clock.advance(Duration::from_secs(1));
+        assert!(tier.get(&key(1)).await.unwrap().is_none());
+        assert_eq!(tier.stats().expirations, 1);
+        assert_eq!(tier.usage().entries, Some(0));
+        assert!(tier.db().unwrap().get(StorageKey::new(&key(1))).unwrap().is_none());
+    });
+}
+
+#[test]
+fn corrupt_record_is_a_counted_miss_and_is_deleted() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let db = tier.db().unwrap();
+        for i in 0..3 {
+            assert!(tier.put(key(i), Entry::new(value(i, 100))).await.unwrap().is_stored());
+        }
+        // Garbage bytes.
+        let garbage = StorageKey::new(&key(0));
+        db.put(garbage, b"definitely not a record").unwrap();
+        // A valid record of another key under this key.
+        let foreign = StorageKey::new(&key(1));
+        let other = cache_core::Record::encode(&key(7), &Entry::new("foreign"));
+        db.put(foreign, &other).unwrap();
+        // A record with one flipped bit in its value.
+        let flipped = StorageKey::new(&key(2));
+        let mut bytes = db.get(flipped).unwrap().unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        db.put(flipped, &bytes).unwrap();
+
+        assert!(tier.get(&key(0)).await.unwrap().is_none());
+        let got = tier.get_many(&[key(1), key(2)]).await.unwrap();
+        assert!(got.iter().all(Option::is_none));
+        let stats = tier.stats();
+        assert_eq!(stats.corrupted, 3);
+        assert_eq!(stats.misses, 3);
+        assert_eq!(stats.errors.iter().sum::<u64>(), 0, "corruption is not an error");
+        for sk in [garbage, foreign, flipped] {
+            assert!(db.get(sk).unwrap().is_none(), "the corrupt record is deleted");
+        }
+        assert_eq!(tier.usage().entries, Some(0));
+        // Not a permanent error: the key works again.
+        assert!(tier.put(key(0), Entry::new("fresh")).await.unwrap().is_stored());
+        assert_eq!(tier.get(&key(0)).await.unwrap().unwrap().value, "fresh");
+    });
+}
+
+#[test]
+fn unparseable_records_are_dropped_on_open() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        assert!(tier.put(key(1), Entry::new("good")).await.unwrap().is_stored());
+        let db = tier.db().unwrap();
+        db.put(StorageKey::new(&key(2)), b"junk").unwrap();
+        db.put(b"short key", b"junk").unwrap();
+        drop(db);
+        tier.close().await.unwrap();
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        assert_eq!(tier.stats().corrupted, 2);
+        assert_eq!(tier.usage().entries, Some(1));
+        assert_eq!(raw_keys(&tier).len(), 1);
+    });
+}
+
+#[test]
+fn second_opener_gets_a_clear_error_naming_the_path() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let err = RocksTier::builder(dir.path(), 16 * MIB).open().await.expect_err("locked");
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        let message = err.to_string();
+        assert!(message.contains("is already open by another process"), "{message}");
+        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        // After a close the directory can be opened again.
+        tier.close().await.unwrap();
+        let again = open(&dir, 16 * MIB, &clock).await;
+        again.close().await.unwrap();
+    });
+}
+
+#[test]
+fn clear_namespace_removes_its_records_from_disk() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let a = Namespace::new("a:b").unwrap();
+        let b = Namespace::new("a").unwrap();
+        for i in 0..200u32 {
+            let ka = a.key(format!("c{i}")).unwrap();
+            let kb = b.key(format!("b:c{i}")).unwrap();
+            assert!(tier.put(ka, Entry::new(value(i, 200))).await.unwrap().is_stored());
+            assert!(tier.put(kb, Entry::new(value(i, 200))).await.unwrap().is_stored());
+        }
+        tier.clear_namespace(&a).await.unwrap();
+        assert_eq!(tier.usage().entries, Some(200));
+        tier.compact().await.unwrap();
+        let left = raw_keys(&tier);
+        assert_eq!(left.len(), 200);
+        assert!(left.iter().all(|k| k[..16] == b.id().0));
+    });
+}
+
+#[test]
+fn invalid_configuration_is_rejected() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RocksTier::builder(dir.path(), 0).open().await.expect_err("zero budget");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let err = RocksTier::builder(dir.path(), MIB)
+            .bloom_bits_per_key(f64::NAN)
+            .open()
+            .await
+            .expect_err("bad bloom bits");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    });
+}
+
+/// Bytes RocksDB writes per byte the cache is asked to store, for each compaction style.
+///
+/// Run with `cargo nextest run -p cache-l2-rocks --run-ignored only measure_` (prints a table).
+#[test]
+#[ignore = "a measurement, not a check: run it to refresh the numbers in the crate docs"]
+#[expect(clippy::print_stdout, reason = "the measurement prints its table")]
+fn measure_compaction_write_amplification() {
+    use rocksdb::statistics::Ticker;
+    runtime().block_on(async {
+        let capacity = 32 * MIB;
+        println!(
+            "style    value  written/budget  user MiB  flush MiB  compaction MiB  WA(flush+comp)/user  sst MiB (end)  sst MiB (compacted)  secs"
+        );
+        for style in [CompactionStyle::Leveled, CompactionStyle::Fifo] {
+            for value_len in [1024usize, 16 * 1024] {
+                let dir = tempfile::tempdir().unwrap();
+                let clock = ManualClock::new(START);
+                let tier = RocksTier::builder(dir.path(), capacity)
+                    .clock(clock.clone())
+                    .durability(Durability::NoWal)
+                    .compaction(style)
+                    .statistics(true)
+                    .open()
+                    .await
+                    .unwrap();
+                let t0 = std::time::Instant::now();
+                let rounds = 10u64;
+                let n = (rounds * capacity / value_len as u64) as u32;
+                let mut user = 0u64;
+                for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+                    let items: Vec<_> = chunk
+                        .iter()
+                        .map(|&i| {
+                            let k = Key::new("m", i.to_le_bytes().to_vec()).unwrap();
+                            (k, Entry::new(value(i, value_len)))
+                        })
+                        .collect();
+                    user += items.len() as u64 * value_len as u64;
+                    let _ = tier.put_many(items).await.unwrap();
+                }
+                tier.flush().await.unwrap();
+                let db = tier.db().unwrap();
+                db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).unwrap();
+                let secs = t0.elapsed().as_secs_f64();
+                let flush = tier.rocksdb_ticker(Ticker::FlushWriteBytes);
+                let comp = tier.rocksdb_ticker(Ticker::CompactWriteBytes);
+                let sst_end = tier.sst_bytes().await.unwrap();
+                tier.compact().await.unwrap();
+                let sst_compacted = tier.sst_bytes().await.unwrap();
+                let mib = |b: u64| b as f64 / MIB as f64;
+                println!(
+                    "{:<8} {:>5}  {:>14}  {:>8.0}  {:>9.0}  {:>14.0}  {:>19.2}  {:>13.1}  {:>19.1}  {:>4.1}",
+                    format!("{style:?}"),
+                    value_len,
+                    rounds,
+                    mib(user),
+                    mib(flush),
+                    mib(comp),
+                    (flush + comp) as f64 / user as f64,
+                    mib(sst_end),
+                    mib(sst_compacted),
+                    secs,
+                );
+            }
+        }
+    });
+}

@@ -1,0 +1,17 @@
+//! The cache-core conformance suite against a RocksDB tier in a temporary directory.
+
+use cache_core::testkit::{TestTier, TierSpec};
+use cache_l2_rocks::RocksTier;
+
+async fn rocks_tier(spec: TierSpec) -> TestTier {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tier = RocksTier::builder(dir.path(), spec.capacity_bytes)
+        .clock(spec.dyn_clock())
+        .open()
+        .await
+        .expect("open the tier");
+    // The tier is dropped before the directory.
+    TestTier::with_guard(tier, dir)
+}
+
+cache_core::conformance_suite!(rocks_tier);
