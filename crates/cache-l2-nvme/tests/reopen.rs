@@ -30,7 +30,9 @@ fn key(i: u32) -> Key {
 
 fn value(i: u32, generation: u32) -> Bytes {
     let n = 50 + (i * 37 % 3000) as usize;
-    Bytes::from(format!("{i}:{generation}:").into_bytes().into_iter().cycle().take(n).collect::<Vec<_>>())
+    Bytes::from(
+        format!("{i}:{generation}:").into_bytes().into_iter().cycle().take(n).collect::<Vec<_>>(),
+    )
 }
 
 /// Writes 3000 keys (spanning several 1 MiB segments), overwrites some, removes some, clears a
@@ -51,7 +53,12 @@ async fn populate(tier: &NvmeTier) -> Vec<Option<Bytes>> {
     }
     let other = Namespace::new("gone").unwrap();
     for i in 0..100u32 {
-        assert!(tier.put(other.key(format!("{i}")).unwrap(), Entry::new("x")).await.unwrap().is_stored());
+        assert!(
+            tier.put(other.key(format!("{i}")).unwrap(), Entry::new("x"))
+                .await
+                .unwrap()
+                .is_stored()
+        );
     }
     tier.clear_namespace(&other).await.unwrap();
     assert!(tier.put(other.key("after").unwrap(), Entry::new("kept")).await.unwrap().is_stored());
@@ -175,9 +182,11 @@ fn bad_directories_and_configs_give_clear_errors() {
 #[test]
 fn every_durability_level_round_trips() {
     block_on(async {
-        for durability in
-            [Durability::None, Durability::Periodic(Duration::from_millis(1)), Durability::EveryWrite]
-        {
+        for durability in [
+            Durability::None,
+            Durability::Periodic(Duration::from_millis(1)),
+            Durability::EveryWrite,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             let tier = NvmeTierBuilder::new(dir.path(), 16 * MIB)
                 .durability(durability)
@@ -202,7 +211,8 @@ fn every_durability_level_round_trips() {
 fn hits_are_reinserted_at_reclaim_when_enabled() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let tier = NvmeTierBuilder::new(dir.path(), 2 * MIB).reinsert_hits(true).open().await.unwrap();
+        let tier =
+            NvmeTierBuilder::new(dir.path(), 2 * MIB).reinsert_hits(true).open().await.unwrap();
         let hot = key(999_999);
         assert!(tier.put(hot.clone(), Entry::new(vec![7u8; 4096])).await.unwrap().is_stored());
         for i in 0..2000u32 {
