@@ -10,5 +10,6 @@
 //! `tiered_end_to_end.rs`) and list it below.
 
 mod harness;
+mod l3_object;
 mod s3_credentials;
 mod s3_record;
