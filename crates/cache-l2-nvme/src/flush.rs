@@ -55,6 +55,9 @@ pub(crate) struct SyncerStop {
     cv: Condvar,
 }
 
+/// Records handed back by reclaim for reinsertion: (shard, tag, record).
+type Reinsert = Vec<(usize, u32, Bytes)>;
+
 /// State owned by the writer thread.
 pub(crate) struct Writer {
     pub(crate) sh: Arc<Shared>,
@@ -382,7 +385,7 @@ impl Writer {
         &mut self,
         size: u64,
         reinsert: bool,
-    ) -> Result<(Arc<Segment>, Vec<(usize, u32, Bytes)>), NvmeError> {
+    ) -> Result<(Arc<Segment>, Reinsert), NvmeError> {
         let candidates = self.make_room(size, reinsert)?;
         let id = self.next_segment;
         if id == u32::MAX {
@@ -398,11 +401,7 @@ impl Writer {
     }
 
     /// FIFO reclaim of the oldest segments until `size` more bytes fit in the budget.
-    fn make_room(
-        &mut self,
-        size: u64,
-        reinsert: bool,
-    ) -> Result<Vec<(usize, u32, Bytes)>, NvmeError> {
+    fn make_room(&mut self, size: u64, reinsert: bool) -> Result<Reinsert, NvmeError> {
         let mut out = Vec::new();
         while self.sh.bytes_used.load(Ordering::Relaxed) + size > self.sh.capacity {
             let victim = {
