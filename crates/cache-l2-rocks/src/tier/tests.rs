@@ -340,69 +340,100 @@ fn invalid_configuration_is_rejected() {
     });
 }
 
-/// Bytes RocksDB writes per byte the cache is asked to store, for each compaction style.
+/// Bytes RocksDB writes per byte the cache is asked to store, disk left over, and records the
+/// budget counts as live that a read no longer finds, for each compaction style.
 ///
-/// Run with `cargo nextest run -p cache-l2-rocks --run-ignored only measure_` (prints a table).
+/// Workloads: `insert` writes `ROUNDS` × the budget of new keys; `hot` writes a cold set of half
+/// the budget once, then `ROUNDS` × the budget of overwrites on a hot set of 5 % of the budget.
+/// Run with `cargo nextest run -p cache-l2-rocks --run-ignored only -E 'test(measure_)'
+/// --no-capture`; `ROCKS_MEASURE_MIB` (default 16) sets the budget and `ROCKS_MEASURE_ROUNDS`
+/// (default 10) the volume written.
 #[test]
 #[ignore = "a measurement, not a check: run it to refresh the numbers in the crate docs"]
 #[expect(clippy::print_stdout, reason = "the measurement prints its table")]
 fn measure_compaction_write_amplification() {
     use rocksdb::statistics::Ticker;
+    let env = |name: &str, default: u64| {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let capacity = env("ROCKS_MEASURE_MIB", 16) * MIB;
+    let rounds = env("ROCKS_MEASURE_ROUNDS", 10);
     runtime().block_on(async {
-        let capacity = 32 * MIB;
         println!(
-            "style    value  written/budget  user MiB  flush MiB  compaction MiB  WA(flush+comp)/user  sst MiB (end)  sst MiB (compacted)  secs"
+            "budget {} MiB, {rounds}x the budget written, durability NoWal",
+            capacity / MIB
         );
-        for style in [CompactionStyle::Leveled, CompactionStyle::Fifo] {
-            for value_len in [1024usize, 16 * 1024] {
-                let dir = tempfile::tempdir().unwrap();
-                let clock = ManualClock::new(START);
-                let tier = RocksTier::builder(dir.path(), capacity)
-                    .clock(clock.clone())
-                    .durability(Durability::NoWal)
-                    .compaction(style)
-                    .statistics(true)
-                    .open()
-                    .await
-                    .unwrap();
-                let t0 = std::time::Instant::now();
-                let rounds = 10u64;
-                let n = (rounds * capacity / value_len as u64) as u32;
-                let mut user = 0u64;
-                for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
-                    let items: Vec<_> = chunk
+        println!(
+            "style    workload value  user MiB  flush MiB  compact MiB  (flush+compact)/user  sst MiB end  sst MiB compacted  live lost"
+        );
+        for workload in ["insert", "hot"] {
+            for style in [CompactionStyle::Leveled, CompactionStyle::Fifo] {
+                for value_len in [1024usize, 16 * 1024] {
+                    let dir = tempfile::tempdir().unwrap();
+                    let clock = ManualClock::new(START);
+                    let tier = RocksTier::builder(dir.path(), capacity)
+                        .clock(clock.clone())
+                        .durability(Durability::NoWal)
+                        .compaction(style)
+                        .statistics(true)
+                        .open()
+                        .await
+                        .unwrap();
+                    let per_budget = capacity / value_len as u64;
+                    let ids: Vec<u32> = match workload {
+                        "insert" => (0..(rounds * per_budget) as u32).collect(),
+                        _ => {
+                            let cold = (per_budget / 2) as u32;
+                            let hot = (per_budget / 20).max(1) as u32;
+                            (0..cold)
+                                .chain((0..(rounds * per_budget) as u32).map(|i| cold + i % hot))
+                                .collect()
+                        }
+                    };
+                    let mut user = 0u64;
+                    for chunk in ids.chunks(64) {
+                        let items: Vec<_> = chunk
+                            .iter()
+                            .map(|&i| {
+                                let k = Key::new("m", i.to_le_bytes().to_vec()).unwrap();
+                                (k, Entry::new(value(i, value_len)))
+                            })
+                            .collect();
+                        user += items.len() as u64 * value_len as u64;
+                        let _ = tier.put_many(items).await.unwrap();
+                    }
+                    tier.flush().await.unwrap();
+                    let db = tier.db().unwrap();
+                    db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).unwrap();
+                    let flush = tier.rocksdb_ticker(Ticker::FlushWriteBytes);
+                    let comp = tier.rocksdb_ticker(Ticker::CompactWriteBytes);
+                    let sst_end = tier.sst_bytes().await.unwrap();
+                    // Records the budget counts as live but RocksDB no longer has.
+                    let live = tier.usage().entries.unwrap();
+                    let distinct: std::collections::BTreeSet<u32> = ids.iter().copied().collect();
+                    let keys: Vec<Key> = distinct
                         .iter()
-                        .map(|&i| {
-                            let k = Key::new("m", i.to_le_bytes().to_vec()).unwrap();
-                            (k, Entry::new(value(i, value_len)))
-                        })
+                        .map(|i| Key::new("m", i.to_le_bytes().to_vec()).unwrap())
                         .collect();
-                    user += items.len() as u64 * value_len as u64;
-                    let _ = tier.put_many(items).await.unwrap();
+                    let found = tier.get_many(&keys).await.unwrap().iter().flatten().count();
+                    tier.compact().await.unwrap();
+                    let sst_compacted = tier.sst_bytes().await.unwrap();
+                    let mib = |b: u64| b as f64 / MIB as f64;
+                    println!(
+                        "{:<8} {:<8} {:>5}  {:>8.0}  {:>9.0}  {:>11.0}  {:>20.2}  {:>11.1}  {:>17.1}  {:>4}/{}",
+                        format!("{style:?}"),
+                        workload,
+                        value_len,
+                        mib(user),
+                        mib(flush),
+                        mib(comp),
+                        (flush + comp) as f64 / user as f64,
+                        mib(sst_end),
+                        mib(sst_compacted),
+                        live - found as u64,
+                        live,
+                    );
                 }
-                tier.flush().await.unwrap();
-                let db = tier.db().unwrap();
-                db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).unwrap();
-                let secs = t0.elapsed().as_secs_f64();
-                let flush = tier.rocksdb_ticker(Ticker::FlushWriteBytes);
-                let comp = tier.rocksdb_ticker(Ticker::CompactWriteBytes);
-                let sst_end = tier.sst_bytes().await.unwrap();
-                tier.compact().await.unwrap();
-                let sst_compacted = tier.sst_bytes().await.unwrap();
-                let mib = |b: u64| b as f64 / MIB as f64;
-                println!(
-                    "{:<8} {:>5}  {:>14}  {:>8.0}  {:>9.0}  {:>14.0}  {:>19.2}  {:>13.1}  {:>19.1}  {:>4.1}",
-                    format!("{style:?}"),
-                    value_len,
-                    rounds,
-                    mib(user),
-                    mib(flush),
-                    mib(comp),
-                    (flush + comp) as f64 / user as f64,
-                    mib(sst_end),
-                    mib(sst_compacted),
-                    secs,
-                );
             }
         }
     });
