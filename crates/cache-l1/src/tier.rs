@@ -12,8 +12,8 @@ use std::{
 
 use async_trait::async_trait;
 use cache_core::{
-    Clock, Entry, Error, ErrorKind, Evicted, EvictionCause, EvictionSink, Key, Namespace,
-    PutOutcome, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage,
+    Clock, Entry, Error, Evicted, EvictionCause, EvictionSink, Key, Namespace, PutOutcome,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage,
 };
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::RwLock;
@@ -110,7 +110,6 @@ impl MemoryTier {
             .initial_capacity(b.initial_entries)
             .weigher(|k: &Key, e: &Entry| weight(k, e).unwrap_or(u32::MAX))
             .expire_after(EntryExpiry { shared: shared.clone() })
-            .support_invalidation_closures()
             .eviction_listener(move |key: Arc<Key>, entry: Entry, cause: RemovalCause| {
                 let cause = match cause {
                     RemovalCause::Size => EvictionCause::Capacity,
@@ -257,15 +256,21 @@ impl Tier for MemoryTier {
         Ok(self.lookup(key).await.is_some())
     }
 
+    /// Removes the namespace's entries now, one by one (O(entries in the tier)).
+    ///
+    /// moka's lazy `invalidate_entries_if` is not used on purpose: lazily invalidated entries
+    /// can still be evicted, and so demoted, after the clear returned.
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
         self.check_open()?;
-        let ns = namespace.clone();
-        self.cache.invalidate_entries_if(move |k, _| k.namespace() == &ns).map_err(|e| {
-            let err = Error::new(ErrorKind::Internal, NAME, "cannot register a namespace clear")
-                .with_source(e);
-            self.shared.stats.error(&err);
-            err
-        })?;
+        let doomed: Vec<Key> = self
+            .cache
+            .iter()
+            .filter(|(k, _)| k.namespace() == namespace)
+            .map(|(k, _)| Key::clone(&k))
+            .collect();
+        for key in doomed {
+            self.cache.invalidate(&key).await;
+        }
         Ok(())
     }
 

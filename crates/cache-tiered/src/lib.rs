@@ -1,1 +1,48 @@
-//! The composition of tiers: read-through, promotion, demotion and write policies (issue: tiered composition). Not implemented yet.
+//! `cache-tiered`: RAM → disk → object storage behind one API.
+//!
+//! [`TieredCache`] holds an ordered list of tiers (any [`cache_core::Tier`], fastest first).
+//! - **get** goes top-down; a hit below the top is promoted to the tiers above in the
+//!   background, as the promotion policy says. An expired entry is never served.
+//! - **put** writes each tier by its [`WritePolicy`] (through, behind, on eviction, skip) and
+//!   reports an explicit outcome per tier ([`PutReport`]): nothing is dropped silently.
+//! - **demotion**: a tier written `OnEviction` receives what the tier above evicts, except
+//!   entries that came from it unchanged (clean) and expired ones.
+//! - **admission**: per tier, [`SizeRange`], [`FrequencyFilter`], [`RateLimit`] or your own.
+//! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
+//! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
+//!   the error is returned).
+//! - **ordering**: removals and writes cannot be undone by a concurrent promotion, demotion or
+//!   queued write (see the `tiered` module docs).
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::{Entry, Key, Tier};
+//! use cache_l1::MemoryTier;
+//! use cache_tiered::{TierOptions, TieredCache, WritePolicy};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let cache = TieredCache::builder()
+//!     .tier(MemoryTier::builder(64 << 20).build())
+//!     .tier(TierOptions::new(MemoryTier::builder(1 << 30).build()).write(WritePolicy::OnEviction))
+//!     .build()?;
+//! let key = Key::new("agent/memory", "session-7")?;
+//! cache.put(key.clone(), Entry::new("remembered")).await?;
+//! assert_eq!(cache.get(&key).await?.unwrap().value, "remembered");
+//! let v = cache.get_or_load(Key::new("agent/memory", "session-8")?, || async {
+//!     Ok(Some(Entry::new("loaded once")))
+//! }).await?;
+//! assert!(v.is_some());
+//! # Ok::<(), cache_core::Error>(()) }).unwrap();
+//! ```
+
+mod builder;
+pub mod policy;
+mod stats;
+mod tiered;
+
+pub use crate::{
+    builder::{TierOptions, TieredBuilder},
+    policy::WritePolicy,
+    stats::{TierReport, TieredStats},
+    tiered::{PutReport, TierWrite, TieredCache},
+};

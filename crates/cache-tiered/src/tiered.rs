@@ -1,0 +1,920 @@
+//! The [`TieredCache`]: read-through over ordered tiers with promotion, demotion, write
+//! policies, single-flight loads and outage tolerance.
+//!
+//! # Ordering against stale values
+//!
+//! Every key maps to one of [`STRIPES`] counters. `put`, `remove` and `clear_namespace` bump the
+//! key's counter (or the global clear epoch) before they touch any tier and again after the last
+//! tier, and count themselves as in flight in between. Background writes that copy a value found
+//! earlier — promotions, demotions and write-behind jobs — take a snapshot of the counters before
+//! the value was read, and check before and after their write that the counters are unchanged
+//! and no foreground write, removal or clear is in flight: if one ran or is running, the
+//! background write is skipped or undone. So an older value never overwrites a newer one and a
+//! removed value is never resurrected; the price of a collision on a stripe is a miss, never a
+//! wrong value. Removals go bottom-up, so a reader that still finds the value in an upper tier
+//! finds it only while the removal is in progress.
+
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use cache_core::{
+    Admission, AdmissionPolicy, Clock, Entry, Error, ErrorKind, Evicted, EvictionCause,
+    EvictionSink, Key, Namespace, NamespaceId, Promotion, PromotionPolicy, PutOutcome, Rejection,
+    Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage,
+};
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared as SharedFuture},
+};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+use tracing::Instrument;
+
+use crate::{
+    builder::TieredBuilder,
+    policy::WritePolicy,
+    stats::{SlotStats, TierReport, TieredStats},
+};
+
+const NAME: &str = "tiered";
+/// Number of per-key ordering counters.
+pub(crate) const STRIPES: usize = 1 << 14;
+
+/// What happened to one tier during a `put`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierWrite {
+    /// Written synchronously.
+    Stored,
+    /// Queued for write-behind.
+    Deferred,
+    /// Not written, for this reason (counted).
+    Rejected(Rejection),
+    /// This tier is not written on `put` (its policy is `OnEviction` or `Skip`); any older
+    /// value it held was removed.
+    Skipped,
+    /// The tier failed or timed out (counted); any older value may remain there until it
+    /// expires, is evicted, or is removed.
+    Failed(ErrorKind),
+}
+
+/// The outcome of [`TieredCache::put_report`], tier by tier (fastest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReport {
+    /// One outcome per tier, with the tier's name.
+    pub tiers: Vec<(&'static str, TierWrite)>,
+}
+
+impl PutReport {
+    /// `Stored` if any tier stored or queued the value, otherwise the first rejection.
+    pub fn outcome(&self) -> PutOutcome {
+        if self.tiers.iter().any(|(_, w)| matches!(w, TierWrite::Stored | TierWrite::Deferred)) {
+            return PutOutcome::Stored;
+        }
+        let reason = self.tiers.iter().find_map(|(_, w)| match w {
+            TierWrite::Rejected(r) => Some(*r),
+            _ => None,
+        });
+        PutOutcome::Rejected(reason.unwrap_or(Rejection::QueueFull))
+    }
+}
+
+/// A cache over an ordered list of tiers, fastest first. Cheap to clone (all clones share the
+/// same cache).
+///
+/// Built with [`TieredCache::builder`]; see the crate docs for an example.
+#[derive(Clone)]
+pub struct TieredCache {
+    shared: Arc<Shared>,
+    /// Drops the background machinery when the last clone goes away.
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for TieredCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredCache")
+            .field("tiers", &self.shared.slots.iter().map(|s| s.tier.name()).collect::<Vec<_>>())
+            .field("strict", &self.shared.strict)
+            .finish()
+    }
+}
+
+pub(crate) struct Slot {
+    pub(crate) tier: Arc<dyn Tier>,
+    pub(crate) write: WritePolicy,
+    pub(crate) admission: Vec<Arc<dyn AdmissionPolicy>>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) stats: SlotStats,
+    /// Keys whose copy in this tier came from a tier below and has not changed since.
+    clean: CleanSet,
+    behind: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+/// The state shared by the cache handle and its background tasks.
+pub(crate) struct Shared {
+    pub(crate) slots: Vec<Slot>,
+    clock: Arc<dyn Clock>,
+    promotion: Arc<dyn PromotionPolicy>,
+    strict: bool,
+    stats: TierStats,
+    stripes: Box<[AtomicU64]>,
+    inflight: Box<[AtomicU32]>,
+    clear_epoch: AtomicU64,
+    clearing: AtomicUsize,
+    /// When each namespace was last cleared: evictions of entries created no later are not
+    /// demoted (an upper tier may still evict entries a clear could not reach in time).
+    cleared_at: Mutex<HashMap<NamespaceId, Timestamp>>,
+    flights: Mutex<HashMap<Key, Flight<Result<Option<Entry>>>>>,
+    negative_ttl: Option<Duration>,
+    negative: Mutex<HashMap<Key, Timestamp>>,
+    pending: AtomicUsize,
+    idle: Notify,
+    closed: AtomicBool,
+    sinks: Mutex<Vec<Arc<DemotionSink>>>,
+    /// (tier, key) pairs whose copy in that tier may be older than the latest write, because a
+    /// write or removal there failed. Gets ignore those copies until a later write succeeds.
+    stale: Mutex<HashSet<(usize, u64)>>,
+    stale_len: AtomicUsize,
+}
+
+type Flight<T> = SharedFuture<BoxFuture<'static, T>>;
+
+/// A write copied from elsewhere (a promotion, demotion or write-behind job).
+struct Job {
+    key: Key,
+    entry: Entry,
+    snap: Snap,
+    kind: JobKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    Demotion,
+    WriteBehind,
+}
+
+/// The ordering counters that cover one key, read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Snap {
+    stripe: u64,
+    clear: u64,
+}
+
+#[derive(Default)]
+struct CleanSet(Mutex<HashSet<u64>>);
+
+impl CleanSet {
+    const MAX: usize = 1 << 20;
+
+    fn mark(&self, key: &Key) {
+        let mut s = self.0.lock();
+        if s.len() < CleanSet::MAX {
+            s.insert(key.hash().prefix_u64());
+        }
+    }
+
+    fn unmark(&self, key: &Key) -> bool {
+        self.0.lock().remove(&key.hash().prefix_u64())
+    }
+}
+
+/// Receives evictions of one tier and queues them for the tier below.
+#[derive(Debug)]
+struct DemotionSink {
+    from: usize,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl EvictionSink for DemotionSink {
+    fn on_evict(&self, ev: Evicted) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        let to = self.from + 1;
+        let slot = &shared.slots[to];
+        if ev.cause == EvictionCause::Expired || ev.entry.is_expired(shared.clock.now()) {
+            return;
+        }
+        let cleared = shared.cleared_at.lock().get(&ev.key.namespace().id()).copied();
+        if cleared.is_some_and(|t| ev.entry.meta.created_at <= t) {
+            return;
+        }
+        if shared.slots[self.from].clean.unmark(&ev.key) {
+            slot.stats.demotions_skipped_clean.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let job = Job {
+            snap: shared.snap(&ev.key),
+            key: ev.key,
+            entry: ev.entry,
+            kind: JobKind::Demotion,
+        };
+        let tx = self.tx.lock().clone();
+        match tx.map(|tx| tx.try_send(job)) {
+            Some(Ok(())) => {
+                shared.pending.fetch_add(1, Ordering::AcqRel);
+                slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(_)) | None => {
+                slot.stats.demotions_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    tier = slot.tier.name(),
+                    "demotion queue full: evicted entry dropped"
+                );
+            }
+        }
+    }
+}
+
+struct Guard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shared.stop_background();
+    }
+}
+
+impl TieredCache {
+    /// A builder; add tiers fastest first.
+    pub fn builder() -> TieredBuilder {
+        TieredBuilder::default()
+    }
+
+    pub(crate) fn from_builder(b: TieredBuilder) -> Result<TieredCache> {
+        let slots = b
+            .tiers
+            .into_iter()
+            .map(|t| Slot {
+                stats: SlotStats::new(t.tier.name()),
+                tier: t.tier,
+                write: t.write.expect("defaulted by the builder"),
+                admission: t.admission,
+                timeout: t.timeout,
+                clean: CleanSet::default(),
+                behind: Mutex::new(None),
+            })
+            .collect::<Vec<_>>();
+        let shared = Arc::new(Shared {
+            slots,
+            clock: b.clock,
+            promotion: b.promotion,
+            strict: b.strict,
+            stats: TierStats::new(NAME),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            inflight: (0..STRIPES).map(|_| AtomicU32::new(0)).collect(),
+            clear_epoch: AtomicU64::new(0),
+            clearing: AtomicUsize::new(0),
+            cleared_at: Mutex::default(),
+            flights: Mutex::default(),
+            negative_ttl: b.negative_ttl,
+            negative: Mutex::default(),
+            pending: AtomicUsize::new(0),
+            idle: Notify::new(),
+            closed: AtomicBool::new(false),
+            sinks: Mutex::default(),
+            stale: Mutex::default(),
+            stale_len: AtomicUsize::new(0),
+        });
+        for (i, slot) in shared.slots.iter().enumerate() {
+            if let WritePolicy::Behind { queue_len, max_attempts, backoff } = slot.write {
+                let (tx, rx) = mpsc::channel(queue_len.max(1));
+                *slot.behind.lock() = Some(tx);
+                tokio::spawn(worker(shared.clone(), i, rx, max_attempts.max(1), backoff));
+            }
+            if i > 0 && slot.write == WritePolicy::OnEviction {
+                let (tx, rx) = mpsc::channel(b.demotion_queue_len.max(1));
+                let sink = Arc::new(DemotionSink {
+                    from: i - 1,
+                    tx: Mutex::new(Some(tx)),
+                    shared: Arc::downgrade(&shared),
+                });
+                shared.slots[i - 1].tier.set_eviction_sink(sink.clone()).map_err(|e| {
+                    Error::invalid(
+                        NAME,
+                        format!(
+                            "tier {} is written on eviction, but tier {} above it cannot report evictions",
+                            slot.tier.name(),
+                            shared.slots[i - 1].tier.name()
+                        ),
+                    )
+                    .with_source(e)
+                })?;
+                shared.sinks.lock().push(sink);
+                tokio::spawn(worker(shared.clone(), i, rx, 1, Duration::ZERO));
+            }
+        }
+        Ok(TieredCache { _guard: Arc::new(Guard { shared: shared.clone() }), shared })
+    }
+
+    /// The tiers, fastest first.
+    pub fn tiers(&self) -> Vec<Arc<dyn Tier>> {
+        self.shared.slots.iter().map(|s| s.tier.clone()).collect()
+    }
+
+    /// Stores `entry` under `key` in every tier as its write policy says, and reports what
+    /// happened in each.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`]; in strict mode, the first tier failure.
+    pub async fn put_report(&self, key: Key, entry: Entry) -> Result<PutReport> {
+        let span =
+            tracing::debug_span!("tiered.put", ns = %key.namespace(), size = entry.value.len());
+        self.shared.put(key, entry).instrument(span).await
+    }
+
+    /// Returns the entry for `key` from the first tier that has it, or runs `loader`.
+    ///
+    /// Concurrent callers for a key missing from every tier share one run of `loader`; its
+    /// value is stored through `put`, and its error reaches every waiter and is not cached.
+    /// `Ok(None)` from the loader means "no such value" and is cached for the negative TTL if
+    /// one is configured.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`], the loader's error, or in strict mode a tier failure.
+    pub async fn get_or_load<F, Fut>(&self, key: Key, loader: F) -> Result<Option<Entry>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<Entry>>> + Send + 'static,
+    {
+        if let Some(hit) = self.get(&key).await? {
+            return Ok(Some(hit));
+        }
+        if self.shared.negative_ttl.is_some() {
+            let now = self.shared.clock.now();
+            let mut neg = self.shared.negative.lock();
+            match neg.get(&key) {
+                Some(&until) if until > now => return Ok(None),
+                Some(_) => {
+                    neg.remove(&key);
+                }
+                None => {}
+            }
+        }
+        let flight = {
+            let mut flights = self.shared.flights.lock();
+            if let Some(f) = flights.get(&key) {
+                f.clone()
+            } else {
+                let cache = self.clone();
+                let k = key.clone();
+                let fut = async move {
+                    let loaded = loader().await;
+                    let result = match loaded {
+                        Ok(Some(entry)) => {
+                            // The value is returned even if no tier accepts it.
+                            let _ = cache.shared.put(k.clone(), entry.clone()).await;
+                            Ok(Some(entry))
+                        }
+                        Ok(None) => {
+                            if let Some(ttl) = cache.shared.negative_ttl {
+                                let until = cache.shared.clock.now().saturating_add(ttl);
+                                let mut neg = cache.shared.negative.lock();
+                                if neg.len() >= 1 << 16 {
+                                    neg.clear();
+                                }
+                                neg.insert(k.clone(), until);
+                            }
+                            Ok(None)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    cache.shared.flights.lock().remove(&k);
+                    result
+                }
+                .boxed()
+                .shared();
+                flights.insert(key.clone(), fut.clone());
+                fut
+            }
+        };
+        flight.await
+    }
+
+    /// Waits until every queued promotion, demotion and write-behind job has finished.
+    pub async fn quiesce(&self) {
+        loop {
+            let idle = self.shared.idle.notified();
+            if self.shared.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            // A timeout guards against a missed wake-up; the loop re-checks.
+            let _ = tokio::time::timeout(Duration::from_millis(50), idle).await;
+        }
+    }
+
+    /// Counters of the cache and of each tier.
+    pub fn tiered_stats(&self) -> TieredStats {
+        let s = &self.shared;
+        TieredStats {
+            overall: s.stats.snapshot(self.usage()),
+            tiers: s
+                .slots
+                .iter()
+                .map(|slot| TierReport::new(slot.tier.stats(), &slot.stats))
+                .collect(),
+        }
+    }
+}
+
+impl Shared {
+    fn stripe_index(key: &Key) -> usize {
+        (key.hash().prefix_u64() as usize) % STRIPES
+    }
+
+    fn stripe(&self, key: &Key) -> &AtomicU64 {
+        &self.stripes[Shared::stripe_index(key)]
+    }
+
+    /// Whether a background copy taken at `snap` may still be written: nothing wrote, removed
+    /// or cleared the key since, and nothing is doing so now.
+    fn still_valid(&self, key: &Key, snap: Snap) -> bool {
+        self.clearing.load(Ordering::SeqCst) == 0
+            && self.inflight[Shared::stripe_index(key)].load(Ordering::SeqCst) == 0
+            && self.snap(key) == snap
+    }
+
+    fn snap(&self, key: &Key) -> Snap {
+        Snap {
+            stripe: self.stripe(key).load(Ordering::SeqCst),
+            clear: self.clear_epoch.load(Ordering::SeqCst),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            let err = Error::closed(NAME);
+            self.stats.error(&err);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Runs one call into a tier with its timeout, counting faults.
+    async fn call<T>(&self, slot: &Slot, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let result = match slot.timeout {
+            None => fut.await,
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Unavailable,
+                    slot.tier.name(),
+                    format!("no answer within {t:?}"),
+                )),
+            },
+        };
+        if let Err(e) = &result {
+            if e.kind() != ErrorKind::Closed || !self.closed.load(Ordering::Acquire) {
+                slot.stats.fault(e);
+                tracing::debug!(tier = slot.tier.name(), error = %e, "tier call failed");
+            }
+        }
+        result
+    }
+
+    fn admit(&self, slot: &Slot, key: &Key, entry: &Entry) -> Admission {
+        let now = self.clock.now();
+        for policy in &slot.admission {
+            match policy.admit(key, entry, now) {
+                Admission::Admit => {}
+                other => return other,
+            }
+        }
+        Admission::Admit
+    }
+
+    async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<Entry>> {
+        self.check_open()?;
+        let mut snap = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if i == 1 {
+                // Taken before any lower tier is read: see the module docs.
+                snap = Some(self.snap(key));
+            }
+            let started = Instant::now();
+            let found = self.call(slot, slot.tier.get(key)).await;
+            slot.stats.get_latency.record(started.elapsed());
+            match found {
+                Ok(Some(entry)) => {
+                    if entry.meta.expires_at.is_some() && entry.is_expired(self.clock.now()) {
+                        continue;
+                    }
+                    if self.is_stale(i, key) {
+                        continue;
+                    }
+                    slot.stats.served.fetch_add(1, Ordering::Relaxed);
+                    self.stats.hit();
+                    if let Some(snap) = snap {
+                        self.maybe_promote(key, &entry, i, snap);
+                    }
+                    return Ok(Some(entry));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if self.strict {
+                        self.stats.error(&e);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.stats.miss();
+        Ok(None)
+    }
+
+    fn maybe_promote(self: &Arc<Self>, key: &Key, entry: &Entry, found_in: usize, snap: Snap) {
+        if self.promotion.on_hit(key, entry, found_in, self.clock.now()) != Promotion::Promote {
+            return;
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let this = self.clone();
+        let (key, entry) = (key.clone(), entry.clone());
+        tokio::spawn(
+            async move {
+                this.promote(&key, entry, found_in, snap).await;
+                this.done();
+            }
+            .instrument(tracing::debug_span!("tiered.promote")),
+        );
+    }
+
+    async fn promote(&self, key: &Key, entry: Entry, found_in: usize, snap: Snap) {
+        // Nearest tier first, so the value is never in a faster tier without the slower one.
+        for j in (0..found_in).rev() {
+            let slot = &self.slots[j];
+            if !self.still_valid(key, snap) || self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if self.admit(slot, key, &entry) != Admission::Admit {
+                continue;
+            }
+            if let Ok(PutOutcome::Stored) =
+                self.call(slot, slot.tier.put(key.clone(), entry.clone())).await
+            {
+                slot.clean.mark(key);
+                self.set_stale(j, key, false);
+                slot.stats.promotions.fetch_add(1, Ordering::Relaxed);
+                slot.stats.promotions_metric.increment(1);
+                if !self.still_valid(key, snap) {
+                    // A write or removal raced us: our copy may be older. Undo it.
+                    slot.clean.unmark(key);
+                    let _ = self.call(slot, slot.tier.remove(key)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn done(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Records whether tier `i` holds the latest write for `key`.
+    fn set_stale(&self, i: usize, key: &Key, stale: bool) {
+        if !stale && self.stale_len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut set = self.stale.lock();
+        let changed = if stale {
+            set.insert((i, key.hash().prefix_u64()))
+        } else {
+            set.remove(&(i, key.hash().prefix_u64()))
+        };
+        if changed {
+            self.stale_len.store(set.len(), Ordering::Release);
+        }
+    }
+
+    fn is_stale(&self, i: usize, key: &Key) -> bool {
+        self.stale_len.load(Ordering::Acquire) > 0
+            && self.stale.lock().contains(&(i, key.hash().prefix_u64()))
+    }
+
+    fn begin_write(&self, key: &Key) {
+        self.inflight[Shared::stripe_index(key)].fetch_add(1, Ordering::SeqCst);
+        self.stripe(key).fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end_write(&self, key: &Key) {
+        self.stripe(key).fetch_add(1, Ordering::SeqCst);
+        self.inflight[Shared::stripe_index(key)].fetch_sub(1, Ordering::SeqCst);
+    }
+
+    async fn put(self: &Arc<Self>, key: Key, mut entry: Entry) -> Result<PutReport> {
+        self.check_open()?;
+        let now = self.clock.now();
+        entry.meta.stamp(now);
+        if entry.is_expired(now) {
+            // Nothing to store, but an older value must not outlive this write.
+            self.remove(&key).await?;
+            self.stats.reject();
+            let tiers =
+                self.slots.iter().map(|s| (s.tier.name(), TierWrite::Rejected(Rejection::Expired)));
+            return Ok(PutReport { tiers: tiers.collect() });
+        }
+        self.begin_write(&key);
+        let mut report = PutReport { tiers: Vec::with_capacity(self.slots.len()) };
+        let mut first_error = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            slot.clean.unmark(&key);
+            let outcome = self.put_one(slot, &key, &entry).await;
+            // A queued or failed write leaves an older copy in this tier until the write lands.
+            self.set_stale(i, &key, matches!(outcome, TierWrite::Failed(_) | TierWrite::Deferred));
+            if let TierWrite::Rejected(r) = &outcome {
+                slot.stats.reject(*r);
+            }
+            if let (TierWrite::Failed(_), None) = (&outcome, &first_error) {
+                first_error = Some(slot.tier.name());
+            }
+            report.tiers.push((slot.tier.name(), outcome));
+        }
+        self.end_write(&key);
+        self.enqueue_behind(&key, &entry, &mut report).await;
+        match report.outcome() {
+            PutOutcome::Stored => self.stats.insert(),
+            PutOutcome::Rejected(_) => self.stats.reject(),
+        }
+        if let (true, Some(tier)) = (self.strict, first_error) {
+            let err =
+                Error::new(ErrorKind::Unavailable, NAME, format!("tier {tier} failed the write"));
+            self.stats.error(&err);
+            return Err(err);
+        }
+        Ok(report)
+    }
+
+    async fn put_one(&self, slot: &Slot, key: &Key, entry: &Entry) -> TierWrite {
+        match slot.write {
+            WritePolicy::Skip | WritePolicy::OnEviction => {
+                return match self.call(slot, slot.tier.remove(key)).await {
+                    Ok(()) => TierWrite::Skipped,
+                    Err(e) => TierWrite::Failed(e.kind()),
+                };
+            }
+            WritePolicy::Through | WritePolicy::Behind { .. } => {}
+        }
+        match self.admit(slot, key, entry) {
+            Admission::Admit => {}
+            Admission::Reject(r) => {
+                return self.drop_stale(slot, key, TierWrite::Rejected(r)).await;
+            }
+            Admission::Defer(_) => {
+                return self
+                    .drop_stale(slot, key, TierWrite::Rejected(Rejection::RateLimited))
+                    .await;
+            }
+        }
+        if let WritePolicy::Behind { .. } = slot.write {
+            // Queued by `enqueue_behind` once the put's own ordering bump is done.
+            return TierWrite::Deferred;
+        }
+        match self.call(slot, slot.tier.put(key.clone(), entry.clone())).await {
+            Ok(PutOutcome::Stored) => TierWrite::Stored,
+            // The tier already dropped any older value when it rejected the new one.
+            Ok(PutOutcome::Rejected(r)) => TierWrite::Rejected(r),
+            Err(e) => TierWrite::Failed(e.kind()),
+        }
+    }
+
+    /// Queues the write-behind jobs of a finished put; a full queue turns `Deferred` into
+    /// `Rejected(QueueFull)` and drops the older copy in that tier.
+    async fn enqueue_behind(&self, key: &Key, entry: &Entry, report: &mut PutReport) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            if report.tiers[i].1 != TierWrite::Deferred {
+                continue;
+            }
+            let job = Job {
+                key: key.clone(),
+                entry: entry.clone(),
+                snap: self.snap(key),
+                kind: JobKind::WriteBehind,
+            };
+            let tx = slot.behind.lock().clone();
+            self.pending.fetch_add(1, Ordering::AcqRel);
+            if let Some(Ok(())) = tx.map(|tx| tx.try_send(job)) {
+                slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.done();
+                slot.stats.reject(Rejection::QueueFull);
+                report.tiers[i].1 =
+                    self.drop_stale(slot, key, TierWrite::Rejected(Rejection::QueueFull)).await;
+            }
+        }
+    }
+
+    /// A write this tier will not take: remove the older value so it is not served.
+    async fn drop_stale(&self, slot: &Slot, key: &Key, outcome: TierWrite) -> TierWrite {
+        match self.call(slot, slot.tier.remove(key)).await {
+            Ok(()) => outcome,
+            Err(e) => TierWrite::Failed(e.kind()),
+        }
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        self.check_open()?;
+        self.begin_write(key);
+        let mut failed = None;
+        for (i, slot) in self.slots.iter().enumerate().rev() {
+            slot.clean.unmark(key);
+            let result = self.call(slot, slot.tier.remove(key)).await;
+            self.set_stale(i, key, result.is_err());
+            if let Err(e) = result {
+                failed.get_or_insert(e);
+            }
+        }
+        self.end_write(key);
+        self.stats.remove();
+        self.negative.lock().remove(key);
+        match failed {
+            None => Ok(()),
+            Some(e) => {
+                self.stats.error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn clear_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.check_open()?;
+        self.clearing.fetch_add(1, Ordering::SeqCst);
+        self.clear_epoch.fetch_add(1, Ordering::SeqCst);
+        self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        let mut failed = None;
+        for slot in self.slots.iter().rev() {
+            if let Err(e) = self.call(slot, slot.tier.clear_namespace(ns)).await {
+                failed.get_or_insert(e);
+            }
+        }
+        self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        self.clear_epoch.fetch_add(1, Ordering::SeqCst);
+        self.clearing.fetch_sub(1, Ordering::SeqCst);
+        self.negative.lock().retain(|k, _| k.namespace() != ns);
+        match failed {
+            None => Ok(()),
+            Some(e) => {
+                self.stats.error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn stop_background(&self) {
+        for slot in &self.slots {
+            slot.behind.lock().take();
+        }
+        for sink in self.sinks.lock().drain(..) {
+            sink.tx.lock().take();
+        }
+    }
+}
+
+/// Writes queued jobs (demotions or write-behind) into tier `to`, in order.
+async fn worker(
+    shared: Arc<Shared>,
+    to: usize,
+    mut rx: mpsc::Receiver<Job>,
+    max_attempts: u32,
+    backoff: Duration,
+) {
+    while let Some(job) = rx.recv().await {
+        shared.slots[to].stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        run_job(&shared, to, job, max_attempts, backoff).await;
+        shared.done();
+    }
+}
+
+async fn run_job(shared: &Shared, to: usize, job: Job, max_attempts: u32, backoff: Duration) {
+    let slot = &shared.slots[to];
+    let Job { key, entry, snap, kind } = job;
+    // Superseded: a later write, removal or clear ran or is running.
+    let superseded = |s: &Shared| !s.still_valid(&key, snap);
+    if superseded(shared) || entry.is_expired(shared.clock.now()) {
+        return;
+    }
+    if kind == JobKind::Demotion && shared.admit(slot, &key, &entry) != Admission::Admit {
+        slot.stats.reject(Rejection::Infrequent);
+        return;
+    }
+    let mut delay = backoff;
+    for attempt in 1..=max_attempts {
+        match shared.call(slot, slot.tier.put(key.clone(), entry.clone())).await {
+            Ok(outcome) => {
+                if kind == JobKind::Demotion && outcome.is_stored() {
+                    slot.stats.demotions.fetch_add(1, Ordering::Relaxed);
+                    slot.stats.demotions_metric.increment(1);
+                }
+                if superseded(shared) {
+                    let _ = shared.call(slot, slot.tier.remove(&key)).await;
+                } else if kind == JobKind::WriteBehind {
+                    shared.set_stale(to, &key, false);
+                }
+                return;
+            }
+            Err(e) if e.kind() == ErrorKind::Closed => return,
+            Err(e) => {
+                if attempt == max_attempts {
+                    slot.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        tier = slot.tier.name(),
+                        error = %e,
+                        attempts = max_attempts,
+                        "queued write failed; giving up"
+                    );
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+                if superseded(shared) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Tier for TieredCache {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        let span = tracing::debug_span!("tiered.get", ns = %key.namespace());
+        self.shared.get(key).instrument(span).await
+    }
+
+    async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
+        Ok(self.put_report(key, entry).await?.outcome())
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        let span = tracing::debug_span!("tiered.remove", ns = %key.namespace());
+        self.shared.remove(key).instrument(span).await
+    }
+
+    async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let span = tracing::debug_span!("tiered.clear_namespace", ns = %namespace);
+        self.shared.clear_namespace(namespace).instrument(span).await
+    }
+
+    fn usage(&self) -> Usage {
+        let mut total = Usage { bytes_used: 0, capacity: Some(0), entries: None };
+        for slot in &self.shared.slots {
+            let u = slot.tier.usage();
+            total.bytes_used += u.bytes_used;
+            total.capacity = match (total.capacity, u.capacity) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        total
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        let mut s = self.shared.stats.snapshot(self.usage());
+        for slot in &self.shared.slots {
+            let t = slot.tier.stats();
+            s.evictions += t.evictions;
+            s.expirations += t.expirations;
+            s.corrupted += t.corrupted;
+        }
+        s
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.shared.check_open()?;
+        self.quiesce().await;
+        for slot in &self.shared.slots {
+            slot.tier.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.quiesce().await;
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.stop_background();
+        let mut failed = None;
+        for slot in &self.shared.slots {
+            if let Err(e) = slot.tier.close().await {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,457 @@
+//! Tests of the composition: the conformance suite, promotion, demotion, write policies,
+//! single-flight, outages, ordering races, and a property test against a map model.
+
+mod faulty;
+mod model;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use cache_core::{
+    Entry, ErrorKind, Key, ManualClock, Namespace, PutOutcome, Rejection, Tier, Timestamp,
+    testkit::{TestTier, TierSpec},
+};
+use cache_l1::MemoryTier;
+
+use self::faulty::{FaultyTier, Mode};
+use crate::{
+    PutReport, TierOptions, TierWrite, TieredCache, WritePolicy,
+    policy::{PromoteNever, SizeRange},
+};
+
+fn l1(capacity: u64, clock: &Arc<ManualClock>) -> MemoryTier {
+    MemoryTier::builder(capacity).clock(clock.clone()).build()
+}
+
+mod through {
+    use super::*;
+
+    async fn factory(spec: TierSpec) -> TestTier {
+        let half = spec.capacity_bytes / 2;
+        let cache = TieredCache::builder()
+            .clock(spec.dyn_clock())
+            .tier(l1(half, &spec.clock))
+            .tier(l1(spec.capacity_bytes - half, &spec.clock))
+            .build()
+            .expect("build");
+        TestTier::new(cache)
+    }
+
+    cache_core::conformance_suite!(factory);
+}
+
+mod on_eviction {
+    use super::*;
+
+    async fn factory(spec: TierSpec) -> TestTier {
+        let half = spec.capacity_bytes / 2;
+        let cache = TieredCache::builder()
+            .clock(spec.dyn_clock())
+            .tier(l1(half, &spec.clock))
+            .tier(
+                TierOptions::new(l1(spec.capacity_bytes - half, &spec.clock))
+                    .write(WritePolicy::OnEviction),
+            )
+            .build()
+            .expect("build");
+        TestTier::new(cache)
+    }
+
+    cache_core::conformance_suite!(factory);
+}
+
+fn key(k: &str) -> Key {
+    Key::new("t", k.to_owned()).unwrap()
+}
+
+fn clock() -> Arc<ManualClock> {
+    ManualClock::new(Timestamp::from_millis(1_800_000_000_000))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lower_hit_is_promoted_and_served_from_the_top_afterwards() {
+    let c = clock();
+    let top = Arc::new(l1(1 << 20, &c));
+    let bottom = Arc::new(l1(1 << 20, &c));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()))
+        .build()
+        .unwrap();
+    let k = key("promote");
+    assert!(bottom.put(k.clone(), Entry::new("deep")).await.unwrap().is_stored());
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "deep");
+    cache.quiesce().await;
+    assert_eq!(top.get(&k).await.unwrap().unwrap().value, "deep", "promoted into the top tier");
+    let stats = cache.tiered_stats();
+    assert_eq!(stats.tiers[0].promotions, 1);
+    assert_eq!(stats.tiers[1].served, 1);
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "deep");
+    assert_eq!(cache.tiered_stats().tiers[0].served, 1, "second get served by the top tier");
+}
+
+#[tokio::test]
+async fn never_policy_does_not_promote() {
+    let c = clock();
+    let top = Arc::new(l1(1 << 20, &c));
+    let bottom = Arc::new(l1(1 << 20, &c));
+    let cache = TieredCache::builder()
+        .promotion(PromoteNever)
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()))
+        .build()
+        .unwrap();
+    let k = key("stay");
+    let _ = bottom.put(k.clone(), Entry::new("v")).await.unwrap();
+    assert!(cache.get(&k).await.unwrap().is_some());
+    cache.quiesce().await;
+    assert!(top.get(&k).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_are_demoted_but_clean_and_expired_entries_are_not() {
+    let c = clock();
+    let top = Arc::new(l1(64 * 1024, &c));
+    let bottom = Arc::new(l1(64 << 20, &c));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()).write(WritePolicy::OnEviction))
+        .build()
+        .unwrap();
+    let report = cache.put_report(key("first"), Entry::new(vec![1u8; 1000])).await.unwrap();
+    assert_eq!(report.tiers[1].1, TierWrite::Skipped, "OnEviction tiers are not written on put");
+    assert!(bottom.get(&key("first")).await.unwrap().is_none());
+    for i in 0..200 {
+        let _ = cache.put(key(&format!("k{i}")), Entry::new(vec![2u8; 1000])).await.unwrap();
+    }
+    top.flush().await.unwrap();
+    cache.quiesce().await;
+    let stats = cache.tiered_stats();
+    assert!(stats.tiers[1].demotions > 0, "evictions reached the lower tier: {stats:?}");
+    // Every key is readable somewhere, with the right value.
+    let mut found = 0;
+    for i in 0..200 {
+        if let Some(e) = cache.get(&key(&format!("k{i}"))).await.unwrap() {
+            assert_eq!(e.value.len(), 1000);
+            found += 1;
+        }
+    }
+    assert!(found > 150, "most entries survive through demotion ({found}/200)");
+    // A promoted (clean) entry evicted again is not rewritten.
+    cache.quiesce().await;
+    let before = cache.tiered_stats().tiers[1].demotions_skipped_clean;
+    for i in 200..400 {
+        let _ = cache.put(key(&format!("k{i}")), Entry::new(vec![3u8; 1000])).await.unwrap();
+    }
+    top.flush().await.unwrap();
+    cache.quiesce().await;
+    assert!(cache.tiered_stats().tiers[1].demotions_skipped_clean > before);
+    // Expired entries are never demoted.
+    let demoted_before = cache.tiered_stats().tiers[1].demotions;
+    let exp = key("expiring");
+    let _ = cache.put(exp.clone(), Entry::new("x").with_ttl(&*c, Duration::from_secs(1))).await;
+    c.advance(Duration::from_secs(2));
+    top.flush().await.unwrap();
+    for i in 400..600 {
+        let _ = cache.put(key(&format!("k{i}")), Entry::new(vec![4u8; 1000])).await.unwrap();
+    }
+    top.flush().await.unwrap();
+    cache.quiesce().await;
+    assert!(bottom.get(&exp).await.unwrap().is_none(), "expired entry demoted");
+    assert!(cache.tiered_stats().tiers[1].demotions >= demoted_before);
+}
+
+#[tokio::test]
+async fn admission_rejections_are_reported_and_counted() {
+    let c = clock();
+    let cache = TieredCache::builder()
+        .tier(l1(1 << 20, &c))
+        .tier(TierOptions::new(l1(1 << 20, &c)).admission(SizeRange { min: 0, max: 10 }))
+        .build()
+        .unwrap();
+    let report = cache.put_report(key("big"), Entry::new(vec![0u8; 100])).await.unwrap();
+    assert_eq!(report.tiers[0].1, TierWrite::Stored);
+    assert_eq!(report.tiers[1].1, TierWrite::Rejected(Rejection::TooLarge));
+    assert_eq!(report.outcome(), PutOutcome::Stored);
+    assert_eq!(cache.tiered_stats().tiers[1].rejections, vec![(Rejection::TooLarge, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_load_runs_one_loader_and_shares_errors() {
+    let c = clock();
+    let cache = TieredCache::builder().tier(l1(1 << 20, &c)).tier(l1(1 << 20, &c)).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (cache, calls) = (cache.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load(key("sf"), move || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(Some(Entry::new("loaded")))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().unwrap().value, "loaded");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load(key("err"), || async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Err(cache_core::Error::new(ErrorKind::Unavailable, "origin", "down"))
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap_err().kind(), ErrorKind::Unavailable);
+    }
+    let ok = cache.get_or_load(key("err"), || async { Ok(Some(Entry::new("ok"))) }).await.unwrap();
+    assert_eq!(ok.unwrap().value, "ok", "errors are not cached");
+}
+
+#[tokio::test]
+async fn negative_results_are_cached_for_their_ttl() {
+    let c = clock();
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .negative_ttl(Duration::from_secs(10))
+        .tier(l1(1 << 20, &c))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let calls = calls.clone();
+        let r = cache
+            .get_or_load(key("absent"), move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(None)
+            })
+            .await
+            .unwrap();
+        assert!(r.is_none());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    c.advance(Duration::from_secs(10));
+    let calls2 = calls.clone();
+    let _ = cache
+        .get_or_load(key("absent"), move || async move {
+            calls2.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the negative entry expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_tier_is_skipped_within_its_timeout_and_counted() {
+    let c = clock();
+    let top = Arc::new(l1(1 << 20, &c));
+    let faulty = Arc::new(FaultyTier::new(l1(1 << 20, &c)));
+    let cache = TieredCache::builder()
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(faulty.clone()).timeout(Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    let k = key("hot");
+    let _ = cache.put(k.clone(), Entry::new("v")).await.unwrap();
+    faulty.set(Mode::Hang);
+    // RAM still serves.
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "v");
+    // A key only the hanging tier could have: a miss, within the timeout.
+    let started = Instant::now();
+    assert!(cache.get(&key("cold")).await.unwrap().is_none());
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(1000), "waited {waited:?}");
+    faulty.set(Mode::Fail);
+    assert!(cache.get(&key("cold2")).await.unwrap().is_none());
+    let stats = cache.tiered_stats();
+    assert_eq!(stats.tiers[1].total_faults(), 2, "{stats:?}");
+    // A put while the tier fails: stored in RAM, the failure reported, never a stale read.
+    let report = cache.put_report(k.clone(), Entry::new("v2")).await.unwrap();
+    assert_eq!(report.tiers[1].1, TierWrite::Failed(ErrorKind::Unavailable));
+    faulty.set(Mode::Ok);
+    top.remove(&k).await.unwrap();
+    assert!(
+        cache.get(&k).await.unwrap().is_none(),
+        "the old value in the failed tier is not served"
+    );
+    let _ = cache.put(k.clone(), Entry::new("v3")).await.unwrap();
+    top.remove(&k).await.unwrap();
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "v3", "a later write heals it");
+}
+
+#[tokio::test]
+async fn strict_mode_returns_tier_errors() {
+    let c = clock();
+    let faulty = Arc::new(FaultyTier::new(l1(1 << 20, &c)));
+    let cache = TieredCache::builder()
+        .strict(true)
+        .tier(l1(1 << 20, &c))
+        .tier(TierOptions::from_arc(faulty.clone()))
+        .build()
+        .unwrap();
+    faulty.set(Mode::Fail);
+    assert_eq!(cache.get(&key("x")).await.unwrap_err().kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        cache.put(key("x"), Entry::new("v")).await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_defers_then_lands_and_reports_failures() {
+    let c = clock();
+    let faulty = Arc::new(FaultyTier::new(l1(1 << 20, &c)));
+    let policy =
+        WritePolicy::Behind { queue_len: 8, max_attempts: 3, backoff: Duration::from_millis(1) };
+    let cache = TieredCache::builder()
+        .tier(l1(1 << 20, &c))
+        .tier(TierOptions::from_arc(faulty.clone()).write(policy))
+        .build()
+        .unwrap();
+    let report: PutReport = cache.put_report(key("wb"), Entry::new("v")).await.unwrap();
+    assert_eq!(report.tiers[1].1, TierWrite::Deferred);
+    cache.quiesce().await;
+    assert_eq!(faulty.get(&key("wb")).await.unwrap().unwrap().value, "v");
+    faulty.set(Mode::Fail);
+    let _ = cache.put(key("wb2"), Entry::new("v")).await.unwrap();
+    cache.quiesce().await;
+    let stats = cache.tiered_stats();
+    assert_eq!(stats.tiers[1].write_failures, 1, "{stats:?}");
+    assert_eq!(stats.tiers[1].total_faults(), 3, "three attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_write_behind_queue_rejects_explicitly() {
+    let c = clock();
+    let faulty = Arc::new(FaultyTier::new(l1(1 << 20, &c)));
+    faulty.set(Mode::Hang);
+    let policy = WritePolicy::Behind { queue_len: 1, max_attempts: 1, backoff: Duration::ZERO };
+    let cache = TieredCache::builder()
+        .tier(l1(1 << 20, &c))
+        .tier(
+            TierOptions::from_arc(faulty.clone()).write(policy).timeout(Duration::from_millis(200)),
+        )
+        .build()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..4 {
+        outcomes.push(
+            cache.put_report(key(&format!("q{i}")), Entry::new("v")).await.unwrap().tiers[1]
+                .1
+                .clone(),
+        );
+    }
+    assert!(
+        outcomes.iter().any(|o| *o == TierWrite::Rejected(Rejection::QueueFull)
+            || matches!(o, TierWrite::Failed(_))),
+        "{outcomes:?}"
+    );
+    faulty.set(Mode::Ok);
+    cache.quiesce().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_is_never_undone_by_a_racing_promotion() {
+    let c = clock();
+    for round in 0..50 {
+        let top = Arc::new(l1(1 << 20, &c));
+        let bottom = Arc::new(l1(1 << 20, &c));
+        let cache = TieredCache::builder()
+            .tier(TierOptions::from_arc(top.clone()))
+            .tier(TierOptions::from_arc(bottom.clone()))
+            .build()
+            .unwrap();
+        let k = key(&format!("race{round}"));
+        let _ = bottom.put(k.clone(), Entry::new("old")).await.unwrap();
+        let getter = {
+            let cache = cache.clone();
+            let k = k.clone();
+            tokio::spawn(async move { cache.get(&k).await })
+        };
+        cache.remove(&k).await.unwrap();
+        let _ = getter.await.unwrap();
+        cache.quiesce().await;
+        assert!(cache.get(&k).await.unwrap().is_none(), "round {round}: removed value came back");
+        assert!(top.get(&k).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_put_wins_over_racing_promotions() {
+    let c = clock();
+    let cache = TieredCache::builder().tier(l1(1 << 20, &c)).tier(l1(1 << 20, &c)).build().unwrap();
+    let top = cache.tiers()[0].clone();
+    let k = key("versions");
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (cache, top, k) = (cache.clone(), top.clone(), k.clone());
+            tokio::spawn(async move {
+                for _ in 0..300 {
+                    // Force lower-tier hits so promotions race the writer.
+                    let _ = top.remove(&k).await;
+                    let _ = cache.get(&k).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for v in 0..300u32 {
+        let _ = cache.put(k.clone(), Entry::new(v.to_string())).await.unwrap();
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    cache.quiesce().await;
+    let last = cache.get(&k).await.unwrap().map(|e| e.value);
+    assert!(last.is_none() || last.as_deref() == Some(&b"299"[..]), "stale value won: {last:?}");
+}
+
+#[tokio::test]
+async fn build_errors_are_clear() {
+    let err = TieredCache::builder().build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let c = clock();
+    let err = TieredCache::builder()
+        .tier(TierOptions::new(l1(1, &c)).write(WritePolicy::OnEviction))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("top tier"), "{err}");
+    // A tier that cannot report evictions cannot feed an OnEviction tier.
+    let err = TieredCache::builder()
+        .tier(FaultyTier::new(l1(1 << 20, &c)))
+        .tier(TierOptions::new(l1(1 << 20, &c)).write(WritePolicy::OnEviction))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot report evictions"), "{err}");
+}
+
+#[tokio::test]
+async fn clear_namespace_reaches_every_tier() {
+    let c = clock();
+    let cache = TieredCache::builder().tier(l1(1 << 20, &c)).tier(l1(1 << 20, &c)).build().unwrap();
+    let a = Namespace::new("a").unwrap();
+    let _ = cache.put(a.key("1").unwrap(), Entry::new("x")).await.unwrap();
+    let _ = cache.put(key("1"), Entry::new("y")).await.unwrap();
+    cache.clear_namespace(&a).await.unwrap();
+    for t in cache.tiers() {
+        assert!(t.get(&a.key("1").unwrap()).await.unwrap().is_none());
+    }
+    assert!(cache.get(&key("1")).await.unwrap().is_some());
+}
