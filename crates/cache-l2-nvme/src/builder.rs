@@ -130,11 +130,16 @@ impl NvmeTierBuilder {
                 self.segment_size
             )));
         }
+        // The index keeps segment ids modulo 2^16 and needs live ids to span < 2^15 values:
+        // segments are at least budget / 2^14, so a full budget needs at most 2^14 of them.
+        let floor = self.capacity.div_ceil(1 << 14).div_ceil(4096) * 4096;
         let size = self
             .segment_size
             .min(self.capacity / SEGMENTS_PER_BUDGET)
             .max(MIN_SEGMENT_SIZE)
-            .min(self.capacity);
+            .max(floor)
+            .min(self.capacity)
+            .min(MAX_SEGMENT_SIZE);
         Ok(size / 4096 * 4096)
     }
 

@@ -86,3 +86,24 @@ impl From<NvmeError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enospc_says_the_disk_is_full_and_names_the_path() {
+        let e: Error =
+            io_err("append to segment", "/d/0.seg", io::Error::from_raw_os_error(libc::ENOSPC))
+                .into();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(
+            e.to_string()
+                .starts_with("nvme (io): the disk is full: cannot append to segment /d/0.seg"),
+            "{e}"
+        );
+        let e: Error = io_err("open", "/d/x", io::Error::from_raw_os_error(libc::EACCES)).into();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert!(e.to_string().contains("cannot open /d/x"), "{e}");
+    }
+}

@@ -24,7 +24,7 @@ use crate::{
     builder::Durability,
     error::NvmeError,
     format::{NsMarker, SEGMENT_HEADER_LEN, lsn},
-    index::Slot,
+    index::{MAX_SEGMENT_SPAN, Slot},
     namespace::NsLog,
     segment::Segment,
     tier::{Op, Shared},
@@ -394,7 +394,13 @@ impl Writer {
         self.next_segment += 1;
         let seg =
             Arc::new(Segment::create(&self.sh.dir, id, size, self.sh.clock.now().as_millis())?);
-        self.sh.segments.write().insert(id, seg.clone());
+        {
+            let mut segments = self.sh.segments.write();
+            segments.insert(id, seg.clone());
+            if segments.len() == 1 {
+                self.sh.index.set_oldest(id);
+            }
+        }
         self.sh.bytes_used.fetch_add(size, Ordering::Relaxed);
         self.sh.dir_dirty.store(true, Ordering::Release);
         Ok((seg, candidates))
@@ -403,7 +409,15 @@ impl Writer {
     /// FIFO reclaim of the oldest segments until `size` more bytes fit in the budget.
     fn make_room(&mut self, size: u64, reinsert: bool) -> Result<Reinsert, NvmeError> {
         let mut out = Vec::new();
-        while self.sh.bytes_used.load(Ordering::Relaxed) + size > self.sh.capacity {
+        loop {
+            let over_budget = self.sh.bytes_used.load(Ordering::Relaxed) + size > self.sh.capacity;
+            let oldest = self.sh.segments.read().keys().next().copied();
+            // Live ids must span fewer than `MAX_SEGMENT_SPAN` values (the index keeps 16 bits).
+            let span_too_wide =
+                oldest.is_some_and(|o| self.next_segment.wrapping_sub(o) >= MAX_SEGMENT_SPAN - 1);
+            if !over_budget && !span_too_wide {
+                break;
+            }
             let victim = {
                 let segs = self.sh.segments.read();
                 let active = self.active.as_ref().map(|a| a.seg.id);

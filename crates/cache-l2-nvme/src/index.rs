@@ -1,4 +1,4 @@
-//! The in-memory index: key hash → (segment, offset, length, hit bit) in 16-byte buckets.
+//! The in-memory index: key hash → (segment, offset, length, hit bit) in 13-byte buckets.
 //!
 //! The key hash is BLAKE3 (computed once by [`Key`](cache_core::Key)). Its first byte picks one
 //! of 256 shards (each a `RwLock<HashMap>`), bytes 1..5 are the 32-bit tag the shard is keyed
@@ -7,55 +7,116 @@
 //! record ([`Record::matches`](cache_core::Record::matches)), so a collision costs an entry,
 //! never a wrong value. Expected collisions: n² / 2⁴¹, about 0.5 among 1 M entries.
 //!
-//! A bucket is 16 bytes (tag, segment, offset, length with the hit bit) plus hashbrown's one
-//! control byte; expiry is not duplicated here (it is in the record, checked on every hit).
+//! A bucket is 13 bytes with alignment 1, plus hashbrown's one control byte:
+//! - tag, 4 bytes;
+//! - segment id modulo 2¹⁶, 2 bytes: live segment ids always span fewer than 2¹⁵ values (the
+//!   writer reclaims to keep it so), and the full id is rebuilt from the oldest live id;
+//! - offset (31 bits) and the hit bit (bit 31), 4 bytes;
+//! - record length, 3 bytes; records of 2²⁴ − 1 bytes or more store the sentinel
+//!   [`LEN_IN_HEADER`] and the reader takes the length from the record header.
+//!
+//! Expiry is not duplicated here (it is in the record, checked on every hit).
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
+    hash::{BuildHasherDefault, Hash, Hasher},
+    ops::Range,
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
-use cache_core::KeyHash;
+use cache_core::{HEADER_LEN, KeyHash, RecordHeader};
 use parking_lot::RwLock;
 
 use crate::format::{SHARDS, SnapEntry, lsn};
 
-/// Bit 31 of the length word: the entry was hit since it was written.
+/// Bit 31 of the offset word (and of a snapshot entry's length word): hit since written.
 pub(crate) const HIT_BIT: u32 = 1 << 31;
+/// The longest record the tier stores.
+pub(crate) const MAX_RECORD_LEN: u32 = HIT_BIT - 1;
+/// Length sentinel: read the record length from its header.
+pub(crate) const LEN_IN_HEADER: u32 = (1 << 24) - 1;
+/// Live segment ids must span fewer than this many values.
+pub(crate) const MAX_SEGMENT_SPAN: u32 = 1 << 15;
 
-/// Where a record lives.
+/// Where a record lives (unpacked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Slot {
     /// Segment id.
     pub(crate) segment: u32,
-    /// Byte offset in the segment.
+    /// Byte offset in the segment (below 2³¹).
     pub(crate) offset: u32,
-    /// Record length, with [`HIT_BIT`].
-    pub(crate) len_hit: u32,
+    /// Record length, or [`LEN_IN_HEADER`].
+    pub(crate) len: u32,
+    /// Hit since written.
+    pub(crate) hit: bool,
 }
 
 impl Slot {
     /// A fresh slot (not hit).
     pub(crate) fn new(segment: u32, offset: u32, len: u32) -> Slot {
-        debug_assert!(len & HIT_BIT == 0);
-        Slot { segment, offset, len_hit: len }
-    }
-    /// Record length.
-    pub(crate) fn len(self) -> u32 {
-        self.len_hit & !HIT_BIT
+        debug_assert!(offset < HIT_BIT);
+        Slot { segment, offset, len: len.min(LEN_IN_HEADER), hit: false }
     }
     /// Whether it was hit since written.
     pub(crate) fn hit(self) -> bool {
-        self.len_hit & HIT_BIT != 0
+        self.hit
     }
     /// Log position.
     pub(crate) fn lsn(self) -> u64 {
         lsn(self.segment, self.offset)
     }
+    /// The byte range of the record in `data` (its segment), if it lies inside it.
+    pub(crate) fn range_in(self, data: &[u8]) -> Option<Range<usize>> {
+        let start = self.offset as usize;
+        let len = if self.len == LEN_IN_HEADER {
+            let header = RecordHeader::parse(data.get(start..start + HEADER_LEN)?).ok()?;
+            usize::try_from(header.total_len()?).ok()?
+        } else {
+            self.len as usize
+        };
+        let end = start.checked_add(len)?;
+        (end <= data.len()).then_some(start..end)
+    }
     /// Same record (ignoring the hit bit).
     fn same_place(self, other: Slot) -> bool {
-        self.segment == other.segment && self.offset == other.offset && self.len() == other.len()
+        self.segment == other.segment && self.offset == other.offset
+    }
+    fn pack(self) -> Packed {
+        let mut b = [0u8; 9];
+        b[0..2].copy_from_slice(&(self.segment as u16).to_le_bytes());
+        let off = self.offset | if self.hit { HIT_BIT } else { 0 };
+        b[2..6].copy_from_slice(&off.to_le_bytes());
+        b[6..9].copy_from_slice(&self.len.to_le_bytes()[..3]);
+        Packed(b)
+    }
+}
+
+/// A packed slot: segment id mod 2¹⁶, offset with hit bit, 24-bit length.
+#[derive(Clone, Copy)]
+struct Packed([u8; 9]);
+
+impl Packed {
+    fn seg16(self) -> u16 {
+        u16::from_le_bytes([self.0[0], self.0[1]])
+    }
+    fn unpack(self, oldest: u32) -> Slot {
+        let segment = oldest.wrapping_add(u32::from(self.seg16().wrapping_sub(oldest as u16)));
+        let off = u32::from_le_bytes([self.0[2], self.0[3], self.0[4], self.0[5]]);
+        let len = u32::from_le_bytes([self.0[6], self.0[7], self.0[8], 0]);
+        Slot { segment, offset: off & !HIT_BIT, len, hit: off & HIT_BIT != 0 }
+    }
+    fn set_hit(&mut self) {
+        self.0[5] |= 0x80;
+    }
+}
+
+/// The tag a shard is keyed by (4 bytes, alignment 1).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Tag([u8; 4]);
+
+impl Hash for Tag {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u32(u32::from_le_bytes(self.0));
     }
 }
 
@@ -77,7 +138,7 @@ impl Hasher for TagHasher {
     }
 }
 
-type Shard = HashMap<u32, Slot, BuildHasherDefault<TagHasher>>;
+type Shard = HashMap<Tag, Packed, BuildHasherDefault<TagHasher>>;
 
 /// Shard and tag of a key hash.
 pub(crate) fn locate(hash: &KeyHash) -> (usize, u32) {
@@ -90,6 +151,20 @@ pub(crate) fn locate(hash: &KeyHash) -> (usize, u32) {
 pub(crate) struct Index {
     shards: Box<[RwLock<Shard>]>,
     len: AtomicU64,
+    /// A lower bound of the live segment ids, within [`MAX_SEGMENT_SPAN`] of all of them.
+    oldest: AtomicU32,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Packed").field(&self.0).finish()
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Tag").field(&self.0).finish()
+    }
 }
 
 impl Index {
@@ -98,7 +173,17 @@ impl Index {
         Index {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             len: AtomicU64::new(0),
+            oldest: AtomicU32::new(0),
         }
+    }
+
+    /// Sets the oldest live segment id (or the next id, with no live segment).
+    pub(crate) fn set_oldest(&self, id: u32) {
+        self.oldest.store(id, Ordering::Release);
+    }
+
+    fn oldest(&self) -> u32 {
+        self.oldest.load(Ordering::Acquire)
     }
 
     /// Entries held.
@@ -108,29 +193,30 @@ impl Index {
 
     /// Looks up a slot.
     pub(crate) fn get(&self, shard: usize, tag: u32) -> Option<Slot> {
-        self.shards[shard].read().get(&tag).copied()
+        let p = self.shards[shard].read().get(&Tag(tag.to_le_bytes())).copied()?;
+        Some(p.unpack(self.oldest()))
     }
 
     /// Inserts or replaces.
     pub(crate) fn insert(&self, shard: usize, tag: u32, slot: Slot) {
-        if self.shards[shard].write().insert(tag, slot).is_none() {
+        if self.shards[shard].write().insert(Tag(tag.to_le_bytes()), slot.pack()).is_none() {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Removes whatever is there; returns it.
-    pub(crate) fn remove(&self, shard: usize, tag: u32) -> Option<Slot> {
-        let old = self.shards[shard].write().remove(&tag);
-        if old.is_some() {
+    /// Removes whatever is there.
+    pub(crate) fn remove(&self, shard: usize, tag: u32) {
+        if self.shards[shard].write().remove(&Tag(tag.to_le_bytes())).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
-        old
     }
 
     /// Removes the entry only if it still points at `slot`'s record.
     pub(crate) fn remove_if(&self, shard: usize, tag: u32, slot: Slot) -> bool {
+        let oldest = self.oldest();
         let mut s = self.shards[shard].write();
-        if s.get(&tag).is_some_and(|cur| cur.same_place(slot)) {
+        let tag = Tag(tag.to_le_bytes());
+        if s.get(&tag).is_some_and(|cur| cur.unpack(oldest).same_place(slot)) {
             s.remove(&tag);
             self.len.fetch_sub(1, Ordering::Relaxed);
             true
@@ -141,11 +227,12 @@ impl Index {
 
     /// Sets the hit bit if the entry still points at `slot`'s record.
     pub(crate) fn mark_hit(&self, shard: usize, tag: u32, slot: Slot) {
+        let oldest = self.oldest();
         let mut s = self.shards[shard].write();
-        if let Some(cur) = s.get_mut(&tag)
-            && cur.same_place(slot)
+        if let Some(cur) = s.get_mut(&Tag(tag.to_le_bytes()))
+            && cur.unpack(oldest).same_place(slot)
         {
-            cur.len_hit |= HIT_BIT;
+            cur.set_hit();
         }
     }
 
@@ -156,17 +243,20 @@ impl Index {
         segment: u32,
         collect_hits: bool,
     ) -> (u64, Vec<(usize, u32, Slot)>) {
+        let oldest = self.oldest();
+        let seg16 = segment as u16;
         let mut removed = 0u64;
         let mut hits = Vec::new();
         for (i, shard) in self.shards.iter().enumerate() {
             let mut s = shard.write();
-            s.retain(|tag, slot| {
-                if slot.segment != segment {
+            s.retain(|tag, p| {
+                if p.seg16() != seg16 {
                     return true;
                 }
                 removed += 1;
-                if collect_hits && slot.hit() {
-                    hits.push((i, *tag, *slot));
+                let slot = p.unpack(oldest);
+                if collect_hits && slot.hit {
+                    hits.push((i, u32::from_le_bytes(tag.0), Slot { segment, ..slot }));
                 }
                 false
             });
@@ -177,17 +267,21 @@ impl Index {
 
     /// Every entry, grouped by shard, with per-shard counts (for the snapshot).
     pub(crate) fn export(&self) -> (Vec<u32>, Vec<SnapEntry>) {
+        let oldest = self.oldest();
         let mut counts = Vec::with_capacity(SHARDS);
         let mut entries = Vec::with_capacity(self.len() as usize);
         for (i, shard) in self.shards.iter().enumerate() {
             let s = shard.read();
             counts.push(s.len() as u32);
-            entries.extend(s.iter().map(|(tag, slot)| SnapEntry {
-                shard: i as u8,
-                tag: *tag,
-                segment: slot.segment,
-                offset: slot.offset,
-                len_hit: slot.len_hit,
+            entries.extend(s.iter().map(|(tag, p)| {
+                let slot = p.unpack(oldest);
+                SnapEntry {
+                    shard: i as u8,
+                    tag: u32::from_le_bytes(tag.0),
+                    segment: slot.segment,
+                    offset: slot.offset,
+                    len_hit: slot.len | if slot.hit { HIT_BIT } else { 0 },
+                }
             }));
         }
         (counts, entries)
@@ -201,7 +295,13 @@ impl Index {
             let mut s = self.shards[i].write();
             s.reserve(c);
             for e in &entries[at..at + c] {
-                s.insert(e.tag, Slot { segment: e.segment, offset: e.offset, len_hit: e.len_hit });
+                let slot = Slot {
+                    segment: e.segment,
+                    offset: e.offset,
+                    len: (e.len_hit & !HIT_BIT).min(LEN_IN_HEADER),
+                    hit: e.len_hit & HIT_BIT != 0,
+                };
+                s.insert(Tag(e.tag.to_le_bytes()), slot.pack());
             }
             at += c;
         }
@@ -209,10 +309,10 @@ impl Index {
         self.len.store(total as u64, Ordering::Relaxed);
     }
 
-    /// Estimated heap bytes of the tables: buckets × (16-byte bucket + 1 control byte) plus
-    /// the shard headers. The `index_memory` example measures the allocator instead.
+    /// Estimated heap bytes of the tables: buckets × (13-byte bucket + 1 control byte) plus
+    /// the shard headers. The `reopen_and_memory` example measures the allocator instead.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        let per_bucket = (size_of::<(u32, Slot)>() + 1) as u64;
+        let per_bucket = (size_of::<(Tag, Packed)>() + 1) as u64;
         let mut total = (self.shards.len() * size_of::<RwLock<Shard>>()) as u64;
         for shard in &*self.shards {
             let cap = shard.read().capacity() as u64;
@@ -226,5 +326,31 @@ impl Index {
             total += buckets * per_bucket + if buckets > 0 { 16 } else { 0 };
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_13_bytes_and_slots_round_trip() {
+        assert_eq!(size_of::<(Tag, Packed)>(), 13);
+        let index = Index::new();
+        index.set_oldest(70_000);
+        let slot = Slot::new(70_005, 1234, 99);
+        index.insert(3, 42, slot);
+        assert_eq!(index.get(3, 42), Some(slot));
+        index.mark_hit(3, 42, slot);
+        assert!(index.get(3, 42).unwrap().hit());
+        let big = Slot::new(70_001, 64, 40 << 20);
+        assert_eq!(big.len, LEN_IN_HEADER);
+        index.insert(4, 1, big);
+        assert_eq!(index.get(4, 1), Some(big));
+        // A slot of a reclaimed segment never maps onto a live one.
+        index.set_oldest(70_006);
+        assert!(index.get(3, 42).unwrap().segment > 70_006 + MAX_SEGMENT_SPAN);
+        let (n, _) = index.drain_segment(70_005, false);
+        assert_eq!((n, index.len()), (1, 1));
     }
 }

@@ -22,7 +22,7 @@
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
 //! - **Index.** 256 shards of `HashMap<u32 tag, (segment, offset, length|hit)>`: 16-byte
 //!   buckets plus one control byte, so 19–39 bytes per entry depending on the tables' load
-//!   (measured by `cargo run --release -p cache-l2-nvme --example index_memory`). 40 bits of the
+//!   (measured by `cargo run --release -p cache-l2-nvme --example reopen_and_memory`). 40 bits of the
 //!   key hash select a bucket; collisions cost an entry, never a wrong value (the full key is
 //!   compared on read). Expiry is not copied into the index: it is checked in the record on
 //!   every hit, and expired entries are dropped from the index when seen and never reinserted.

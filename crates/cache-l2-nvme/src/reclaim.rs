@@ -21,18 +21,19 @@ pub(crate) fn reclaim(
     out: &mut Vec<(usize, u32, Bytes)>,
 ) {
     let (removed, hits) = sh.index.drain_segment(victim.id, reinsert);
-    sh.segments.write().remove(&victim.id);
+    {
+        let mut segments = sh.segments.write();
+        segments.remove(&victim.id);
+        if let Some(next) = segments.keys().next() {
+            sh.index.set_oldest(*next);
+        }
+    }
     sh.unsynced.lock().retain(|s| s.id != victim.id);
     let now = sh.clock.now();
     let mut kept = 0u64;
     for (shard, tag, slot) in hits {
-        let start = slot.offset as usize;
-        let end = start + slot.len() as usize;
-        if end > victim.mapped_len() {
-            continue;
-        }
-        let Ok(record) = Record::decode_with(victim.data.slice(start..end), Verify::Checksum)
-        else {
+        let Some(range) = slot.range_in(&victim.data) else { continue };
+        let Ok(record) = Record::decode_with(victim.data.slice(range), Verify::Checksum) else {
             sh.stats.corrupt();
             continue;
         };

@@ -27,7 +27,7 @@ use crate::{
     error::{NvmeError, TIER, io_err},
     flush::Writer,
     format::{LOCK_FILE, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, scan_at},
-    index::{HIT_BIT, Index, Slot, locate},
+    index::{HIT_BIT, Index, MAX_RECORD_LEN, Slot, locate},
     namespace::{NsLog, sync_dir},
     segment::Segment,
     snapshot,
@@ -115,6 +115,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     sync_dir(&dir)?;
     let next_segment = u32::try_from(next_segment)
         .map_err(|_| NvmeError::Config("segment ids are exhausted".into()))?;
+    index.set_oldest(segments.keys().next().copied().unwrap_or(next_segment));
 
     report.entries = index.len();
     report.micros = started.elapsed().as_micros() as u64;
@@ -185,7 +186,7 @@ fn scan(
             match scan_at(data, at, Verify::Checksum) {
                 ScanItem::Record { record } => {
                     let len = record.as_bytes().len();
-                    if len as u64 >= u64::from(HIT_BIT) {
+                    if len as u64 > u64::from(MAX_RECORD_LEN) || at as u64 >= u64::from(HIT_BIT) {
                         break;
                     }
                     let Some(ns) = ns_of(record.namespace()) else { break };

@@ -8,10 +8,12 @@
 
 use std::{collections::BTreeMap, io::Write, path::Path, sync::Arc};
 
+use cache_core::HEADER_LEN;
+
 use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SNAPSHOT_FILE, Snapshot},
-    index::HIT_BIT,
+    index::{HIT_BIT, LEN_IN_HEADER},
     namespace::sync_dir,
     segment::Segment,
     tier::Shared,
@@ -62,7 +64,9 @@ pub(crate) fn read(
             return Err("an entry points at a missing segment".into());
         };
         let len = u64::from(e.len_hit & !HIT_BIT);
+        let len = if len >= u64::from(LEN_IN_HEADER) { HEADER_LEN as u64 } else { len };
         if (e.offset as usize) < SEGMENT_HEADER_LEN
+            || e.offset >= HIT_BIT
             || u64::from(e.offset) + len > seg.mapped_len() as u64
         {
             return Err("an entry points outside its segment".into());

@@ -29,7 +29,7 @@ use crate::{
     builder::{Durability, NvmeTierBuilder},
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
-    index::{HIT_BIT, Index, locate},
+    index::{Index, MAX_RECORD_LEN, locate},
     segment::Segment,
 };
 
@@ -197,7 +197,7 @@ impl NvmeTier {
         *self.shared.recovery.lock()
     }
 
-    /// Estimated heap bytes of the in-memory index (see the `index_memory` example for a
+    /// Estimated heap bytes of the in-memory index (see the `reopen_and_memory` example for a
     /// measurement through the allocator).
     pub fn index_memory_bytes(&self) -> u64 {
         self.shared.index.memory_bytes()
@@ -221,7 +221,7 @@ impl NvmeTier {
     fn max_record(&self) -> u64 {
         let by_budget =
             (self.shared.capacity / 4096 * 4096).saturating_sub(SEGMENT_HEADER_LEN as u64);
-        by_budget.min(u64::from(HIT_BIT - 1))
+        by_budget.min(u64::from(MAX_RECORD_LEN))
     }
 
     fn check_size(&self, len: u64) -> Result<()> {
@@ -257,9 +257,7 @@ impl NvmeTier {
                 sh.stats.miss();
                 return Ok(None);
             };
-            let start = slot.offset as usize;
-            let end = start + slot.len() as usize;
-            if end > seg.mapped_len() { None } else { Some(seg.data.slice(start..end)) }
+            slot.range_in(&seg.data).map(|range| seg.data.slice(range))
         };
         let record =
             bytes.ok_or(()).and_then(|b| Record::decode_with(b, sh.verify).map_err(|_| ()));
