@@ -490,3 +490,70 @@ fn print_exports(state: &State) {
         println!("export {name}='{value}'");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read, Write},
+        net::TcpListener,
+        path::PathBuf,
+        thread,
+    };
+
+    use super::{State, answers, is_weed_running};
+
+    #[test]
+    fn state_file_round_trips() {
+        let state = State {
+            pid: 42,
+            endpoint: "http://127.0.0.1:8333".to_owned(),
+            access_key_id: "TCKEY".to_owned(),
+            secret_access_key: "secret".to_owned(),
+            bucket: "tiered-cache-test".to_owned(),
+            region: "us-east-1".to_owned(),
+            data_dir: PathBuf::from("target/s3/data-1-ab"),
+            log: PathBuf::from("target/s3/data-1-ab/weed.log"),
+        };
+        let back = State::from_json(&state.to_json()).expect("all fields present");
+        assert_eq!(format!("{back:?}"), format!("{state:?}"));
+        let names: Vec<&str> = state.env_vars().iter().map(|(name, _)| *name).collect();
+        for name in ["AWS_ENDPOINT", "S3_BUCKET", "TIERED_CACHE_S3_PID", "TIERED_CACHE_S3_STATE"] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn readiness_probe_wants_an_http_answer() {
+        // A server that answers like SeaweedFS does to an unsigned request.
+        let http = TcpListener::bind("127.0.0.1:0").unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = http.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = conn.read(&mut buf);
+            conn.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").unwrap();
+        });
+        assert!(answers(&format!("http://{http_addr}")));
+        server.join().unwrap();
+
+        // A port that accepts and closes without a word is not ready.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let server = thread::spawn(move || drop(silent.accept().unwrap()));
+        assert!(!answers(&format!("http://{silent_addr}")));
+        server.join().unwrap();
+
+        // A closed port, and endpoints the probe does not understand.
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(!answers(&format!("http://{closed}")));
+        assert!(!answers("https://127.0.0.1:8333"));
+        assert!(!answers("not a url"));
+    }
+
+    #[test]
+    fn only_live_weed_processes_count() {
+        // This test process is alive but is not `weed`; pid 0 is never a user process.
+        assert!(!is_weed_running(std::process::id()));
+        assert!(!is_weed_running(0));
+    }
+}
