@@ -1,6 +1,9 @@
 //! Shared helpers for the benches: key and value sets built the same way for every system
 //! compared, so ratios compare systems, not inputs.
 
+pub mod reference;
+pub mod trace;
+
 use bytes::Bytes;
 use cache_core::Key;
 

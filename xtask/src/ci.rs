@@ -74,7 +74,7 @@ const STEPS: &[Step] = &[
     Step { name: "tidy", display: "cargo xtask tidy", slow: false, run: tidy },
     Step {
         name: "bench-smoke",
-        display: "cargo test --workspace --all-features --benches --no-run",
+        display: "cargo test --benches --no-run; cache-bench run/replay/compare/report, tiny",
         slow: true,
         run: bench_smoke,
     },
@@ -193,16 +193,47 @@ fn tidy(_: &mut Ctx) -> Result<()> {
     crate::tidy::run()
 }
 
-/// BENCH SMOKE STEP: extend this when `cache-bench` has benches and a workload binary.
+/// BENCH SMOKE STEP: compiles every bench target, then runs each `cache-bench` subcommand once
+/// with tiny sizes (well under a minute in all).
 ///
-/// For now it only compiles every bench target. It builds them with `cargo test` (the dev
-/// profile and the workspace-wide feature set the `nextest` step already built), not with
-/// `cargo bench` (the release profile): a release build of RocksDB alone costs about ten
-/// minutes on the 2-core CI machines. Running criterion benches under `cargo test` executes each
-/// bench once, which makes a cheap smoke run once the benches exist: drop `--no-run` then, or
-/// run the `cache-bench` binary with tiny sizes here (keep it under a minute).
+/// Everything is built with `cargo test`/`cargo run` (the dev profile the `nextest` step already
+/// built), not `cargo bench` or `--release`: a release build of RocksDB and foyer alone costs
+/// about ten minutes on the 2-core CI machines. The smoke writes its results under
+/// `target/bench/smoke/` (never `docs/`), and `replay` reads a small CSV trace it writes there, so
+/// the step does not need the shared traces (the `report` smoke skips traces that are missing).
 fn bench_smoke(ctx: &mut Ctx) -> Result<()> {
     let Ctx { sh, cargo, .. } = ctx;
     cmd!(sh, "{cargo} test --workspace --all-features --benches --no-run").run()?;
+    let out = crate::target_dir().join("bench").join("smoke");
+    std::fs::create_dir_all(&out)?;
+    let trace = out.join("smoke-trace.csv");
+    let mut csv = String::from("id,size\n");
+    for i in 0u64..5000 {
+        // A skewed little trace: ids repeat with period 97 and 1009.
+        let id = if i % 3 == 0 { i % 97 } else { i % 1009 };
+        csv.push_str(&format!("{id},{}\n", 256 + (id % 7) * 512));
+    }
+    std::fs::write(&trace, csv)?;
+    let _env = sh.push_env("CACHE_BENCH_OUT", &out);
+    let bench = |args: &[&str]| {
+        cmd!(sh, "{cargo} run -q -p cache-bench --bin cache-bench -- {args...}").run()
+    };
+    let tiny = ["--keys", "2000", "--ops", "3000", "--ram", "1MiB", "--disk", "4MiB"];
+    let trace = trace.to_str().unwrap_or("target/bench/smoke/smoke-trace.csv");
+    let started = Instant::now();
+    bench(&[&["run", "--system", "tiered"][..], &tiny].concat())?;
+    bench(&["replay", "--trace", trace, "--capacity", "100,400,1MiB"])?;
+    bench(&[&["compare"][..], &tiny].concat())?;
+    bench(&[
+        "report",
+        "--quick",
+        "--limit",
+        "5000",
+        "--compare-ops",
+        "2000",
+        "--traces",
+        "../shared/traces",
+    ])?;
+    println!("bench smoke: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

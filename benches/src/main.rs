@@ -1,0 +1,333 @@
+//! `cache-bench`: synthetic workloads, trace replay, cross-system comparison and the report.
+//!
+//! ```text
+//! cache-bench run      [workload flags] [--system tiered] [--ram 64MiB --disk 256MiB] [--config FILE]
+//! cache-bench replay   --trace PATH [--format arc|oracle-general|cache2k|csv] --capacity 1000,2000 | 128MiB
+//! cache-bench compare  [workload flags] [--systems tiered,l1,nvme,object,moka,foyer,object-store]
+//! cache-bench report   [--traces DIR] [--quick] [--out docs/benchmarks.md]
+//! ```
+//!
+//! Results go to `target/bench/*.json` (and SVG plots beside them); tables go to stdout.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports to the terminal"
+)]
+
+mod output;
+mod replay;
+mod systems;
+mod workload;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    output::{table, write_json},
+    replay::{ReplayArgs, parse_size},
+    systems::{Budgets, System, SystemKind},
+    workload::{RunResult, Workload},
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cache-bench",
+    about = "Workloads, trace replays and comparisons of the tiered cache"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A synthetic workload through one system.
+    Run(RunArgs),
+    /// Replays a real trace at one or more capacities (a list gives a miss-ratio curve).
+    Replay(ReplayArgs),
+    /// One synthetic workload through several systems in the same run, as ratios to a baseline.
+    Compare(CompareArgs),
+    /// Every known trace at its README capacities, plus a comparison, as Markdown.
+    Report(replay::ReportArgs),
+}
+
+/// The budgets of a run, from flags or the TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+struct StackArgs {
+    /// RAM budget (e.g. `64MiB`).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    ram: u64,
+    /// Disk budget of the NVMe tier and of foyer's disk (e.g. `256MiB`).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    disk: u64,
+    /// Where the disk tiers put their files (default `target/bench/data`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Default for StackArgs {
+    fn default() -> StackArgs {
+        StackArgs { ram: 64 << 20, disk: 256 << 20, data_dir: None }
+    }
+}
+
+impl StackArgs {
+    fn budgets(&self) -> Budgets {
+        Budgets { ram: self.ram, disk: self.disk }
+    }
+    fn dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| output::out_dir().join("data"))
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    workload: Workload,
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The system to run.
+    #[arg(long, value_enum, default_value_t = SystemKind::Tiered)]
+    system: SystemKind,
+    /// A TOML file with a `[workload]` and a `[stack]` table (and `system = "tiered"`); it
+    /// replaces the flags' values.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RunFile {
+    workload: Option<Workload>,
+    stack: Option<StackArgs>,
+    system: Option<SystemKind>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    workload: Workload,
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The systems, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tiered,l1,nvme,object,moka,foyer,object-store"
+    )]
+    systems: Vec<SystemKind>,
+    /// The system the ratios are relative to.
+    #[arg(long, value_enum, default_value_t = SystemKind::Moka)]
+    baseline: SystemKind,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Replay(args) => replay::replay(args).await,
+            Command::Compare(args) => {
+                let results = compare(&args).await?;
+                println!("{}", compare_table(&results, args.baseline.name()));
+                Ok(())
+            }
+            Command::Report(args) => replay::report(args).await,
+        }
+    })
+}
+
+/// A progress bar over `total` steps fed from `counter` until the returned handle is aborted.
+pub(crate) fn progress(
+    label: &str,
+    total: u64,
+    counter: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_owned());
+    tokio::spawn(async move {
+        struct Finish(ProgressBar);
+        impl Drop for Finish {
+            fn drop(&mut self) {
+                self.0.finish_and_clear();
+            }
+        }
+        let bar = Finish(bar);
+        loop {
+            bar.0.set_position(counter.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn run_one(kind: SystemKind, w: &Workload, stack: &StackArgs) -> Result<RunResult> {
+    let system = Arc::new(System::build(kind, stack.budgets(), &stack.dir()).await?);
+    let counter = Arc::new(AtomicU64::new(0));
+    let total = match w.duration_secs {
+        Some(_) => 0,
+        None => w.ops,
+    };
+    let bar = progress(kind.name(), total, counter.clone());
+    let rec = workload::drive(system.clone(), w, counter).await;
+    bar.abort();
+    let _ = bar.await;
+    let rec = rec.with_context(|| format!("running {}", kind.name()))?;
+    system.settle().await?;
+    let result = RunResult::new(kind.name(), &rec, system.tier_served());
+    if let Ok(system) = Arc::try_unwrap(system) {
+        system.close().await?;
+    }
+    Ok(result)
+}
+
+fn run_table(results: &[RunResult]) -> String {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.system.clone(),
+                format!("{}", r.ops),
+                format!("{:.0}", r.ops_per_s),
+                format!("{:.2}", r.hit_ratio * 100.0),
+                format!("{:.1}", r.get_p50_us),
+                format!("{:.1}", r.get_p99_us),
+                format!("{:.1}", r.get_p999_us),
+                format!("{:.1}", r.put_p50_us),
+                format!("{:.1}", r.put_p99_us),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "system",
+            "ops",
+            "ops/s",
+            "hit %",
+            "get p50 µs",
+            "get p99 µs",
+            "get p99.9 µs",
+            "put p50 µs",
+            "put p99 µs",
+        ],
+        &rows,
+    )
+}
+
+async fn run(mut args: RunArgs) -> Result<()> {
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: RunFile =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if let Some(w) = file.workload {
+            args.workload = w;
+        }
+        if let Some(s) = file.stack {
+            args.stack = s;
+        }
+        if let Some(s) = file.system {
+            args.system = s;
+        }
+    }
+    let result = run_one(args.system, &args.workload, &args.stack).await?;
+    println!("{}", run_table(std::slice::from_ref(&result)));
+    for (tier, served) in &result.served_by_tier {
+        println!("  served by {tier}: {served}");
+    }
+    let path = write_json(
+        "run.json",
+        &serde_json::json!({ "workload": args.workload, "stack": args.stack, "result": result }),
+    )?;
+    println!("results: {}", path.display());
+    Ok(())
+}
+
+/// Runs the comparison and writes `compare.json` and `compare-latency.svg`.
+pub(crate) async fn compare(args: &CompareArgs) -> Result<Vec<RunResult>> {
+    if args.systems.is_empty() {
+        bail!("no systems to compare");
+    }
+    let mut results = Vec::new();
+    for &kind in &args.systems {
+        eprintln!("compare: {} ...", kind.name());
+        results.push(run_one(kind, &args.workload, &args.stack).await?);
+    }
+    write_json(
+        "compare.json",
+        &serde_json::json!({
+            "workload": args.workload,
+            "stack": args.stack,
+            "baseline": args.baseline.name(),
+            "results": results,
+        }),
+    )?;
+    let series: Vec<output::Series> = results
+        .iter()
+        .map(|r| (r.system.clone(), r.get_cdf.iter().map(|&(p, us)| (us.max(0.01), p)).collect()))
+        .collect();
+    output::line_chart(
+        &output::out_dir().join("compare-latency.svg"),
+        "get latency CDF",
+        "latency (µs, log)",
+        "percentile",
+        &series,
+        true,
+    )?;
+    Ok(results)
+}
+
+/// The comparison table with throughput and p99 ratios to `baseline`.
+pub(crate) fn compare_table(results: &[RunResult], baseline: &str) -> String {
+    let base = results.iter().find(|r| r.system == baseline);
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            let ratio = |f: fn(&RunResult) -> f64| {
+                base.map_or_else(|| "–".to_owned(), |b| format!("{:.2}×", f(r) / f(b).max(1e-9)))
+            };
+            vec![
+                r.system.clone(),
+                format!("{:.0}", r.ops_per_s),
+                ratio(|r| r.ops_per_s),
+                format!("{:.2}", r.hit_ratio * 100.0),
+                format!("{:.1}", r.get_p50_us),
+                format!("{:.1}", r.get_p99_us),
+                ratio(|r| r.get_p99_us),
+                format!("{:.1}", r.put_p99_us),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "system",
+            "ops/s",
+            &format!("ops/s vs {baseline}"),
+            "hit %",
+            "get p50 µs",
+            "get p99 µs",
+            &format!("p99 vs {baseline}"),
+            "put p99 µs",
+        ],
+        &rows,
+    )
+}

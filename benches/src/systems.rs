@@ -1,0 +1,258 @@
+//! The systems a workload runs through, behind one enum: our tiered stack, each tier alone,
+//! raw moka, foyer's `HybridCache` and raw `object_store` on the local filesystem.
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use cache_core::{Entry, Key, Namespace, Tier};
+use cache_l1::{ENTRY_OVERHEAD, MemoryTier};
+use cache_l2_nvme::{Durability, NvmeTier, NvmeTierBuilder};
+use cache_l3_object::{ObjectTier, ObjectTierBuilder};
+use cache_tiered::{TierOptions, TieredCache, WritePolicy};
+use foyer::DeviceBuilder as _;
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path as ObjPath,
+};
+use serde::{Deserialize, Serialize};
+
+/// Which system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SystemKind {
+    /// Our stack: RAM (`MemoryTier`) over the NVMe tier, which is written on eviction.
+    Tiered,
+    /// Our stack with the object tier (local filesystem) under RAM + NVMe.
+    Tiered3,
+    /// `MemoryTier` alone.
+    L1,
+    /// The NVMe tier alone.
+    Nvme,
+    /// The object tier alone (local filesystem).
+    Object,
+    /// `moka::future::Cache` with the same weigher as `MemoryTier`.
+    Moka,
+    /// foyer's `HybridCache` with the same RAM and disk budgets as `tiered`.
+    Foyer,
+    /// Raw `object_store` `LocalFileSystem` gets and puts (no budget, no eviction).
+    ObjectStore,
+}
+
+impl SystemKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SystemKind::Tiered => "tiered (ram+nvme)",
+            SystemKind::Tiered3 => "tiered (ram+nvme+object)",
+            SystemKind::L1 => "l1 (ram)",
+            SystemKind::Nvme => "nvme",
+            SystemKind::Object => "object (local fs)",
+            SystemKind::Moka => "moka",
+            SystemKind::Foyer => "foyer hybrid",
+            SystemKind::ObjectStore => "object_store (local fs)",
+        }
+    }
+}
+
+/// Budgets of a system, in bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Budgets {
+    /// RAM budget.
+    pub(crate) ram: u64,
+    /// Disk budget.
+    pub(crate) disk: u64,
+}
+
+/// A built system.
+pub(crate) enum System {
+    Tiered(TieredCache),
+    Tier(Arc<dyn Tier>),
+    Moka(moka::future::Cache<Key, Bytes>),
+    Foyer(foyer::HybridCache<u64, Vec<u8>>),
+    Store(Arc<dyn ObjectStore>),
+}
+
+/// The namespace every bench key lives in.
+pub(crate) fn namespace() -> Namespace {
+    Namespace::new("bench").expect("valid namespace")
+}
+
+/// The key bytes of id `id`.
+pub(crate) fn key(ns: &Namespace, id: u64) -> Key {
+    ns.key(Bytes::copy_from_slice(&id.to_le_bytes())).expect("short key")
+}
+
+/// What `MemoryTier`'s weigher charges for an entry of `value` bytes with a bench key.
+pub(crate) fn l1_weight(value: u64) -> u64 {
+    ENTRY_OVERHEAD + "bench".len() as u64 + 8 + value
+}
+
+/// An approximate NVMe record size for `value` bytes (header, metadata, namespace and key).
+pub(crate) fn nvme_weight(value: u64) -> u64 {
+    cache_core::HEADER_LEN as u64 + 64 + value
+}
+
+fn nvme(dir: &Path, budget: u64) -> Result<NvmeTier> {
+    let _ = std::fs::remove_dir_all(dir);
+    NvmeTierBuilder::new(dir, budget.max(cache_l2_nvme::MIN_SEGMENT_SIZE))
+        .durability(Durability::None)
+        .open_blocking()
+        .with_context(|| format!("opening the NVMe tier in {}", dir.display()))
+}
+
+async fn object(dir: &Path, budget: Option<u64>) -> Result<ObjectTier> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut b = ObjectTierBuilder::local(dir).prefix("bench").local_fsync(false);
+    if let Some(budget) = budget {
+        b = b.budget(budget.max(1));
+    }
+    b.build().await.with_context(|| format!("opening the object tier in {}", dir.display()))
+}
+
+impl System {
+    /// Builds `kind` with `budgets`, its files under `dir` (removed first).
+    pub(crate) async fn build(kind: SystemKind, budgets: Budgets, dir: &Path) -> Result<System> {
+        let dir = dir.join(format!("{kind:?}").to_lowercase());
+        Ok(match kind {
+            SystemKind::Tiered | SystemKind::Tiered3 => {
+                let mut b = TieredCache::builder()
+                    .demotion_queue_len(1 << 16)
+                    .tier(MemoryTier::builder(budgets.ram.max(1)).build())
+                    .tier(
+                        TierOptions::new(nvme(&dir.join("nvme"), budgets.disk)?)
+                            .write(WritePolicy::OnEviction),
+                    );
+                if kind == SystemKind::Tiered3 {
+                    b = b.tier(object(&dir.join("object"), None).await?);
+                }
+                System::Tiered(b.build()?)
+            }
+            SystemKind::L1 => {
+                System::Tier(Arc::new(MemoryTier::builder(budgets.ram.max(1)).build()))
+            }
+            SystemKind::Nvme => System::Tier(Arc::new(nvme(&dir, budgets.disk)?)),
+            SystemKind::Object => System::Tier(Arc::new(object(&dir, Some(budgets.disk)).await?)),
+            SystemKind::Moka => System::Moka(
+                moka::future::Cache::builder()
+                    .max_capacity(budgets.ram.max(1))
+                    .weigher(|k: &Key, v: &Bytes| {
+                        let w = ENTRY_OVERHEAD
+                            + k.namespace().as_str().len() as u64
+                            + k.key_bytes().len() as u64
+                            + v.len() as u64;
+                        u32::try_from(w).unwrap_or(u32::MAX)
+                    })
+                    .build(),
+            ),
+            SystemKind::Foyer => {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                let device = foyer::FsDeviceBuilder::new(&dir)
+                    .with_capacity(usize::try_from(budgets.disk.max(4 << 20))?)
+                    .build()
+                    .context("foyer device")?;
+                let block = (budgets.disk / 16).clamp(64 << 10, 16 << 20).next_power_of_two() / 2;
+                let cache = foyer::HybridCacheBuilder::new()
+                    .with_name("bench")
+                    .memory(usize::try_from(budgets.ram.max(1))?)
+                    .with_weighter(|_k: &u64, v: &Vec<u8>| 8 + v.len() + ENTRY_OVERHEAD as usize)
+                    .storage()
+                    .with_io_engine_config(foyer::PsyncIoEngineConfig::new())
+                    .with_engine_config(
+                        foyer::BlockEngineConfig::new(device)
+                            .with_block_size(usize::try_from(block.max(64 << 10))?),
+                    )
+                    .build()
+                    .await
+                    .context("building foyer")?;
+                System::Foyer(cache)
+            }
+            SystemKind::ObjectStore => {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir)?;
+                System::Store(Arc::new(LocalFileSystem::new_with_prefix(&dir)?))
+            }
+        })
+    }
+
+    /// Looks `id` up; whether it hit.
+    pub(crate) async fn get(&self, ns: &Namespace, id: u64) -> Result<bool> {
+        Ok(match self {
+            System::Tiered(c) => c.get(&key(ns, id)).await?.is_some(),
+            System::Tier(t) => t.get(&key(ns, id)).await?.is_some(),
+            System::Moka(m) => m.get(&key(ns, id)).await.is_some(),
+            System::Foyer(f) => f.get(&id).await?.is_some(),
+            System::Store(s) => match s.get(&obj_path(id)).await {
+                Ok(r) => {
+                    let _ = r.bytes().await?;
+                    true
+                }
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            },
+        })
+    }
+
+    /// Stores `value` under `id`.
+    pub(crate) async fn put(&self, ns: &Namespace, id: u64, value: Bytes) -> Result<()> {
+        match self {
+            System::Tiered(c) => {
+                let _ = c.put(key(ns, id), Entry::new(value)).await?;
+            }
+            System::Tier(t) => {
+                // A value larger than a tier's budget is `Invalid`: a rejection, not a failure.
+                match t.put(key(ns, id), Entry::new(value)).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == cache_core::ErrorKind::Invalid => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            System::Moka(m) => m.insert(key(ns, id), value).await,
+            System::Foyer(f) => {
+                f.insert(id, value.to_vec());
+            }
+            System::Store(s) => {
+                s.put(&obj_path(id), PutPayload::from_bytes(value)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for background work (demotions, maintenance) so counters settle.
+    pub(crate) async fn settle(&self) -> Result<()> {
+        match self {
+            System::Tiered(c) => {
+                c.quiesce().await;
+                c.flush().await?;
+            }
+            System::Tier(t) => t.flush().await?,
+            System::Moka(m) => m.run_pending_tasks().await,
+            System::Foyer(_) | System::Store(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Closes what needs closing.
+    pub(crate) async fn close(self) -> Result<()> {
+        match self {
+            System::Tiered(c) => c.close().await?,
+            System::Tier(t) => t.close().await?,
+            System::Foyer(f) => f.close().await?,
+            System::Moka(_) | System::Store(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Per-tier served counts of the tiered stack, for the report.
+    pub(crate) fn tier_served(&self) -> Vec<(String, u64)> {
+        match self {
+            System::Tiered(c) => {
+                c.tiered_stats().tiers.iter().map(|t| (t.tier.tier.to_owned(), t.served)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn obj_path(id: u64) -> ObjPath {
+    ObjPath::from(format!("bench/{:02x}/{id:016x}", id & 0xff))
+}
