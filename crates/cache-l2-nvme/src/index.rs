@@ -287,12 +287,23 @@ impl Index {
         (counts, entries)
     }
 
-    /// Bulk-loads a snapshot's entries into an empty index.
+    /// Bulk-loads a snapshot's entries into an empty index, on two threads.
     pub(crate) fn load(&self, counts: &[u32], entries: &[SnapEntry]) {
+        let half = counts.len() / 2;
+        let split: usize = counts[..half].iter().map(|c| *c as usize).sum();
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.load_shards(0, &counts[..half], &entries[..split]));
+            self.load_shards(half, &counts[half..], &entries[split..]);
+        });
+        let total: usize = self.shards.iter().map(|s| s.read().len()).sum();
+        self.len.store(total as u64, Ordering::Relaxed);
+    }
+
+    fn load_shards(&self, first: usize, counts: &[u32], entries: &[SnapEntry]) {
         let mut at = 0usize;
         for (i, c) in counts.iter().enumerate() {
             let c = *c as usize;
-            let mut s = self.shards[i].write();
+            let mut s = self.shards[first + i].write();
             s.reserve(c);
             for e in &entries[at..at + c] {
                 let slot = Slot {
@@ -305,8 +316,6 @@ impl Index {
             }
             at += c;
         }
-        let total: usize = self.shards.iter().map(|s| s.read().len()).sum();
-        self.len.store(total as u64, Ordering::Relaxed);
     }
 
     /// Estimated heap bytes of the tables: buckets × (13-byte bucket + 1 control byte) plus

@@ -28,7 +28,7 @@ use crate::{
     flush::Writer,
     format::{LOCK_FILE, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, scan_at},
     index::{HIT_BIT, Index, MAX_RECORD_LEN, Slot, locate},
-    namespace::{NsLog, sync_dir},
+    namespace::NsLog,
     segment::Segment,
     snapshot,
     tier::{NvmeTier, Queue, RecoveryReport, Shared},
@@ -112,7 +112,6 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     }
     // From here on the tier may write: a snapshot must not outlive this run.
     snapshot::invalidate(&dir)?;
-    sync_dir(&dir)?;
     let next_segment = u32::try_from(next_segment)
         .map_err(|_| NvmeError::Config("segment ids are exhausted".into()))?;
     index.set_oldest(segments.keys().next().copied().unwrap_or(next_segment));
