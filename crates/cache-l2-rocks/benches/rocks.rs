@@ -136,12 +136,86 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// One-shot: clearing a namespace of 50 000 entries (next to another of 50 000) with the tier's
+/// `delete_range`, against deleting the same keys one by one on a raw database (iterate the
+/// prefix, one `WriteBatch` of point deletes), which a layout without a namespace prefix
+/// (or with per-key tombstones) would need.
+#[expect(clippy::print_stderr, reason = "a one-shot measurement printed next to criterion's")]
+fn clear_namespace(_: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let n = 50_000u32;
+    let tier_dir = tempfile::tempdir().expect("temp dir");
+    let raw_dir = tempfile::tempdir().expect("temp dir");
+    let builder = RocksTier::builder(tier_dir.path(), BUDGET);
+    let raw = DB::open(&builder.rocksdb_options(), raw_dir.path()).expect("open raw");
+    let tier = rt.block_on(builder.open()).expect("open tier");
+    let a = cache_core::Namespace::new("tenant-a").expect("ns");
+    let b = cache_core::Namespace::new("tenant-b").expect("ns");
+    let value = Bytes::from(vec![7u8; 256]);
+    for ns in [&a, &b] {
+        let keys: Vec<Key> =
+            (0..n).map(|i| ns.key(i.to_le_bytes().to_vec()).expect("key")).collect();
+        rt.block_on(async {
+            for chunk in keys.chunks(1000) {
+                let items = chunk.iter().map(|k| (k.clone(), Entry::new(value.clone()))).collect();
+                let _ = tier.put_many(items).await.expect("fill");
+            }
+        });
+        for k in &keys {
+            raw.put(StorageKey::new(k), Record::encode(k, &Entry::new(value.clone())))
+                .expect("fill");
+        }
+    }
+    rt.block_on(tier.flush()).expect("flush");
+    raw.flush().expect("flush");
+    let start = Instant::now();
+    rt.block_on(tier.clear_namespace(&a)).expect("clear");
+    let tier_clear = start.elapsed();
+    let start = Instant::now();
+    let (lo, hi) = cache_l2_rocks::namespace_bounds(&a.id());
+    let mut batch = rocksdb::WriteBatch::default();
+    let mut read = rocksdb::ReadOptions::default();
+    read.set_iterate_upper_bound(hi.to_vec());
+    for kv in
+        raw.iterator_opt(rocksdb::IteratorMode::From(&lo[..], rocksdb::Direction::Forward), read)
+    {
+        batch.delete(kv.expect("iterate").0);
+    }
+    let deleted = batch.len();
+    raw.write(batch).expect("delete");
+    let raw_clear = start.elapsed();
+    // Reads right after the clear pay for the range tombstone (tier) or point tombstones (raw).
+    let probe: Vec<Key> =
+        (0..1000u32).map(|i| b.key(i.to_le_bytes().to_vec()).expect("key")).collect();
+    let start = Instant::now();
+    rt.block_on(async {
+        for k in &probe {
+            black_box(f_get(&tier, k).await);
+        }
+    });
+    let tier_probe = start.elapsed() / 1000;
+    eprintln!(
+        "clear_namespace of {n} entries (another {n} kept): tier delete_range {tier_clear:?}; \
+         raw iterate + {deleted} point deletes {raw_clear:?}; tier get in the kept namespace \
+         after the clear {tier_probe:?} per call"
+    );
+    rt.block_on(tier.close()).expect("close");
+}
+
+async fn f_get(tier: &RocksTier, k: &Key) -> Option<Entry> {
+    tier.get(k).await.expect("get")
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = clear_namespace, bench
 }
 criterion_main!(benches);
