@@ -15,7 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{Entry, Key, Tier};
-use cache_l2_nvme::NvmeTierBuilder;
+use cache_l2_nvme::{Durability, NvmeTierBuilder};
 
 fn poll_once<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -49,8 +49,9 @@ fn main() -> cache_core::Result<()> {
             let plain = started.elapsed().as_secs_f64();
             std::fs::remove_file(&path).unwrap();
 
+            for durability in [Durability::default(), Durability::None] {
             let tdir = tempfile::tempdir().unwrap();
-            let tier = NvmeTierBuilder::new(tdir.path(), 1 << 30).open().await?;
+            let tier = NvmeTierBuilder::new(tdir.path(), 1 << 30).durability(durability).open().await?;
             let started = Instant::now();
             for chunk in 0..n.div_ceil(64) {
                 let items = (chunk * 64..((chunk + 1) * 64).min(n))
@@ -67,7 +68,7 @@ fn main() -> cache_core::Result<()> {
             let single = started.elapsed().as_secs_f64();
             let mib = total as f64 / (1 << 20) as f64;
             println!(
-                "put {} KiB x {n}: plain file {:.0} MiB/s; put_many(64) {:.0} MiB/s ({:.2}x); put one at a time {:.0} MiB/s ({:.2}x)",
+                "put {} KiB x {n}, {durability:?}: plain file {:.0} MiB/s; put_many(64) {:.0} MiB/s ({:.2}x); put one at a time {:.0} MiB/s ({:.2}x)",
                 size >> 10,
                 mib / plain,
                 mib / batched,
@@ -76,6 +77,7 @@ fn main() -> cache_core::Result<()> {
                 plain / single
             );
             drop(tier);
+            }
         }
 
         // Get-hit latency, page-cached 4 KiB values.
