@@ -77,17 +77,22 @@ fn cloudphysics_lru_and_fifo_bytes() {
 }
 
 #[test]
+fn web07_lru_entries() {
+    let Some(t) = trace("web07.trace.xz", TraceFormat::Cache2k) else { return };
+    assert_eq!(t.len(), 76_118);
+    for (entries, expected) in [(1000, "50.41"), (5000, "62.67")] {
+        let r = simulate(&t, Policy::Lru, Capacity::Entries(entries));
+        assert_eq!(pct(r.hits, t.len() as u64), expected, "web07 LRU @{entries}");
+    }
+}
+
+#[test]
 #[ignore = "slow: run with --ignored"]
-fn cache2k_lru_entries() {
-    let cases = [
-        ("orm-busy.trace.xz", [(5000, "85.46"), (20_000, "93.60")]),
-        ("web07.trace.xz", [(1000, "50.41"), (5000, "62.67")]),
-    ];
-    for (name, rows) in cases {
-        let Some(t) = trace(name, TraceFormat::Cache2k) else { return };
-        for (entries, expected) in rows {
-            let r = simulate(&t, Policy::Lru, Capacity::Entries(entries));
-            assert_eq!(pct(r.hits, t.len() as u64), expected, "{name} LRU @{entries}");
-        }
+fn orm_busy_lru_entries() {
+    let Some(t) = trace("orm-busy.trace.xz", TraceFormat::Cache2k) else { return };
+    assert_eq!(t.len(), 5_000_000);
+    for (entries, expected) in [(5000, "85.46"), (20_000, "93.60")] {
+        let r = simulate(&t, Policy::Lru, Capacity::Entries(entries));
+        assert_eq!(pct(r.hits, t.len() as u64), expected, "orm-busy LRU @{entries}");
     }
 }
