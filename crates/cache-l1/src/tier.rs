@@ -146,12 +146,12 @@ impl MemoryTier {
     /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
     async fn lookup(&self, key: &Key) -> Option<Entry> {
         let entry = self.cache.get(key).await?;
-        if let Some(expires_at) = entry.meta.expires_at {
-            if expires_at <= self.shared.clock.now() {
-                self.cache.invalidate(key).await;
-                self.shared.stats.expire();
-                return None;
-            }
+        if let Some(expires_at) = entry.meta.expires_at
+            && expires_at <= self.shared.clock.now()
+        {
+            self.cache.invalidate(key).await;
+            self.shared.stats.expire();
+            return None;
         }
         Some(entry)
     }

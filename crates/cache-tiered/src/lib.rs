@@ -7,7 +7,8 @@
 //!   reports an explicit outcome per tier ([`PutReport`]): nothing is dropped silently.
 //! - **demotion**: a tier written `OnEviction` receives what the tier above evicts, except
 //!   entries that came from it unchanged (clean) and expired ones.
-//! - **admission**: per tier, [`SizeRange`], [`FrequencyFilter`], [`RateLimit`] or your own.
+//! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
+//!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
 //! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
 //!   the error is returned).

@@ -216,12 +216,14 @@ impl EvictionSink for DemotionSink {
             kind: JobKind::Demotion,
         };
         let tx = self.tx.lock().clone();
-        match tx.map(|tx| tx.try_send(job)) {
-            Some(Ok(())) => {
-                shared.pending.fetch_add(1, Ordering::AcqRel);
-                slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-            }
-            Some(Err(_)) | None => {
+        // Counted as pending before it can be picked up, so `quiesce` never misses it.
+        shared.pending.fetch_add(1, Ordering::AcqRel);
+        slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+        match tx.map(|tx| tx.try_send(job).is_ok()) {
+            Some(true) => {}
+            Some(false) | None => {
+                slot.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                shared.done();
                 slot.stats.demotions_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     tier = slot.tier.name(),
@@ -470,11 +472,11 @@ impl Shared {
                 )),
             },
         };
-        if let Err(e) = &result {
-            if e.kind() != ErrorKind::Closed || !self.closed.load(Ordering::Acquire) {
-                slot.stats.fault(e);
-                tracing::debug!(tier = slot.tier.name(), error = %e, "tier call failed");
-            }
+        if let Err(e) = &result
+            && (e.kind() != ErrorKind::Closed || !self.closed.load(Ordering::Acquire))
+        {
+            slot.stats.fault(e);
+            tracing::debug!(tier = slot.tier.name(), error = %e, "tier call failed");
         }
         result
     }
@@ -700,9 +702,9 @@ impl Shared {
             };
             let tx = slot.behind.lock().clone();
             self.pending.fetch_add(1, Ordering::AcqRel);
-            if let Some(Ok(())) = tx.map(|tx| tx.try_send(job)) {
-                slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-            } else {
+            slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+            if tx.map(|tx| tx.try_send(job).is_ok()) != Some(true) {
+                slot.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 self.done();
                 slot.stats.reject(Rejection::QueueFull);
                 report.tiers[i].1 =

@@ -13,3 +13,4 @@ mod harness;
 mod l3_object;
 mod s3_credentials;
 mod s3_record;
+mod tiered_e2e;
