@@ -32,8 +32,3 @@ pub use crate::{
     builder::{ENTRY_OVERHEAD, MemoryTierBuilder},
     tier::MemoryTier,
 };
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -36,10 +36,26 @@
 //! # Ok::<(), cache_core::Error>(()) }).unwrap();
 //! ```
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "l1", feature = "nvme", feature = "object"))]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 mod builder;
 pub mod policy;
 mod stats;
 mod tiered;
+
+pub use cache_core;
+/// The RAM tier (`cache-l1`).
+#[cfg(feature = "l1")]
+pub use cache_l1 as l1;
+/// The local-disk tier (`cache-l2-nvme`).
+#[cfg(feature = "nvme")]
+pub use cache_l2_nvme as nvme;
+/// The object-storage tier (`cache-l3-object`).
+#[cfg(feature = "object")]
+pub use cache_l3_object as object;
 
 pub use crate::{
     builder::{TierOptions, TieredBuilder},
