@@ -77,8 +77,9 @@ impl NvmeTierBuilder {
     }
 
     /// The largest segment size (default 64 MiB). The size actually used is
-    /// `clamp(min(this, budget / 8), 64 KiB, 1 GiB)`, rounded down to 4 KiB, so small budgets
-    /// still get eight segments and FIFO reclaim frees at most an eighth of the budget at once.
+    /// `clamp(min(this, budget / 8), 64 KiB, 1 GiB)`, and at least `budget / 16384`, rounded
+    /// down to 4 KiB, so small budgets still get eight segments and FIFO reclaim frees at most
+    /// an eighth of the budget at once.
     #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> NvmeTierBuilder {
         self.segment_size = bytes;

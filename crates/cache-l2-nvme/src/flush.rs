@@ -32,6 +32,8 @@ use crate::{
 
 /// Staged bytes are written once they reach this size.
 const STAGING_LIMIT: usize = 1 << 20;
+/// Records this large are written straight from their buffer, not copied into the staging one.
+const DIRECT_WRITE: usize = 32 << 10;
 
 /// An index update waiting for its bytes to reach the file.
 #[derive(Debug, Clone, Copy)]
@@ -261,6 +263,23 @@ impl Writer {
             self.flush_staging()?;
             self.seal_active();
             self.open_segment(self.sh.segment_size, self.sh.reinsert_hits)?;
+        }
+        if record.len() >= DIRECT_WRITE {
+            // Large records skip the staging copy: write what is staged, then the record itself.
+            self.flush_staging()?;
+            let active = self.active.as_mut().expect("an active segment");
+            let offset = active.write_off;
+            if let Err(e) = active.seg.write_at(record, offset) {
+                self.seal_active();
+                return Err(e);
+            }
+            active.write_off += len;
+            active.staged_from = active.write_off;
+            if let Some((_, shard, tag)) = who {
+                let slot = Slot::new(active.seg.id, offset as u32, len as u32);
+                apply(&self.sh, IndexOp::Insert { shard, tag, slot });
+            }
+            return Ok(());
         }
         self.stage(record, who.map(|(i, _, _)| i), who.map(|(_, s, t)| (s, t)));
         if self.staging.len() >= STAGING_LIMIT {

@@ -8,7 +8,8 @@
 //!   thread. Each starts with a 64-byte checksummed header; records in the cache-core record
 //!   format follow back to back. The segment size is
 //!   `clamp(min(configured, budget / 8), 64 KiB, 1 GiB)` rounded down to 4 KiB (default
-//!   configured size 64 MiB), so a small budget still holds eight segments. A record larger
+//!   configured size 64 MiB), so a small budget still holds eight segments; it is never below
+//!   budget / 16384 (the index keeps 16 bits of segment id). A record larger
 //!   than a segment gets a segment of its own, sized to it (4 KiB rounded); a record whose
 //!   segment would exceed the budget, or larger than 2 GiB, is refused with `Invalid`.
 //! - **Zero-copy hits.** Every segment file is mapped once, whole, as soon as it is created
@@ -20,11 +21,12 @@
 //!   only after their `pwrite` returned. A corrupt record is a miss, counted in `corrupted`.
 //! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
-//! - **Index.** 256 shards of `HashMap<u32 tag, (segment, offset, length|hit)>`: 16-byte
-//!   buckets plus one control byte, so 19–39 bytes per entry depending on the tables' load
-//!   (measured by `cargo run --release -p cache-l2-nvme --example reopen_and_memory`). 40 bits of the
-//!   key hash select a bucket; collisions cost an entry, never a wrong value (the full key is
-//!   compared on read). Expiry is not copied into the index: it is checked in the record on
+//! - **Index.** 256 shards of `HashMap<tag, slot>` with 13-byte buckets (4-byte tag; segment
+//!   id modulo 2¹⁶; 31-bit offset plus the hit bit; 24-bit length, longer records read their
+//!   length from the record header) plus hashbrown's control byte: 16–32 bytes per entry
+//!   depending on the tables' load, 29.5 measured at 1 M entries (`cargo run --release -p
+//!   cache-l2-nvme --example reopen_and_memory`). 40 bits of the key hash select a bucket;
+//!   collisions cost an entry, never a wrong value (the full key is compared on read). Expiry is not copied into the index: it is checked in the record on
 //!   every hit, and expired entries are dropped from the index when seen and never reinserted.
 //! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
 //!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
