@@ -268,7 +268,7 @@ fn large_and_small_records_interleaved_survive_both_reopen_paths() {
         let tier = open(dir.path(), &clock).await;
         let mut items = Vec::new();
         for i in 0..120u32 {
-            let v = if i % 3 == 0 { big(i) } else { value(i, 5) };
+            let v = if i.is_multiple_of(3) { big(i) } else { value(i, 5) };
             items.push((key(i), Entry::new(v)));
         }
         // Batched and single puts both take the direct-write path for the large values.
@@ -276,7 +276,7 @@ fn large_and_small_records_interleaved_survive_both_reopen_paths() {
         for (k, e) in items {
             assert!(tier.put(k, e).await.unwrap().is_stored());
         }
-        let expect = |i: u32| if i % 3 == 0 { big(i) } else { value(i, 5) };
+        let expect = |i: u32| if i.is_multiple_of(3) { big(i) } else { value(i, 5) };
         for i in 0..120u32 {
             assert_eq!(tier.get(&key(i)).await.unwrap().unwrap().value, expect(i), "{i}");
         }
