@@ -481,9 +481,17 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "Machine: {} cores. Release build. Do not edit by hand: re-run the command above.\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "Machine: {} cores. {} build. Do not edit by hand: re-run the command above.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) { "Debug (numbers are not meaningful)" } else { "Release" }
     );
+    if let Some(n) = args.limit {
+        let _ = writeln!(
+            md,
+            "Only the first {n} requests of each trace are replayed: the published numbers do \
+             not apply to these rows.\n"
+        );
+    }
     if !args.no_traces {
         let systems = [
             ReplaySystem::Lru,
@@ -518,7 +526,7 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
             .await?,
         );
     }
-    let (ops, keys) = if args.quick { (60_000, 50_000) } else { (400_000, 200_000) };
+    let (secs, keys) = if args.quick { (3.0, 50_000) } else { (10.0, 200_000) };
     let workload = Workload {
         keys,
         dist: KeyDist::Zipf,
@@ -527,8 +535,9 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         value_max: 1024,
         read_ratio: 0.9,
         concurrency: 4,
-        ops: args.compare_ops.unwrap_or(ops),
-        warmup_ops: args.compare_ops.unwrap_or(ops) / 2,
+        ops: args.compare_ops.unwrap_or(0),
+        duration_secs: if args.compare_ops.is_some() { None } else { Some(secs) },
+        warmup_ops: args.compare_ops.map_or(keys, |n| n / 2),
         ..Workload::default()
     };
     let stack = StackArgs { ram: 16 << 20, disk: 128 << 20, data_dir: Some(data_dir.clone()) };
@@ -555,15 +564,19 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         md,
         "One workload through every system in the same run: {} keys, zipf s = {}, {}-byte values, \
          {:.0} % reads (a read miss fills the key), {} tasks on a {}-thread tokio runtime, {} \
-         operations after {} warm-up operations. RAM budget {} MiB, disk budget {} MiB (foyer gets \
-         the same two). Latencies are HDR histograms of each call. Ratios are against raw moka.\n",
+         after {} single-task warm-up operations. RAM budget {} MiB, disk budget {} MiB (foyer \
+         gets the same two). Latencies are HDR histograms of each call. Ratios are against raw \
+         moka.\n",
         workload.keys,
         workload.zipf_s,
         workload.value_min,
         workload.read_ratio * 100.0,
         workload.concurrency,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        workload.ops,
+        workload.duration_secs.map_or_else(
+            || format!("{} operations", workload.ops),
+            |s| format!("{s} s per system")
+        ),
         workload.warmup_ops,
         stack.ram >> 20,
         stack.disk >> 20,

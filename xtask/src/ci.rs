@@ -231,7 +231,7 @@ fn bench_smoke(ctx: &mut Ctx) -> Result<()> {
         "report",
         "--quick",
         "--limit",
-        "5000",
+        "2000",
         "--compare-ops",
         "2000",
         "--traces",
