@@ -158,11 +158,14 @@ pub(crate) fn progress(
     total: u64,
     counter: Arc<AtomicU64>,
 ) -> tokio::task::JoinHandle<()> {
-    let bar = ProgressBar::new(total);
+    // A fixed count gets a bar; a timed run (total 0) gets a counter.
+    let (bar, template) = if total > 0 {
+        (ProgressBar::new(total), "{msg:>24} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+    } else {
+        (ProgressBar::no_length(), "{msg:>24} {spinner} {pos} ops {per_sec} {elapsed}")
+    };
     bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "),
     );
     bar.set_message(label.to_owned());
     tokio::spawn(async move {
