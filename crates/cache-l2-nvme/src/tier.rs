@@ -33,6 +33,9 @@ use crate::{
     segment::Segment,
 };
 
+/// `put_many` queues its records to the writer in chunks of about this many bytes.
+const PUT_MANY_CHUNK: usize = 1 << 20;
+
 /// The acknowledgement channel of one write operation.
 pub(crate) type Ack = oneshot::Sender<Result<()>>;
 
@@ -414,12 +417,23 @@ impl Tier for NvmeTier {
     async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
         let result = async {
             self.check_open()?;
-            // Encode everything, queue it in one go (one wake-up of the writer), then wait.
+            // Encode and queue in chunks of about 1 MiB: the writer writes one chunk while this
+            // task encodes the next, and at most two chunks are in memory at once.
             let mut outcomes = Vec::with_capacity(items.len());
-            let mut ops = Vec::with_capacity(items.len());
-            let mut waits = Vec::with_capacity(items.len());
+            let mut ops = Vec::new();
+            let mut waits = Vec::new();
+            let mut previous: Vec<oneshot::Receiver<Result<()>>> = Vec::new();
+            let mut chunk_bytes = 0usize;
             let mut stale = Vec::new();
             for (key, entry) in items {
+                if chunk_bytes >= PUT_MANY_CHUNK {
+                    self.shared.submit(std::mem::take(&mut ops));
+                    chunk_bytes = 0;
+                    for rx in std::mem::replace(&mut previous, std::mem::take(&mut waits)) {
+                        wait(rx).await?;
+                        self.shared.stats.insert();
+                    }
+                }
                 match self.prepare(&key, entry)? {
                     None => {
                         self.shared.stats.reject();
@@ -429,6 +443,7 @@ impl Tier for NvmeTier {
                     Some(record) => {
                         let (shard, tag) = locate(key.hash());
                         let (ack, rx) = oneshot::channel();
+                        chunk_bytes += record.len();
                         ops.push(Op::Put { shard, tag, record, ack });
                         waits.push(rx);
                         outcomes.push(PutOutcome::Stored);
@@ -436,7 +451,7 @@ impl Tier for NvmeTier {
                 }
             }
             self.shared.submit(ops);
-            for rx in waits {
+            for rx in previous.into_iter().chain(waits) {
                 wait(rx).await?;
                 self.shared.stats.insert();
             }
