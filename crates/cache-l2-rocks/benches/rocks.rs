@@ -210,12 +210,112 @@ async fn f_get(tier: &RocksTier, k: &Key) -> Option<Entry> {
     tier.get(k).await.expect("get")
 }
 
+/// One operation of `workload` number `i` on the tier.
+async fn tier_op(f: &Fixture, workload: &str, i: usize) {
+    let k = &f.keys[i % KEYS];
+    if is_put(workload, i) {
+        let _ = black_box(f.tier.put(k.clone(), Entry::new(f.value.clone())).await.expect("put"));
+    } else {
+        black_box(f.tier.get(k).await.expect("get").expect("hit"));
+    }
+}
+
+/// The same operation on the raw database through `spawn_blocking`.
+async fn raw_blocking_op(f: &Fixture, workload: &str, i: usize) {
+    let db = f.raw.clone();
+    let k = f.raw_keys[i % KEYS];
+    if is_put(workload, i) {
+        let r = f.records[i % KEYS].clone();
+        tokio::task::spawn_blocking(move || db.put(k, r).expect("put")).await.expect("join");
+    } else {
+        let v = tokio::task::spawn_blocking(move || db.get(k)).await.expect("join").expect("get");
+        black_box(v.expect("hit"));
+    }
+}
+
+/// The same operation on the raw database, called directly.
+fn raw_direct_op(f: &Fixture, workload: &str, i: usize) {
+    let k = &f.raw_keys[i % KEYS];
+    if is_put(workload, i) {
+        f.raw.put(k, &f.records[i % KEYS]).expect("put");
+    } else {
+        black_box(f.raw.get(k).expect("get").expect("hit"));
+    }
+}
+
+fn is_put(workload: &str, i: usize) -> bool {
+    match workload {
+        "get_hit" => false,
+        "put" => true,
+        _ => i % 10 == 9,
+    }
+}
+
+/// Paired ratios, robust to a shared machine's load: rounds of 500 operations alternate between
+/// the tier and each baseline, and the median of the per-round time ratios is printed
+/// (raw time / tier time: 1.0 is parity, the target is ≥ 0.85).
+#[expect(clippy::print_stderr, reason = "a one-shot measurement printed next to criterion's")]
+fn paired_ratios(_: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    const OPS: usize = 500;
+    const ROUNDS: usize = 21;
+    for value_len in [1024usize, 16 * 1024] {
+        let f = fixture(&rt, value_len);
+        for workload in ["get_hit", "put", "mixed_90_10"] {
+            let mut vs_blocking = Vec::with_capacity(ROUNDS);
+            let mut vs_direct = Vec::with_capacity(ROUNDS);
+            let mut tier_us = Vec::with_capacity(ROUNDS);
+            for round in 0..ROUNDS {
+                let base = round * OPS;
+                let tier = rt.block_on(async {
+                    let start = Instant::now();
+                    for i in base..base + OPS {
+                        tier_op(&f, workload, i).await;
+                    }
+                    start.elapsed()
+                });
+                let blocking = rt.block_on(async {
+                    let start = Instant::now();
+                    for i in base..base + OPS {
+                        raw_blocking_op(&f, workload, i).await;
+                    }
+                    start.elapsed()
+                });
+                let start = Instant::now();
+                for i in base..base + OPS {
+                    raw_direct_op(&f, workload, i);
+                }
+                let direct = start.elapsed();
+                vs_blocking.push(blocking.as_secs_f64() / tier.as_secs_f64());
+                vs_direct.push(direct.as_secs_f64() / tier.as_secs_f64());
+                tier_us.push(tier.as_secs_f64() * 1e6 / OPS as f64);
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            eprintln!(
+                "paired {workload}/{}KiB: tier {:.1} µs/op; raw_spawn_blocking/tier {:.2}; raw_direct/tier {:.2}",
+                value_len / 1024,
+                median(&mut tier_us),
+                median(&mut vs_blocking),
+                median(&mut vs_direct),
+            );
+        }
+        rt.block_on(f.tier.close()).expect("close");
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = clear_namespace, bench
+    targets = paired_ratios, clear_namespace, bench
 }
 criterion_main!(benches);

@@ -35,6 +35,10 @@ pub(crate) const TIER: &str = "rocks";
 /// A disk cache tier on RocksDB with a byte budget and TTL. Build it with [`RocksTier::builder`].
 ///
 /// Cheap to share: wrap it in an `Arc` (the `Tier` methods take `&self`).
+///
+/// Prefer [`Tier::close`] to dropping it: `close` syncs and closes RocksDB on the blocking pool,
+/// while a drop closes RocksDB on the dropping thread (with [`Durability::NoWal`] that includes
+/// flushing the memtable). Either way the data written so far is found again on reopen.
 pub struct RocksTier {
     inner: Arc<Inner>,
 }
