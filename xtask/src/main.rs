@@ -8,7 +8,8 @@
 //!   `#[test]`, so `cargo nextest run` enforces it.
 //! - `s3 start|stop|env|status`: a throw-away SeaweedFS S3 server on 127.0.0.1 for the
 //!   integration tests in `tests/` (see `s3.rs`).
-//! - `bench [--quick] [ARGS...]`: the criterion benches of `cache-bench` (see `bench.rs`).
+//! - `bench [--quick | --micro] [ARGS...]`: the `cache-bench` report (trace replays and the
+//!   side-by-side comparison), or with `--micro` the criterion benches (see `bench.rs`).
 //!
 //! Keep this crate's dependencies to `anyhow`, `serde_json` and `xshell`: it is built before
 //! anything else in CI, so every dependency here delays every CI run.
@@ -40,7 +41,8 @@ tasks:
                               --fail-fast: stop at the first failing step
   tidy                        check dependency direction, manifests and `//!` file headers
   s3 start|stop|env|status    manage the local SeaweedFS S3 server used by `tests/`
-  bench [--quick] [ARGS...]   run the criterion benches of cache-bench (ARGS go to criterion)
+  bench [--quick|--micro]     the cache-bench report (trace replays, comparison with moka
+                              and foyer); --micro: the criterion benches
 ";
 
 fn main() -> ExitCode {

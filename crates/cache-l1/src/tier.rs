@@ -163,7 +163,7 @@ impl MemoryTier {
     /// returned either way. A loader error reaches every waiter and is not cached.
     ///
     /// # Errors
-    /// [`ErrorKind::Closed`], or the loader's error.
+    /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed), or the loader's error.
     pub async fn get_or_load<F, Fut>(&self, key: Key, loader: F) -> Result<Entry>
     where
         F: FnOnce() -> Fut,

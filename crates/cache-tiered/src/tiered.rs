@@ -657,8 +657,15 @@ impl Shared {
     async fn put_one(&self, slot: &Slot, key: &Key, entry: &Entry) -> TierWrite {
         match slot.write {
             WritePolicy::Skip | WritePolicy::OnEviction => {
-                return match self.call(slot, slot.tier.remove(key)).await {
-                    Ok(()) => TierWrite::Skipped,
+                // Drop an older copy so it is never served; `contains` first, because it is an
+                // in-memory lookup on disk tiers while a remove writes a tombstone.
+                let stale = self.call(slot, slot.tier.contains(key)).await;
+                return match stale {
+                    Ok(false) => TierWrite::Skipped,
+                    Ok(true) => match self.call(slot, slot.tier.remove(key)).await {
+                        Ok(()) => TierWrite::Skipped,
+                        Err(e) => TierWrite::Failed(e.kind()),
+                    },
                     Err(e) => TierWrite::Failed(e.kind()),
                 };
             }
