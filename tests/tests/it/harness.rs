@@ -320,6 +320,24 @@ impl S3Test {
     }
 }
 
+/// Sends a signal to the server process (`kill -STOP` / `kill -CONT`).
+pub(crate) fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// Resumes a stopped server when dropped, so a failing test never leaves it stopped.
+pub(crate) struct Resume(pub(crate) u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use object_store::{ObjectStoreExt, RetryConfig, path::Path};

@@ -20,7 +20,7 @@ use cache_l3_object::{CreateOutcome, ObjectTier, ObjectTierBuilder, Op, S3Config
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, path::Path};
 
-use crate::harness::{S3Env, skip_unless_s3, unique_prefix};
+use crate::harness::{Resume, S3Env, signal, skip_unless_s3, unique_prefix};
 
 const MIB: usize = 1024 * 1024;
 
@@ -303,24 +303,6 @@ async fn wrong_credentials_fail_at_start_up() {
     let missing = s3_config(&env).with_bucket("tiered-cache-no-such-bucket");
     let err = ObjectTierBuilder::s3(missing).build().await.expect_err("missing bucket");
     assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
-}
-
-/// Sends a signal to the server process (`kill -STOP` / `kill -CONT`).
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
-/// Resumes a stopped server when dropped, so a failing test never leaves it stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

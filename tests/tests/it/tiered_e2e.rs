@@ -14,7 +14,7 @@ use cache_l2_nvme::{NvmeTier, NvmeTierBuilder};
 use cache_l3_object::{ObjectTier, ObjectTierBuilder, S3Config};
 use cache_tiered::{TierOptions, TierWrite, TieredCache};
 
-use crate::harness::{S3Env, skip_unless_s3, unique_prefix};
+use crate::harness::{Resume, S3Env, signal, skip_unless_s3, unique_prefix};
 
 fn s3(env: &S3Env, prefix: &str, timeout: Duration) -> ObjectTierBuilder {
     let config = S3Config::new(&env.bucket)
@@ -97,24 +97,6 @@ async fn three_tiers_read_through_and_survive_a_restart() {
     assert_eq!(object.get(&key(50)).await.unwrap().expect("in s3").value, value(50));
     assert_eq!(object.clear_namespace_count(key(0).namespace()).await.unwrap(), 90);
     cache.close().await.unwrap();
-}
-
-/// Sends a signal to the server process.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
-/// Resumes a stopped server when dropped, so a failing test never leaves it stopped.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
