@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cache_bench::{keys, value};
 use cache_core::{Entry, Key, Tier};
-use cache_l1::{ENTRY_OVERHEAD, MemoryTier};
+use cache_l1::{MemoryTier, entry_weight};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 const N: usize = 10_000;
@@ -17,13 +17,7 @@ const BATCH: usize = 1_000;
 fn raw_moka() -> moka::future::Cache<Key, Bytes> {
     moka::future::Cache::builder()
         .max_capacity(CAPACITY)
-        .weigher(|k: &Key, v: &Bytes| {
-            let w = ENTRY_OVERHEAD
-                + k.namespace().as_str().len() as u64
-                + k.key_bytes().len() as u64
-                + v.len() as u64;
-            u32::try_from(w).unwrap_or(u32::MAX)
-        })
+        .weigher(|k: &Key, v: &Bytes| u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX))
         .build()
 }
 

@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use cache_core::{Entry, Key, Namespace, Tier};
-use cache_l1::{ENTRY_OVERHEAD, MemoryTier};
+use cache_l1::{ENTRY_OVERHEAD, MemoryTier, entry_weight};
 use cache_l2_nvme::{Durability, NvmeTier, NvmeTierBuilder};
 use cache_l3_object::{ObjectTier, ObjectTierBuilder};
 use cache_tiered::{TierOptions, TieredCache, WritePolicy};
@@ -135,11 +135,7 @@ impl System {
                 moka::future::Cache::builder()
                     .max_capacity(budgets.ram.max(1))
                     .weigher(|k: &Key, v: &Bytes| {
-                        let w = ENTRY_OVERHEAD
-                            + k.namespace().as_str().len() as u64
-                            + k.key_bytes().len() as u64
-                            + v.len() as u64;
-                        u32::try_from(w).unwrap_or(u32::MAX)
+                        u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
                     })
                     .build(),
             ),

@@ -30,5 +30,5 @@ mod tier;
 
 pub use crate::{
     builder::{ENTRY_OVERHEAD, MemoryTierBuilder},
-    tier::MemoryTier,
+    tier::{MemoryTier, entry_weight},
 };

@@ -51,11 +51,17 @@ impl fmt::Debug for MemoryTier {
 
 /// The weight of an entry in bytes, or `None` if it does not fit moka's `u32` weights.
 fn weight(key: &Key, entry: &Entry) -> Option<u32> {
-    let w = ENTRY_OVERHEAD
+    u32::try_from(entry_weight(key, entry.value.len())).ok()
+}
+
+/// The bytes a key with a value of `value_len` bytes costs against a [`MemoryTier`]'s budget:
+/// [`ENTRY_OVERHEAD`] plus the namespace, key and value lengths. Benches give raw moka the same
+/// weigher through this function.
+pub fn entry_weight(key: &Key, value_len: usize) -> u64 {
+    ENTRY_OVERHEAD
         + key.namespace().as_str().len() as u64
         + key.key_bytes().len() as u64
-        + entry.value.len() as u64;
-    u32::try_from(w).ok()
+        + value_len as u64
 }
 
 /// moka's per-entry expiry, read from the entry's own absolute expiry time.
