@@ -317,6 +317,11 @@ impl NvmeTier {
     fn drop_stale(&self, key: &Key) -> Option<oneshot::Receiver<Result<()>>> {
         let (shard, tag) = locate(key.hash());
         self.shared.index.get(shard, tag)?;
+        Some(self.submit_remove(key, shard, tag))
+    }
+
+    /// Queues a tombstone for `key` and the removal of its index entry.
+    fn submit_remove(&self, key: &Key, shard: usize, tag: u32) -> oneshot::Receiver<Result<()>> {
         let (ack, rx) = oneshot::channel();
         self.shared.submit([Op::Remove {
             shard,
@@ -325,7 +330,7 @@ impl NvmeTier {
             force: false,
             ack: Some(ack),
         }]);
-        Some(rx)
+        rx
     }
 
     /// Prepares one put: stamps, checks expiry and size, encodes.
@@ -473,15 +478,7 @@ impl Tier for NvmeTier {
         let result = async {
             self.check_open()?;
             let (shard, tag) = locate(key.hash());
-            let (ack, rx) = oneshot::channel();
-            self.shared.submit([Op::Remove {
-                shard,
-                tag,
-                tombstone: Record::encode_tombstone(key, self.shared.clock.now()),
-                force: false,
-                ack: Some(ack),
-            }]);
-            wait(rx).await?;
+            wait(self.submit_remove(key, shard, tag)).await?;
             self.shared.stats.remove();
             Ok(())
         }
