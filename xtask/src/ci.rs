@@ -76,6 +76,12 @@ const STEPS: &[Step] = &[
     },
     Step { name: "tidy", display: "cargo xtask tidy", slow: false, run: tidy },
     Step {
+        name: "torture",
+        display: "cargo xtask torture --quick (reliability campaigns, dev profile)",
+        slow: false,
+        run: torture,
+    },
+    Step {
         name: "bench-smoke",
         display: "cargo test --benches --no-run; cache-bench run/replay/compare/report, tiny",
         slow: true,
@@ -190,6 +196,14 @@ fn doctest(ctx: &mut Ctx) -> Result<()> {
     let Ctx { sh, cargo, .. } = ctx;
     cmd!(sh, "{cargo} test --doc --workspace --all-features").run()?;
     Ok(())
+}
+
+fn torture(ctx: &mut Ctx) -> Result<()> {
+    if ctx.s3.is_none() {
+        ctx.s3 = Some(TestServer::for_tests(&ctx.sh)?);
+    }
+    let Ctx { sh, s3, .. } = ctx;
+    crate::torture::run_with(sh, true, &[], s3.as_ref().map(TestServer::env).unwrap_or_default())
 }
 
 fn tidy(_: &mut Ctx) -> Result<()> {

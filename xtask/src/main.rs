@@ -8,6 +8,8 @@
 //!   `#[test]`, so `cargo nextest run` enforces it.
 //! - `s3 start|stop|env|status`: a throw-away SeaweedFS S3 server on 127.0.0.1 for the
 //!   integration tests in `tests/` (see `s3.rs`).
+//! - `torture [--quick] [-- ARGS]`: the reliability campaigns (crash, corruption, outage, full
+//!   disk, fuzzing, hostile input, secrets) of the `cache-torture` binary (see `torture.rs`).
 //! - `bench [--quick | --micro] [ARGS...]`: the `cache-bench` report (trace replays and the
 //!   side-by-side comparison), or with `--micro` the criterion benches (see `bench.rs`).
 //!
@@ -21,6 +23,7 @@ mod bench;
 mod ci;
 mod s3;
 mod tidy;
+mod torture;
 
 use std::{
     env,
@@ -41,6 +44,8 @@ tasks:
                               --fail-fast: stop at the first failing step
   tidy                        check dependency direction, manifests and `//!` file headers
   s3 start|stop|env|status    manage the local SeaweedFS S3 server used by `tests/`
+  torture [--quick] [-- ARGS] the reliability campaigns; --quick: the short form CI runs;
+                              report in target/torture/ (full run: copy into RELIABILITY.md)
   bench [--quick|--micro]     the cache-bench report (trace replays, comparison with moka
                               and foyer); --micro: the criterion benches
 ";
@@ -69,6 +74,7 @@ fn run() -> Result<()> {
         }
         Some("s3") => s3::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("torture") => torture::run(&rest),
         None | Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())

@@ -33,7 +33,7 @@ const TIERS: &[&str] = &["cache-l1", "cache-l2-nvme", "cache-l2-rocks", "cache-l
 /// The crate that composes the tiers; no tier may depend on it.
 const COMPOSER: &str = "cache-tiered";
 /// Directories (relative to the root) whose `.rs` files must start with `//!`.
-const HEADER_DIRS: &[&str] = &["crates", "xtask", "tests", "benches"];
+const HEADER_DIRS: &[&str] = &["crates", "xtask", "tests", "benches", "torture"];
 
 /// Runs every check, prints each problem, and fails if there is any.
 pub(crate) fn run() -> Result<()> {

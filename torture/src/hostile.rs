@@ -1,0 +1,12 @@
+//! The hostile campaign (see `RELIABILITY.md`). Not written yet.
+
+use anyhow::Result;
+
+use crate::{Ctx, report::Section};
+
+/// Runs the campaign.
+pub(crate) fn run(_ctx: &Ctx) -> Result<Section> {
+    let mut s = Section::new("hostile", "not implemented yet");
+    s.check(false, "campaign not implemented");
+    Ok(s)
+}

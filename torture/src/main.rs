@@ -1,0 +1,172 @@
+//! `cache-torture`: the reliability campaigns behind `cargo xtask torture [--quick]`.
+//!
+//! Each campaign is one module with a `run(&Ctx) -> Result<Section>` function; `main` runs the
+//! selected ones in order, prints every section as Markdown, writes the whole report to `--out`,
+//! and exits non-zero when any campaign recorded a failure (a wrong value served, an
+//! acknowledged entry lost, a panic, an undetected corruption, a stall past the timeout, ...).
+//!
+//! The crash campaign re-runs this binary as its child process (`cache-torture crash-child
+//! ...`), so the child drives the tier in a separate process that can be killed with SIGKILL.
+
+// A command-line tool reports to the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod corruption;
+mod crash;
+mod full_disk;
+mod fuzz;
+mod hostile;
+mod outage;
+mod report;
+mod secrets;
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use anyhow::Result;
+use clap::{Parser, ValueEnum};
+
+use crate::report::{Report, Section};
+
+/// The campaigns, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Campaign {
+    Crash,
+    Corruption,
+    Outage,
+    FullDisk,
+    Fuzz,
+    Hostile,
+    Secrets,
+}
+
+impl Campaign {
+    const ALL: [Campaign; 7] = [
+        Campaign::Crash,
+        Campaign::Corruption,
+        Campaign::Outage,
+        Campaign::FullDisk,
+        Campaign::Fuzz,
+        Campaign::Hostile,
+        Campaign::Secrets,
+    ];
+
+    fn run(self, ctx: &Ctx) -> Result<Section> {
+        match self {
+            Campaign::Crash => crash::run(ctx),
+            Campaign::Corruption => corruption::run(ctx),
+            Campaign::Outage => outage::run(ctx),
+            Campaign::FullDisk => full_disk::run(ctx),
+            Campaign::Fuzz => fuzz::run(ctx),
+            Campaign::Hostile => hostile::run(ctx),
+            Campaign::Secrets => secrets::run(ctx),
+        }
+    }
+}
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "cache-torture", about = "Reliability campaigns for the tiered cache")]
+struct Args {
+    /// The short form that runs in CI (a few minutes in a debug build).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these campaigns (comma-separated); default: all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Campaign>,
+    /// Seed for every random choice; default: derived from the time, and printed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to write the Markdown report.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Scratch directory for tier directories (default: a fresh temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+/// What every campaign gets.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    /// The short CI form.
+    pub(crate) quick: bool,
+    /// Seed for every random choice.
+    pub(crate) seed: u64,
+    /// A scratch directory the campaign may fill (removed at the end).
+    pub(crate) work_dir: PathBuf,
+    /// This binary, for campaigns that run a child process.
+    pub(crate) exe: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("crash-child") {
+        return match crash::child_main(&raw[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("crash-child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match run(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the campaigns; `Ok(false)` when any of them recorded a failure.
+fn run(args: Args) -> Result<bool> {
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id())
+    });
+    let scratch = match &args.work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::Builder::new().prefix("torture-").tempdir_in(dir)?
+        }
+        None => tempfile::Builder::new().prefix("torture-").tempdir()?,
+    };
+    let ctx = Ctx {
+        quick: args.quick,
+        seed,
+        work_dir: scratch.path().to_path_buf(),
+        exe: std::env::current_exe()?,
+    };
+    let campaigns = if args.only.is_empty() { Campaign::ALL.to_vec() } else { args.only };
+    let mut report = Report::new(args.quick, seed);
+    eprintln!("cache-torture: {} form, seed {seed}", if args.quick { "quick" } else { "full" });
+    for campaign in campaigns {
+        eprintln!("==> {campaign:?}");
+        let started = Instant::now();
+        let section = match campaign.run(&ctx) {
+            Ok(section) => section,
+            Err(e) => Section::errored(format!("{campaign:?}"), &e),
+        };
+        let section = section.took(started.elapsed());
+        println!("{}", section.to_markdown());
+        report.push(section);
+    }
+    let markdown = report.to_markdown();
+    if let Some(out) = &args.out {
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(out, &markdown)?;
+        eprintln!("report written to {}", out.display());
+    }
+    let failures = report.failures();
+    if failures.is_empty() {
+        eprintln!("cache-torture: all campaigns passed");
+        Ok(true)
+    } else {
+        for f in &failures {
+            eprintln!("FAILED: {f}");
+        }
+        Ok(false)
+    }
+}

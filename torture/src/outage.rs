@@ -1,0 +1,12 @@
+//! The outage campaign (see `RELIABILITY.md`). Not written yet.
+
+use anyhow::Result;
+
+use crate::{Ctx, report::Section};
+
+/// Runs the campaign.
+pub(crate) fn run(_ctx: &Ctx) -> Result<Section> {
+    let mut s = Section::new("outage", "not implemented yet");
+    s.check(false, "campaign not implemented");
+    Ok(s)
+}
