@@ -2,8 +2,10 @@
 //! sequential file write of the same bytes in the same run, and get-hit latency on page-cached
 //! 4 KiB values.
 //!
-//! `cargo bench -p cache-l2-nvme --bench nvme`. Gets are polled once with a no-op waker (a hit
-//! completes in one poll), so the figure is the tier's cost, not an executor's.
+//! `cargo bench -p cache-l2-nvme --bench nvme`. A put iteration ends when the writer thread has
+//! written everything (`wait_written`): `put` returns before its record is written, and the
+//! figure includes the writer's work. Gets are polled once with a no-op waker (a hit completes
+//! in one poll), so the figure is the tier's cost, not an executor's.
 
 use std::{
     fs::File,
@@ -92,6 +94,7 @@ fn puts(c: &mut Criterion) {
                                 .collect();
                             black_box(tier.put_many(items).await.unwrap());
                         }
+                        tier.wait_written().await.unwrap();
                     });
                 }
                 start.elapsed()
@@ -109,6 +112,7 @@ fn puts(c: &mut Criterion) {
                                 tier.put(k, Entry::new(value.clone())).await.unwrap().is_stored()
                             );
                         }
+                        tier.wait_written().await.unwrap();
                     });
                 }
                 start.elapsed()
@@ -131,6 +135,7 @@ fn gets(c: &mut Criterion) {
             let items = chunk.iter().map(|k| (k.clone(), Entry::new(vec![7u8; 4096]))).collect();
             let _ = tier.put_many(items).await.unwrap();
         }
+        tier.wait_written().await.unwrap();
     });
     for k in &keys {
         assert!(poll_once(tier.get(k)).unwrap().is_some());

@@ -15,6 +15,8 @@ pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 /// Segments are sized so that at least this many fit in the budget.
 pub const SEGMENTS_PER_BUDGET: u64 = 8;
+/// Default size of the pending-write buffer (records accepted by `put`, not yet written).
+pub const DEFAULT_MAX_PENDING: u32 = 64 * 1024 * 1024;
 
 /// When written bytes are forced to stable storage with `fdatasync`.
 ///
@@ -60,6 +62,7 @@ pub struct NvmeTierBuilder {
     pub(crate) verify_on_read: bool,
     pub(crate) reinsert_hits: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_pending: u32,
 }
 
 impl NvmeTierBuilder {
@@ -73,6 +76,7 @@ impl NvmeTierBuilder {
             verify_on_read: true,
             reinsert_hits: false,
             clock: system_clock(),
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -107,6 +111,17 @@ impl NvmeTierBuilder {
     #[must_use]
     pub fn reinsert_hits(mut self, reinsert: bool) -> NvmeTierBuilder {
         self.reinsert_hits = reinsert;
+        self
+    }
+
+    /// The size of the pending-write buffer in bytes (default 64 MiB, at least 1). With
+    /// [`Durability::None`] and [`Durability::Periodic`], `put` hands its encoded record to the
+    /// writer thread and returns; records wait in this buffer (and are served from it) until
+    /// they are written. When it is full, `put` waits for room: nothing is dropped. A record
+    /// larger than the buffer waits until it is empty.
+    #[must_use]
+    pub fn max_pending_bytes(mut self, bytes: u32) -> NvmeTierBuilder {
+        self.max_pending = bytes.max(1);
         self
     }
 

@@ -165,12 +165,18 @@ impl Writer {
                     need_sync = true;
                     Ok(())
                 }
+                Op::Written { .. } => Ok(()),
                 Op::Close { .. } => {
                     close = Some(i);
                     Ok(())
                 }
             };
             if let Err(e) = result {
+                // A failed put or remove forgets the key in memory: an older version must not
+                // be served in place of a write that was accepted.
+                if let Op::Put { shard, tag, .. } | Op::Remove { shard, tag, .. } = op {
+                    self.sh.index.remove(*shard, *tag);
+                }
                 self.errors[i].get_or_insert(e.into());
             }
         }
@@ -189,17 +195,40 @@ impl Writer {
                 self.errors[i].get_or_insert(e.into());
             }
         }
+        // Every index update of the batch is published: drop the staged records from the
+        // pending buffer, give their room back, and keep the failures of early-acknowledged
+        // puts for the next barrier.
+        let mut room = 0usize;
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Put { shard, tag, seq, room: r, ack: None, .. } = op {
+                self.sh.pending.remove_if(*shard, *tag, *seq);
+                room += *r as usize;
+                if let Some(e) = self.errors[i].take() {
+                    self.sh.defer_error(e);
+                }
+            }
+        }
+        if room > 0 {
+            self.sh.room.add_permits(room);
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Barrier { .. } | Op::Close { .. })
+                && let Some(e) = self.sh.deferred_error.lock().take()
+            {
+                self.errors[i].get_or_insert(e);
+            }
+        }
         for (i, op) in ops.into_iter().enumerate() {
             let result = match self.errors[i].take() {
                 Some(e) => Err(e),
                 None => Ok(()),
             };
             let ack = match op {
-                Op::Put { ack, .. }
-                | Op::Clear { ack, .. }
+                Op::Clear { ack, .. }
                 | Op::Barrier { ack }
+                | Op::Written { ack }
                 | Op::Close { ack } => Some(ack),
-                Op::Remove { ack, .. } => ack,
+                Op::Put { ack, .. } | Op::Remove { ack, .. } => ack,
             };
             if let Some(ack) = ack {
                 let _ = ack.send(result);
@@ -235,7 +264,11 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "segment append failed; abandoning the segment");
                 let err: Error = clone_err(&e);
-                for (who, _) in self.staged.drain(..) {
+                for (who, op) in self.staged.drain(..) {
+                    // The bytes may not be in the file: forget the key rather than serve an
+                    // older version in place of a write that was accepted.
+                    let (IndexOp::Insert { shard, tag, .. } | IndexOp::Remove { shard, tag }) = op;
+                    self.sh.index.remove(shard, tag);
                     if let Some(i) = who {
                         self.errors[i].get_or_insert_with(|| err.clone());
                     }

@@ -5,7 +5,7 @@
 //! checksum; a decoder returns `None` (or an error) for anything that does not validate, and
 //! never panics or reads out of bounds, whatever the input.
 
-use cache_core::{HEADER_LEN, NamespaceId, Record, RecordHeader, Verify};
+use cache_core::{HEADER_LEN, NamespaceId, RECORD_MAGIC, Record, RecordHeader, Verify};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The on-disk format version of segments, snapshots and the namespace log. A build reads only
@@ -138,7 +138,8 @@ pub(crate) enum ScanItem {
         /// The record length the header claims.
         len: u64,
     },
-    /// End of the valid log in this segment (zeros, a torn tail or a garbled header).
+    /// No record header here: zeros (the end of the written part), a torn tail or a garbled
+    /// header; [`resync`] tells which and where the scan may go on.
     End,
 }
 
@@ -160,6 +161,39 @@ pub(crate) fn scan_at(data: &bytes::Bytes, offset: usize, verify: Verify) -> Sca
     }
 }
 
+/// What follows a position where [`scan_at`] found no record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resync {
+    /// Zeros (never written) or too few bytes for a header: the log of this segment ends.
+    End,
+    /// Garbled bytes, then a valid record at this offset: only the damaged record is lost.
+    Skip(usize),
+    /// Garbled bytes and no valid record after them.
+    GarbageToEnd,
+}
+
+/// Decides how a scan goes on at `offset`, where [`scan_at`] returned [`ScanItem::End`]: the
+/// end of the written part if the bytes there are zeros, otherwise the next offset where a whole
+/// record validates (magic, header, bounds and checksum). Records are packed back to back, so
+/// every byte offset is a candidate.
+pub(crate) fn resync(data: &bytes::Bytes, offset: usize) -> Resync {
+    let Some(window) = data.get(offset..offset + HEADER_LEN) else { return Resync::End };
+    if window.iter().all(|b| *b == 0) {
+        return Resync::End;
+    }
+    let mut from = offset + 1;
+    while let Some(found) =
+        data.get(from..).and_then(|rest| rest.windows(RECORD_MAGIC.len()).position(|w| w == RECORD_MAGIC))
+    {
+        let at = from + found;
+        if let ScanItem::Record { .. } = scan_at(data, at, Verify::Checksum) {
+            return Resync::Skip(at);
+        }
+        from = at + 1;
+    }
+    Resync::GarbageToEnd
+}
+
 /// Decodes every record of a segment image, stopping where [`scan_at`] says the log ends.
 /// Used by tests and the fuzz target; recovery uses [`scan_at`] directly.
 pub(crate) fn scan_segment(data: &bytes::Bytes) -> Result<(SegmentHeader, Vec<Record>), String> {
@@ -175,7 +209,10 @@ pub(crate) fn scan_segment(data: &bytes::Bytes) -> Result<(SegmentHeader, Vec<Re
                 out.push(record);
             }
             ScanItem::Corrupt { len } => at += len as usize,
-            ScanItem::End => break,
+            ScanItem::End => match resync(&data, at) {
+                Resync::Skip(next) => at = next,
+                Resync::End | Resync::GarbageToEnd => break,
+            },
         }
     }
     Ok((header, out))

@@ -82,6 +82,7 @@ mod flush;
 mod format;
 mod index;
 mod namespace;
+mod pending;
 mod reclaim;
 mod recover;
 mod segment;
@@ -93,7 +94,7 @@ pub mod fuzzing;
 
 pub use crate::{
     builder::{
-        DEFAULT_SEGMENT_SIZE, Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, NvmeTierBuilder,
+        DEFAULT_MAX_PENDING, DEFAULT_SEGMENT_SIZE, Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, NvmeTierBuilder,
         SEGMENTS_PER_BUDGET,
     },
     tier::{NvmeTier, RecoveryReport},

@@ -4,9 +4,13 @@
 //! The scan visits segments oldest first and records in log order; each record is validated
 //! (header, bounds, checksum, metadata archive). A put inserts, a tombstone or an expired record
 //! removes, a record older than its namespace's clear marker is ignored. A segment's scan stops
-//! at the first position that is not a record header (zeros or a torn tail). A record whose
-//! header is sound but whose checksum fails is skipped by its length, and the key it names is
-//! dropped from the index, so an older version cannot come back in its place.
+//! at the first position that holds zeros instead of a record header (the end of what was
+//! written). A record whose header is sound but whose checksum fails is skipped by its length,
+//! and the key it names is dropped from the index, so an older version cannot come back in its
+//! place. A garbled header (non-zero bytes that are not a valid header) is resynchronised: the
+//! scan searches forward for the next offset where a whole record validates (magic, header and
+//! checksum) and goes on from there, so only the damaged record is lost; its key is unknown, so
+//! if it held the newest version of a key, an older version of that key can come back.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,14 +25,19 @@ use std::{
 use bytes::Bytes;
 use cache_core::{HEADER_LEN, Namespace, RecordHeader, TierStats, Verify};
 use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::Semaphore;
 
 use crate::{
     builder::NvmeTierBuilder,
     error::{NvmeError, TIER, io_err},
     flush::Writer,
-    format::{LOCK_FILE, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, scan_at},
+    format::{
+        LOCK_FILE, Resync, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, resync,
+        scan_at,
+    },
     index::{HIT_BIT, Index, MAX_RECORD_LEN, Slot, locate},
     namespace::NsLog,
+    pending::Pending,
     segment::Segment,
     snapshot,
     tier::{NvmeTier, Queue, RecoveryReport, Shared},
@@ -143,6 +152,12 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         dir_dirty: AtomicBool::new(false),
         reinserted: AtomicU64::new(0),
         recovery: Mutex::new(report),
+        pending: Pending::new(),
+        room: Semaphore::new(b.max_pending as usize),
+        max_pending: b.max_pending,
+        write_errors: AtomicU64::new(0),
+        deferred_error: Mutex::new(None),
+        sink: RwLock::new(None),
     });
     for _ in 0..report.corrupt_records {
         shared.stats.corrupt();
@@ -207,7 +222,20 @@ fn scan(
                     forget_named_key(data, at, &mut ns_of, index);
                     at += len as usize;
                 }
-                ScanItem::End => break,
+                ScanItem::End => match resync(data, at) {
+                    Resync::End => break,
+                    Resync::Skip(next) => {
+                        // A garbled header: only this record is lost (its key is unknown, so
+                        // an older version of it may come back; see FORMAT.md).
+                        report.corrupt_records += 1;
+                        tracing::warn!(segment = seg.id, offset = at, resumed_at = next, "skipped a garbled record");
+                        at = next;
+                    }
+                    Resync::GarbageToEnd => {
+                        report.corrupt_records += 1;
+                        break;
+                    }
+                },
             }
         }
     }

@@ -20,16 +20,17 @@ use std::{
 use bytes::Bytes;
 use cache_core::{
     Clock, Entry, Error, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection, Result,
-    StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait, check_record_key,
+    EvictionSink, StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait, check_record_key,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::{
     builder::{Durability, NvmeTierBuilder},
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
     index::{Index, MAX_RECORD_LEN, locate},
+    pending::Pending,
     segment::Segment,
 };
 
@@ -41,8 +42,9 @@ pub(crate) type Ack = oneshot::Sender<Result<()>>;
 
 /// A request to the writer thread.
 pub(crate) enum Op {
-    /// Append `record` and point the index at it.
-    Put { shard: usize, tag: u32, record: Bytes, ack: Ack },
+    /// Append `record` and point the index at it. `seq` is its version in the pending buffer
+    /// (0: not entered there; the caller waits for `ack`), `room` the buffer bytes it holds.
+    Put { shard: usize, tag: u32, record: Bytes, ack: Option<Ack>, seq: u64, room: u32 },
     /// Append a tombstone (if the key may be on disk, or always with `force`) and drop the
     /// index entry.
     Remove { shard: usize, tag: u32, tombstone: Bytes, force: bool, ack: Option<Ack> },
@@ -50,6 +52,8 @@ pub(crate) enum Op {
     Clear { namespace: NamespaceId, ack: Ack },
     /// Make everything acknowledged so far durable.
     Barrier { ack: Ack },
+    /// Acknowledge once everything queued before it is written (not synced).
+    Written { ack: Ack },
     /// Barrier, snapshot, stop.
     Close { ack: Ack },
 }
@@ -109,6 +113,18 @@ pub(crate) struct Shared {
     pub(crate) dir_dirty: AtomicBool,
     pub(crate) reinserted: AtomicU64,
     pub(crate) recovery: Mutex<RecoveryReport>,
+    /// Records accepted but not yet written (see `pending.rs`).
+    pub(crate) pending: Pending,
+    /// Room in the pending buffer, in bytes.
+    pub(crate) room: Semaphore,
+    /// The pending buffer's size, in bytes (the most one record may hold of it).
+    pub(crate) max_pending: u32,
+    /// Writes that failed after their put had returned `Stored`.
+    pub(crate) write_errors: AtomicU64,
+    /// The first such failure since the last barrier; the next barrier returns it.
+    pub(crate) deferred_error: Mutex<Option<Error>>,
+    /// Where reclaimed live entries go.
+    pub(crate) sink: RwLock<Option<Arc<dyn EvictionSink>>>,
 }
 
 impl fmt::Debug for Shared {
@@ -159,6 +175,43 @@ impl Shared {
         drop(q);
         self.queue_cv.notify_one();
     }
+
+    /// Enters early-acknowledged puts into the pending buffer and queues them, under one
+    /// queue lock so both see the same order.
+    pub(crate) fn submit_staged(&self, puts: impl IntoIterator<Item = StagedPut>) {
+        let mut q = self.queue.lock();
+        for p in puts {
+            let seq = self.pending.insert(p.shard, p.tag, p.record.clone());
+            q.ops.push(Op::Put {
+                shard: p.shard,
+                tag: p.tag,
+                record: p.record,
+                ack: None,
+                seq,
+                room: p.room,
+            });
+        }
+        drop(q);
+        self.queue_cv.notify_one();
+    }
+
+    /// Records the failure of a write whose put already returned: counted, logged, and kept
+    /// for the next barrier.
+    pub(crate) fn defer_error(&self, e: Error) {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.error(&e);
+        tracing::error!(error = %e, "a write accepted earlier failed; the next flush reports it");
+        self.deferred_error.lock().get_or_insert(e);
+    }
+}
+
+/// A put that returns before the writer wrote it.
+pub(crate) struct StagedPut {
+    pub(crate) shard: usize,
+    pub(crate) tag: u32,
+    pub(crate) record: Bytes,
+    /// Pending-buffer bytes it holds.
+    pub(crate) room: u32,
 }
 
 /// The NVMe tier. Build it with [`NvmeTierBuilder`].
@@ -244,6 +297,9 @@ impl NvmeTier {
         self.check_open()?;
         let sh = &*self.shared;
         let (shard, tag) = locate(key.hash());
+        if let Some(bytes) = sh.pending.get(shard, tag) {
+            return Ok(self.pending_hit(key, bytes));
+        }
         let Some(slot) = sh.index.get(shard, tag) else {
             sh.stats.miss();
             return Ok(None);
@@ -305,19 +361,97 @@ impl NvmeTier {
         Ok(Some(record))
     }
 
-    /// Validates and queues a put of an encoded record; returns the ack receiver.
-    fn queue_put(&self, key: &Key, record: Bytes) -> Result<oneshot::Receiver<Result<()>>> {
+    /// A read served from the pending buffer (a record this process encoded moments ago).
+    fn pending_hit(&self, key: &Key, bytes: Bytes) -> Option<Record> {
+        let sh = &*self.shared;
+        let record = Record::decode_with(bytes, Verify::StructureOnly)
+            .ok()
+            .filter(|r| !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now()));
+        match record {
+            Some(r) => {
+                sh.stats.hit();
+                Some(r)
+            }
+            None => {
+                sh.stats.miss();
+                None
+            }
+        }
+    }
+
+    /// Whether puts return before the writer wrote their record (all levels but
+    /// [`Durability::EveryWrite`]).
+    fn early_ack(&self) -> bool {
+        self.shared.durability != Durability::EveryWrite
+    }
+
+    /// The pending-buffer bytes a record of `len` bytes holds.
+    fn room_for(&self, len: usize) -> u32 {
+        u32::try_from(len).unwrap_or(u32::MAX).clamp(1, self.shared.max_pending)
+    }
+
+    /// Waits for `room` bytes of the pending buffer.
+    async fn reserve(&self, room: u32) -> Result<()> {
+        match self.shared.room.acquire_many(room).await {
+            Ok(permit) => {
+                // Given back by the writer once the record is written.
+                permit.forget();
+                Ok(())
+            }
+            Err(_) => Err(Error::closed(TIER)),
+        }
+    }
+
+    /// Hands an encoded record to the writer: staged and returned at once, or (for
+    /// [`Durability::EveryWrite`]) acknowledged after the write and its sync.
+    async fn store(&self, key: &Key, record: Bytes) -> Result<()> {
         let (shard, tag) = locate(key.hash());
-        let (ack, rx) = oneshot::channel();
-        self.shared.submit([Op::Put { shard, tag, record, ack }]);
-        Ok(rx)
+        if self.early_ack() {
+            let room = self.room_for(record.len());
+            self.reserve(room).await?;
+            self.shared.submit_staged([StagedPut { shard, tag, record, room }]);
+            Ok(())
+        } else {
+            let (ack, rx) = oneshot::channel();
+            self.shared.submit([Op::Put { shard, tag, record, ack: Some(ack), seq: 0, room: 0 }]);
+            wait(rx).await
+        }
     }
 
     /// Removes `key` because a put replacing it was rejected as already expired.
     fn drop_stale(&self, key: &Key) -> Option<oneshot::Receiver<Result<()>>> {
         let (shard, tag) = locate(key.hash());
-        self.shared.index.get(shard, tag)?;
+        if self.shared.index.get(shard, tag).is_none() && !self.shared.pending.contains(shard, tag)
+        {
+            return None;
+        }
         Some(self.submit_remove(key, shard, tag))
+    }
+
+    /// Waits until every write queued before the call is in the segment files: handed to the
+    /// kernel, readable after a process crash, but not synced (use
+    /// [`flush`](Tier::flush) for that). With [`Durability::None`] and
+    /// [`Durability::Periodic`], `put` returns before the writer thread wrote the record;
+    /// this includes the writer's work (benchmarks use it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed).
+    pub async fn wait_written(&self) -> Result<()> {
+        self.check_open()?;
+        let (ack, rx) = oneshot::channel();
+        self.shared.submit([Op::Written { ack }]);
+        wait(rx).await
+    }
+
+    /// Writes that failed after their `put` had returned `Stored` (each is also counted in the
+    /// stats as an error, logged, and returned by the next [`flush`](Tier::flush)).
+    pub fn write_errors(&self) -> u64 {
+        self.shared.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Records accepted by `put` and not yet written by the writer thread.
+    pub fn pending_writes(&self) -> usize {
+        self.shared.pending.len()
     }
 
     /// Queues a tombstone for `key` and the removal of its index entry.
@@ -355,11 +489,109 @@ impl NvmeTier {
                 Ok(PutOutcome::Rejected(Rejection::Expired))
             }
             Some(record) => {
-                wait(self.queue_put(&key, record)?).await?;
+                self.store(&key, record).await?;
                 self.shared.stats.insert();
                 Ok(PutOutcome::Stored)
             }
         }
+    }
+
+    /// `put_many` with early acknowledgement: records are staged in chunks of about 1 MiB, so
+    /// the writer writes one chunk while this task encodes the next.
+    async fn put_many_staged(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut chunk: Vec<StagedPut> = Vec::new();
+        let mut chunk_bytes = 0usize;
+        let mut stale = Vec::new();
+        for (key, entry) in items {
+            let record = match self.prepare(&key, entry) {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    self.shared.stats.reject();
+                    stale.push(key);
+                    outcomes.push(PutOutcome::Rejected(Rejection::Expired));
+                    continue;
+                }
+                Err(e) => {
+                    // What was accepted so far is still written.
+                    self.shared.submit_staged(chunk);
+                    return Err(e);
+                }
+            };
+            let (shard, tag) = locate(key.hash());
+            let room = self.room_for(record.len());
+            match self.shared.room.try_acquire_many(room) {
+                Ok(permit) => permit.forget(),
+                Err(_) => {
+                    // The buffer is full (or closed): hand over what is held, then wait.
+                    self.shared.submit_staged(std::mem::take(&mut chunk));
+                    chunk_bytes = 0;
+                    self.reserve(room).await?;
+                }
+            }
+            chunk_bytes += record.len();
+            chunk.push(StagedPut { shard, tag, record, room });
+            self.shared.stats.insert();
+            outcomes.push(PutOutcome::Stored);
+            if chunk_bytes >= PUT_MANY_CHUNK {
+                self.shared.submit_staged(std::mem::take(&mut chunk));
+                chunk_bytes = 0;
+            }
+        }
+        self.shared.submit_staged(chunk);
+        for key in stale {
+            if let Some(rx) = self.drop_stale(&key) {
+                wait(rx).await?;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// `put_many` for [`Durability::EveryWrite`]: queued in chunks of about 1 MiB, each
+    /// acknowledged after its write and sync; at most two chunks are in memory at once.
+    async fn put_many_acked(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut ops = Vec::new();
+        let mut waits = Vec::new();
+        let mut previous: Vec<oneshot::Receiver<Result<()>>> = Vec::new();
+        let mut chunk_bytes = 0usize;
+        let mut stale = Vec::new();
+        for (key, entry) in items {
+            if chunk_bytes >= PUT_MANY_CHUNK {
+                self.shared.submit(std::mem::take(&mut ops));
+                chunk_bytes = 0;
+                for rx in std::mem::replace(&mut previous, std::mem::take(&mut waits)) {
+                    wait(rx).await?;
+                    self.shared.stats.insert();
+                }
+            }
+            match self.prepare(&key, entry)? {
+                None => {
+                    self.shared.stats.reject();
+                    stale.push(key);
+                    outcomes.push(PutOutcome::Rejected(Rejection::Expired));
+                }
+                Some(record) => {
+                    let (shard, tag) = locate(key.hash());
+                    let (ack, rx) = oneshot::channel();
+                    chunk_bytes += record.len();
+                    ops.push(Op::Put { shard, tag, record, ack: Some(ack), seq: 0, room: 0 });
+                    waits.push(rx);
+                    outcomes.push(PutOutcome::Stored);
+                }
+            }
+        }
+        self.shared.submit(ops);
+        for rx in previous.into_iter().chain(waits) {
+            wait(rx).await?;
+            self.shared.stats.insert();
+        }
+        for key in stale {
+            if let Some(rx) = self.drop_stale(&key) {
+                wait(rx).await?;
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn barrier(&self, close: bool) -> Result<()> {
@@ -408,7 +640,7 @@ impl Tier for NvmeTier {
                 return Ok(PutOutcome::Rejected(Rejection::Expired));
             }
             self.check_size(record.as_bytes().len() as u64)?;
-            wait(self.queue_put(&key, record.into_bytes())?).await?;
+            self.store(&key, record.into_bytes()).await?;
             self.shared.stats.insert();
             Ok(PutOutcome::Stored)
         }
@@ -422,50 +654,11 @@ impl Tier for NvmeTier {
     async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
         let result = async {
             self.check_open()?;
-            // Encode and queue in chunks of about 1 MiB: the writer writes one chunk while this
-            // task encodes the next, and at most two chunks are in memory at once.
-            let mut outcomes = Vec::with_capacity(items.len());
-            let mut ops = Vec::new();
-            let mut waits = Vec::new();
-            let mut previous: Vec<oneshot::Receiver<Result<()>>> = Vec::new();
-            let mut chunk_bytes = 0usize;
-            let mut stale = Vec::new();
-            for (key, entry) in items {
-                if chunk_bytes >= PUT_MANY_CHUNK {
-                    self.shared.submit(std::mem::take(&mut ops));
-                    chunk_bytes = 0;
-                    for rx in std::mem::replace(&mut previous, std::mem::take(&mut waits)) {
-                        wait(rx).await?;
-                        self.shared.stats.insert();
-                    }
-                }
-                match self.prepare(&key, entry)? {
-                    None => {
-                        self.shared.stats.reject();
-                        stale.push(key);
-                        outcomes.push(PutOutcome::Rejected(Rejection::Expired));
-                    }
-                    Some(record) => {
-                        let (shard, tag) = locate(key.hash());
-                        let (ack, rx) = oneshot::channel();
-                        chunk_bytes += record.len();
-                        ops.push(Op::Put { shard, tag, record, ack });
-                        waits.push(rx);
-                        outcomes.push(PutOutcome::Stored);
-                    }
-                }
+            if self.early_ack() {
+                self.put_many_staged(items).await
+            } else {
+                self.put_many_acked(items).await
             }
-            self.shared.submit(ops);
-            for rx in previous.into_iter().chain(waits) {
-                wait(rx).await?;
-                self.shared.stats.insert();
-            }
-            for key in stale {
-                if let Some(rx) = self.drop_stale(&key) {
-                    wait(rx).await?;
-                }
-            }
-            Ok(outcomes)
         }
         .await;
         match result {
@@ -532,6 +725,7 @@ impl Tier for NvmeTier {
             return Ok(());
         }
         let result = self.barrier(true).await;
+        self.shared.room.close();
         let handle = self.writer.lock().take();
         if let Some(h) = handle {
             // The writer has acknowledged the close and is exiting; joining is immediate.
@@ -542,11 +736,17 @@ impl Tier for NvmeTier {
             Err(e) => self.fail(e),
         }
     }
+
+    fn set_eviction_sink(&self, sink: Arc<dyn EvictionSink>) -> Result<()> {
+        *self.shared.sink.write() = Some(sink);
+        Ok(())
+    }
 }
 
 impl Drop for NvmeTier {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
+        self.shared.room.close();
         self.shared.queue.lock().shutdown = true;
         self.shared.queue_cv.notify_all();
         if let Some(h) = self.writer.lock().take() {

@@ -170,3 +170,39 @@ fn truncated_and_garbled_files_are_handled() {
         assert!(err.to_string().contains("namespaces.log"), "{err}");
     });
 }
+
+/// The offset of the record holding `key(i)` in `data` (a segment file), if it is there.
+fn record_offset(data: &[u8], i: u32) -> Option<usize> {
+    let needle = format!("corruptkey-{i}");
+    let named = data.windows(needle.len()).position(|w| w == needle.as_bytes())?;
+    data[..named].windows(4).rposition(|w| w == b"TCRD")
+}
+
+#[test]
+fn a_garbled_record_header_mid_segment_loses_only_that_record() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        populate(dir.path()).await;
+        // Drop the snapshot: the scan must get past the damage.
+        std::fs::remove_file(dir.path().join("index.snap")).unwrap();
+        let seg = &segments(dir.path())[0];
+        let data = std::fs::read(seg).unwrap();
+        // A key in the middle of the first segment, with records of other keys after it.
+        let victim = (1..N).find(|i| record_offset(&data, *i).is_some_and(|o| o > data.len() / 4));
+        let victim = victim.expect("a record in the middle of the first segment");
+        let at = record_offset(&data, victim).unwrap();
+        let f = OpenOptions::new().write(true).open(seg).unwrap();
+        // Magic and version garbled: the header no longer parses.
+        f.write_all_at(b"XXXXXX", at as u64).unwrap();
+        drop(f);
+        let tier = open(dir.path()).await;
+        assert!(!tier.recovery_report().from_snapshot);
+        assert_eq!(tier.recovery_report().corrupt_records, 1, "{:?}", tier.recovery_report());
+        assert!(tier.get(&key(victim)).await.unwrap().is_none());
+        for i in (0..N).filter(|i| *i != victim) {
+            let got = tier.get(&key(i)).await.unwrap();
+            assert_eq!(got.map(|e| e.value), Some(value(i)), "key {i} after the damaged record");
+        }
+        assert_eq!(tier.stats().corrupted, 1);
+    });
+}

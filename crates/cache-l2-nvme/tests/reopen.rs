@@ -218,6 +218,9 @@ fn hits_are_reinserted_at_reclaim_when_enabled() {
         for i in 0..2000u32 {
             assert!(tier.put(key(i), Entry::new(vec![1u8; 4096])).await.unwrap().is_stored());
             if i % 50 == 0 {
+                // Puts return before they are written: keep the log where the loop is, so a
+                // hit lands between two reclaims of the hot key's segment.
+                tier.wait_written().await.unwrap();
                 assert!(tier.get(&hot).await.unwrap().is_some(), "hot key survives reclaim ({i})");
             }
         }
