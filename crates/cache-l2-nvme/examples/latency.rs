@@ -57,7 +57,12 @@ fn key(prefix: &str, i: u64) -> Key {
 }
 
 /// Seconds for `n` single puts, until written.
-async fn single_puts(tier: &NvmeTier, value: &Bytes, n: usize, base: u64) -> cache_core::Result<f64> {
+async fn single_puts(
+    tier: &NvmeTier,
+    value: &Bytes,
+    n: usize,
+    base: u64,
+) -> cache_core::Result<f64> {
     let started = Instant::now();
     for i in 0..n as u64 {
         assert!(tier.put(key("one", base + i), Entry::new(value.clone())).await?.is_stored());
@@ -67,7 +72,12 @@ async fn single_puts(tier: &NvmeTier, value: &Bytes, n: usize, base: u64) -> cac
 }
 
 /// Seconds for `n` puts in `put_many` batches of 64, until written.
-async fn batched_puts(tier: &NvmeTier, value: &Bytes, n: usize, base: u64) -> cache_core::Result<f64> {
+async fn batched_puts(
+    tier: &NvmeTier,
+    value: &Bytes,
+    n: usize,
+    base: u64,
+) -> cache_core::Result<f64> {
     let started = Instant::now();
     let mut i = 0u64;
     while i < n as u64 {
@@ -93,8 +103,10 @@ fn main() -> cache_core::Result<()> {
             let path = dir.path().join("plain");
             for durability in [Durability::default(), Durability::None] {
                 let tdir = tempfile::tempdir().unwrap();
-                let tier =
-                    NvmeTierBuilder::new(tdir.path(), 1 << 30).durability(durability).open().await?;
+                let tier = NvmeTierBuilder::new(tdir.path(), 1 << 30)
+                    .durability(durability)
+                    .open()
+                    .await?;
                 let (mut plain, mut single, mut many) = (Vec::new(), Vec::new(), Vec::new());
                 for round in 0..rounds {
                     let base = (round * n) as u64;
@@ -133,7 +145,8 @@ fn main() -> cache_core::Result<()> {
                 NvmeTierBuilder::new(tdir.path(), 1 << 30).verify_on_read(verify).open().await?;
             let keys: Vec<Key> = (0..16_384u64).map(|i| key("g", i)).collect();
             for chunk in keys.chunks(256) {
-                let items = chunk.iter().map(|k| (k.clone(), Entry::new(vec![7u8; 4096]))).collect();
+                let items =
+                    chunk.iter().map(|k| (k.clone(), Entry::new(vec![7u8; 4096]))).collect();
                 let _ = tier.put_many(items).await?;
             }
             tier.wait_written().await?;

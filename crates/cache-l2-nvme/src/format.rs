@@ -182,8 +182,9 @@ pub(crate) fn resync(data: &bytes::Bytes, offset: usize) -> Resync {
         return Resync::End;
     }
     let mut from = offset + 1;
-    while let Some(found) =
-        data.get(from..).and_then(|rest| rest.windows(RECORD_MAGIC.len()).position(|w| w == RECORD_MAGIC))
+    while let Some(found) = data
+        .get(from..)
+        .and_then(|rest| rest.windows(RECORD_MAGIC.len()).position(|w| w == RECORD_MAGIC))
     {
         let at = from + found;
         if let ScanItem::Record { .. } = scan_at(data, at, Verify::Checksum) {

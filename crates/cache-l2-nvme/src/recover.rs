@@ -228,7 +228,12 @@ fn scan(
                         // A garbled header: only this record is lost (its key is unknown, so
                         // an older version of it may come back; see FORMAT.md).
                         report.corrupt_records += 1;
-                        tracing::warn!(segment = seg.id, offset = at, resumed_at = next, "skipped a garbled record");
+                        tracing::warn!(
+                            segment = seg.id,
+                            offset = at,
+                            resumed_at = next,
+                            "skipped a garbled record"
+                        );
                         at = next;
                     }
                     Resync::GarbageToEnd => {

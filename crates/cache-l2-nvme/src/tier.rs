@@ -19,8 +19,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection, Result,
-    EvictionSink, StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait, check_record_key,
+    Clock, Entry, Error, EvictionSink, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection,
+    Result, StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait, check_record_key,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{Semaphore, oneshot};
@@ -364,9 +364,9 @@ impl NvmeTier {
     /// A read served from the pending buffer (a record this process encoded moments ago).
     fn pending_hit(&self, key: &Key, bytes: Bytes) -> Option<Record> {
         let sh = &*self.shared;
-        let record = Record::decode_with(bytes, Verify::StructureOnly)
-            .ok()
-            .filter(|r| !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now()));
+        let record = Record::decode_with(bytes, Verify::StructureOnly).ok().filter(|r| {
+            !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now())
+        });
         match record {
             Some(r) => {
                 sh.stats.hit();
