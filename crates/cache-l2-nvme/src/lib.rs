@@ -41,16 +41,32 @@
 //!   xxh3-checksummed) listing the segments and every index entry; opening loads it if it
 //!   matches the segment files, and deletes it before the first write so it is never trusted
 //!   after a later unclean run. Otherwise the segments are scanned oldest first, validating
-//!   every record and stopping at a torn tail. Removes and puts replacing an entry with an
+//!   every record and stopping at the unwritten (zero) tail; a garbled record header is
+//!   skipped by searching forward for the next record that validates (FORMAT.md gives the
+//!   caveat). Removes and puts replacing an entry with an
 //!   already-expired one write tombstones, so a scan cannot bring removed keys back.
 //! - **Namespaces.** `clear_namespace` appends one 40-byte marker (namespace id, log position)
 //!   to `namespaces.log` and syncs it: O(1) on disk. Entries of the namespace older than the
 //!   marker are misses from then on (and after restarts) and are dropped at reclaim.
+//! - **Staged writes.** With [`Durability::None`] and [`Durability::Periodic`], `put` encodes
+//!   its record on the caller's task, enters it in a bounded in-memory pending buffer (64 MiB
+//!   by default, [`NvmeTierBuilder::max_pending_bytes`]), queues it to the writer thread and
+//!   returns `Stored` without waiting for the write. `get` consults the buffer before the index,
+//!   so a caller reads its own writes; the writer drops an entry once its index update is
+//!   published. When the buffer is full, `put` waits for room: nothing is dropped. So, as with
+//!   `write(2)` and `fsync(2)`, **`Stored` means "accepted; durable after the next barrier"**.
+//!   A write that fails after its put returned (a full disk, an IO error) is counted
+//!   ([`NvmeTier::write_errors`] and the stats' errors), logged, its key is forgotten in memory
+//!   (an older version is not served in its place), and the next [`flush`](cache_core::Tier::flush)
+//!   returns the error. [`Durability::EveryWrite`] puts still wait for their write and sync,
+//!   and return its error. [`NvmeTier::wait_written`] waits until everything queued is written
+//!   (not synced). Removes and namespace clears wait for the writer; they are ordered after
+//!   every put queued before them.
 //! - **Concurrency.** Reads run on the caller's task: shard read lock, slice, checksum. They
 //!   never wait for the writer or a sync. Writes are encoded on the caller's task and queued to
-//!   the writer thread; the caller awaits a oneshot, so the executor never blocks on disk IO
-//!   or `fsync`. (A hit on a page that is not resident takes a page fault on the caller's
-//!   thread; on a page-cached working set there is none.)
+//!   the writer thread; nothing on the async path blocks the executor on disk IO or `fsync`.
+//!   (A hit on a page that is not resident takes a page fault on the caller's thread; on a
+//!   page-cached working set there is none.)
 //! - **One process per directory.** `LOCK` is locked exclusively (`flock`) for the tier's
 //!   life; a second opener gets [`ErrorKind::Unavailable`](cache_core::ErrorKind::Unavailable)
 //!   naming the directory.
