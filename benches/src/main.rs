@@ -133,6 +133,10 @@ struct CompareArgs {
     /// The system the ratios are relative to.
     #[arg(long, value_enum, default_value_t = SystemKind::Moka)]
     baseline: SystemKind,
+    /// Runs of each system, interleaved (system A, B, C, then A, B, C again, ...). Each row
+    /// reports the median run, and each ratio is the median of the per-round ratios.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 fn main() -> Result<()> {
@@ -196,11 +200,21 @@ async fn run_one(kind: SystemKind, w: &Workload, stack: &StackArgs) -> Result<Ru
     let _ = bar.await;
     let rec = rec.with_context(|| format!("running {}", kind.name()))?;
     system.settle().await?;
+    for line in system.tier_lines() {
+        tracing_line(&line);
+    }
     let result = RunResult::new(kind.name(), &rec, system.tier_served());
     if let Ok(system) = Arc::try_unwrap(system) {
         system.close().await?;
     }
     Ok(result)
+}
+
+/// Prints a per-tier line to stderr when `CACHE_BENCH_VERBOSE` is set.
+fn tracing_line(line: &str) {
+    if std::env::var_os("CACHE_BENCH_VERBOSE").is_some() {
+        eprintln!("  {line}");
+    }
 }
 
 fn run_table(results: &[RunResult]) -> String {
@@ -270,11 +284,15 @@ pub(crate) async fn compare(args: &CompareArgs) -> Result<Vec<RunResult>> {
     if args.systems.is_empty() {
         bail!("no systems to compare");
     }
-    let mut results = Vec::new();
-    for &kind in &args.systems {
-        eprintln!("compare: {} ...", kind.name());
-        results.push(run_one(kind, &args.workload, &args.stack).await?);
+    let rounds = args.repeat.max(1);
+    let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); args.systems.len()];
+    for round in 0..rounds {
+        for (i, &kind) in args.systems.iter().enumerate() {
+            eprintln!("compare: {} (round {}/{rounds}) ...", kind.name(), round + 1);
+            runs[i].push(run_one(kind, &args.workload, &args.stack).await?);
+        }
     }
+    let results: Vec<RunResult> = runs.into_iter().map(RunResult::median_of).collect();
     write_json(
         "compare.json",
         &serde_json::json!({
@@ -311,7 +329,7 @@ pub(crate) fn compare_table(results: &[RunResult], baseline: &str) -> String {
             vec![
                 r.system.clone(),
                 format!("{:.0}", r.ops_per_s),
-                ratio(|r| r.ops_per_s),
+                base.map_or_else(|| "–".to_owned(), |b| format!("{:.2}×", r.throughput_ratio(b))),
                 format!("{:.2}", r.hit_ratio * 100.0),
                 format!("{:.1}", r.get_p50_us),
                 format!("{:.1}", r.get_p99_us),

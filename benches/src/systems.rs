@@ -238,6 +238,34 @@ impl System {
         Ok(())
     }
 
+    /// One line per tier of the tiered stack: what it served, promoted, demoted, dropped.
+    pub(crate) fn tier_lines(&self) -> Vec<String> {
+        match self {
+            System::Tiered(c) => c
+                .tiered_stats()
+                .tiers
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}: served {}, promotions {}, demotions {} (skipped clean {}, dropped {}, superseded {}), \
+                         write failures {}, rejections {:?}, tier stats {:?}",
+                        t.tier.tier,
+                        t.served,
+                        t.promotions,
+                        t.demotions,
+                        t.demotions_skipped_clean,
+                        t.demotions_dropped,
+                        t.demotions_superseded,
+                        t.write_failures,
+                        t.rejections,
+                        t.tier,
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Per-tier served counts of the tiered stack, for the report.
     pub(crate) fn tier_served(&self) -> Vec<(String, u64)> {
         match self {

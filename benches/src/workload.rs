@@ -197,6 +197,9 @@ pub(crate) struct RunResult {
     pub(crate) get_cdf: Vec<(f64, f64)>,
     /// Gets served by each tier of a tiered stack.
     pub(crate) served_by_tier: Vec<(String, u64)>,
+    /// Throughput of every run this row summarises, in round order (one entry for one run).
+    #[serde(default)]
+    pub(crate) rounds_ops_per_s: Vec<f64>,
 }
 
 impl RunResult {
@@ -223,6 +226,31 @@ impl RunResult {
             put_p99_us: us(&r.put, 0.99),
             get_cdf,
             served_by_tier: served,
+            rounds_ops_per_s: vec![r.ops as f64 / secs],
+        }
+    }
+
+    /// The run with the median throughput of `runs` (one system, several rounds), carrying every
+    /// round's throughput so ratios can be paired by round.
+    pub(crate) fn median_of(mut runs: Vec<RunResult>) -> RunResult {
+        let rounds: Vec<f64> = runs.iter().map(|r| r.ops_per_s).collect();
+        runs.sort_by(|a, b| a.ops_per_s.total_cmp(&b.ops_per_s));
+        let mut median = runs.swap_remove(runs.len() / 2);
+        median.rounds_ops_per_s = rounds;
+        median
+    }
+
+    /// This system's throughput relative to `base`: the median of the per-round ratios when both
+    /// ran the same rounds (so each ratio compares runs made back to back), else the ratio of
+    /// the medians.
+    pub(crate) fn throughput_ratio(&self, base: &RunResult) -> f64 {
+        let (a, b) = (&self.rounds_ops_per_s, &base.rounds_ops_per_s);
+        if a.len() > 1 && a.len() == b.len() {
+            let mut ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y.max(1e-9)).collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios[ratios.len() / 2]
+        } else {
+            self.ops_per_s / base.ops_per_s.max(1e-9)
         }
     }
 }

@@ -69,6 +69,7 @@ pub(crate) struct SlotStats {
     pub(crate) demotions_metric: Counter,
     pub(crate) demotions_skipped_clean: AtomicU64,
     pub(crate) demotions_dropped: AtomicU64,
+    pub(crate) demotions_superseded: AtomicU64,
     pub(crate) queue_depth: AtomicU64,
     pub(crate) write_failures: AtomicU64,
     faults: [AtomicU64; ErrorKind::ALL.len()],
@@ -88,6 +89,7 @@ impl SlotStats {
             demotions_metric: metrics::counter!("cache_demotions_total", "tier" => tier),
             demotions_skipped_clean: AtomicU64::new(0),
             demotions_dropped: AtomicU64::new(0),
+            demotions_superseded: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             faults: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -127,6 +129,9 @@ pub struct TierReport {
     pub demotions_skipped_clean: u64,
     /// Evictions from the tier above dropped because the demotion queue was full.
     pub demotions_dropped: u64,
+    /// Demotions not written because a newer write, a removal or a clear of the key (or of a
+    /// key sharing its ordering counter) ran after the eviction.
+    pub demotions_superseded: u64,
     /// Jobs waiting in this tier's write-behind or demotion queue.
     pub queue_depth: u64,
     /// Queued writes that failed after every retry.
@@ -150,6 +155,7 @@ impl TierReport {
             demotions: s.demotions.load(Relaxed),
             demotions_skipped_clean: s.demotions_skipped_clean.load(Relaxed),
             demotions_dropped: s.demotions_dropped.load(Relaxed),
+            demotions_superseded: s.demotions_superseded.load(Relaxed),
             queue_depth: s.queue_depth.load(Relaxed),
             write_failures: s.write_failures.load(Relaxed),
             faults: s.faults.each_ref().map(|a| a.load(Relaxed)),

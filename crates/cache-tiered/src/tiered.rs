@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     strict: bool,
     stats: TierStats,
     stripes: Box<[AtomicU64]>,
+    /// Per stripe: the [`ident`] of the value of the last put that began (0 after a removal).
+    put_ident: Box<[AtomicU64]>,
     inflight: Box<[AtomicU32]>,
     clear_epoch: AtomicU64,
     clearing: AtomicUsize,
@@ -165,6 +167,26 @@ enum JobKind {
 struct Snap {
     stripe: u64,
     clear: u64,
+    /// Set when the snapshot was taken while a write was in flight on the key's stripe: the
+    /// identity ([`ident`]) of the value being copied, so the copy may still go ahead if that
+    /// in-flight write was the put of this very value (see [`Shared::still_valid`]).
+    mid_write: Option<u64>,
+}
+
+/// Identifies one put's entry: the key, the value's allocation and length, and the metadata. A
+/// copy of the entry (a demoted one, say) shares the allocation, and while the copy is alive no
+/// other value can reuse it; a re-put of the same `Bytes` differs in its stamped metadata unless
+/// it is the same entry in effect.
+fn ident(key: &Key, entry: &Entry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash().prefix_u64().hash(&mut h);
+    (entry.value.as_ptr() as usize).hash(&mut h);
+    entry.value.len().hash(&mut h);
+    entry.meta.created_at.hash(&mut h);
+    entry.meta.expires_at.hash(&mut h);
+    entry.meta.version.hash(&mut h);
+    h.finish() | 1
 }
 
 #[derive(Default)]
@@ -210,7 +232,7 @@ impl EvictionSink for DemotionSink {
             return;
         }
         let job = Job {
-            snap: shared.snap(&ev.key),
+            snap: shared.snap_evicted(&ev.key, &ev.entry),
             key: ev.key,
             entry: ev.entry,
             kind: JobKind::Demotion,
@@ -271,6 +293,7 @@ impl TieredCache {
             strict: b.strict,
             stats: TierStats::new(NAME),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            put_ident: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             inflight: (0..STRIPES).map(|_| AtomicU32::new(0)).collect(),
             clear_epoch: AtomicU64::new(0),
             clearing: AtomicUsize::new(0),
@@ -437,17 +460,62 @@ impl Shared {
 
     /// Whether a background copy taken at `snap` may still be written: nothing wrote, removed
     /// or cleared the key since, and nothing is doing so now.
+    ///
+    /// A snapshot taken in the middle of a write (a tier evicting the value a put is storing,
+    /// e.g. an admission policy turning it away at once) is still valid when exactly that one
+    /// write has finished since, and it was the put of this value: its identity is the stripe's
+    /// last put identity. Anything else on the stripe in between makes the copy invalid.
     fn still_valid(&self, key: &Key, snap: Snap) -> bool {
-        self.clearing.load(Ordering::SeqCst) == 0
-            && self.inflight[Shared::stripe_index(key)].load(Ordering::SeqCst) == 0
-            && self.snap(key) == snap
+        let idx = Shared::stripe_index(key);
+        if self.clearing.load(Ordering::SeqCst) != 0
+            || self.inflight[idx].load(Ordering::SeqCst) != 0
+        {
+            return false;
+        }
+        let now = self.stripes[idx].load(Ordering::SeqCst);
+        let clear = self.clear_epoch.load(Ordering::SeqCst);
+        if clear != snap.clear {
+            return false;
+        }
+        match snap.mid_write {
+            None => now == snap.stripe,
+            Some(id) => now == snap.stripe + 1 && self.put_ident[idx].load(Ordering::SeqCst) == id,
+        }
     }
 
     fn snap(&self, key: &Key) -> Snap {
         Snap {
             stripe: self.stripe(key).load(Ordering::SeqCst),
             clear: self.clear_epoch.load(Ordering::SeqCst),
+            mid_write: None,
         }
+    }
+
+    /// Waits (up to 100 ms) until no foreground write is in flight on `key`'s stripe, so a copy
+    /// whose snapshot was taken in the middle of a put can be judged once that put is over.
+    async fn wait_for_writes(&self, key: &Key) {
+        let idx = Shared::stripe_index(key);
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let mut round = 0u32;
+        while self.inflight[idx].load(Ordering::SeqCst) != 0 && Instant::now() < deadline {
+            if round < 16 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            round += 1;
+        }
+    }
+
+    /// The snapshot for copying `entry` of `key` out of a tier that just evicted it.
+    fn snap_evicted(&self, key: &Key, entry: &Entry) -> Snap {
+        let idx = Shared::stripe_index(key);
+        let in_flight = self.inflight[idx].load(Ordering::SeqCst) != 0;
+        let mut snap = self.snap(key);
+        if in_flight {
+            snap.mid_write = Some(ident(key, entry));
+        }
+        snap
     }
 
     fn check_open(&self) -> Result<()> {
@@ -601,8 +669,11 @@ impl Shared {
             && self.stale.lock().contains(&(i, key.hash().prefix_u64()))
     }
 
-    fn begin_write(&self, key: &Key) {
-        self.inflight[Shared::stripe_index(key)].fetch_add(1, Ordering::SeqCst);
+    /// Starts a foreground write of `key`: a put of `entry`, or a removal when `None`.
+    fn begin_write(&self, key: &Key, entry: Option<&Entry>) {
+        let idx = Shared::stripe_index(key);
+        self.inflight[idx].fetch_add(1, Ordering::SeqCst);
+        self.put_ident[idx].store(entry.map_or(0, |e| ident(key, e)), Ordering::SeqCst);
         self.stripe(key).fetch_add(1, Ordering::SeqCst);
     }
 
@@ -623,7 +694,7 @@ impl Shared {
                 self.slots.iter().map(|s| (s.tier.name(), TierWrite::Rejected(Rejection::Expired)));
             return Ok(PutReport { tiers: tiers.collect() });
         }
-        self.begin_write(&key);
+        self.begin_write(&key, Some(&entry));
         let mut report = PutReport { tiers: Vec::with_capacity(self.slots.len()) };
         let mut first_error = None;
         for (i, slot) in self.slots.iter().enumerate() {
@@ -730,7 +801,7 @@ impl Shared {
 
     async fn remove(&self, key: &Key) -> Result<()> {
         self.check_open()?;
-        self.begin_write(key);
+        self.begin_write(key, None);
         let mut failed = None;
         for (i, slot) in self.slots.iter().enumerate().rev() {
             slot.clean.unmark(key);
@@ -787,6 +858,11 @@ impl Shared {
 }
 
 /// Writes queued jobs (demotions or write-behind) into tier `to`, in order.
+/// Most jobs one worker round writes with one `put_many`.
+const BATCH_JOBS: usize = 128;
+/// Most value bytes one worker round writes with one `put_many`.
+const BATCH_BYTES: usize = 4 << 20;
+
 async fn worker(
     shared: Arc<Shared>,
     to: usize,
@@ -794,38 +870,107 @@ async fn worker(
     max_attempts: u32,
     backoff: Duration,
 ) {
+    let mut batch = Vec::with_capacity(BATCH_JOBS);
     while let Some(job) = rx.recv().await {
-        shared.slots[to].stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        run_job(&shared, to, job, max_attempts, backoff).await;
-        shared.done();
+        // Take what else is already queued, so a backlog is written in large batches.
+        let mut bytes = job.entry.value.len();
+        batch.push(job);
+        while batch.len() < BATCH_JOBS && bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.entry.value.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        shared.slots[to].stats.queue_depth.fetch_sub(n as u64, Ordering::Relaxed);
+        run_batch(&shared, to, &mut batch, max_attempts, backoff).await;
+        batch.clear();
+        for _ in 0..n {
+            shared.done();
+        }
     }
 }
 
-async fn run_job(shared: &Shared, to: usize, job: Job, max_attempts: u32, backoff: Duration) {
-    let slot = &shared.slots[to];
-    let Job { key, entry, snap, kind } = job;
+/// Whether `job` should still be written; counts why not.
+fn job_wanted(shared: &Shared, slot: &Slot, job: &Job) -> bool {
+    if job.entry.is_expired(shared.clock.now()) {
+        return false;
+    }
     // Superseded: a later write, removal or clear ran or is running.
-    let superseded = |s: &Shared| !s.still_valid(&key, snap);
-    if superseded(shared) || entry.is_expired(shared.clock.now()) {
-        return;
+    if !shared.still_valid(&job.key, job.snap) {
+        if job.kind == JobKind::Demotion {
+            slot.stats.demotions_superseded.fetch_add(1, Ordering::Relaxed);
+        }
+        return false;
     }
-    if kind == JobKind::Demotion && shared.admit(slot, &key, &entry) != Admission::Admit {
+    if job.kind == JobKind::Demotion && shared.admit(slot, &job.key, &job.entry) != Admission::Admit
+    {
         slot.stats.reject(Rejection::Infrequent);
-        return;
+        return false;
     }
+    true
+}
+
+/// Bookkeeping after `job` was written with `outcome`.
+async fn job_written(shared: &Shared, slot: &Slot, to: usize, job: &Job, outcome: PutOutcome) {
+    if job.kind == JobKind::Demotion && outcome.is_stored() {
+        slot.stats.demotions.fetch_add(1, Ordering::Relaxed);
+        slot.stats.demotions_metric.increment(1);
+    }
+    if !shared.still_valid(&job.key, job.snap) {
+        // A write or removal raced the copy: it may be older than what is current. Undo it.
+        let _ = shared.call(slot, slot.tier.remove(&job.key)).await;
+    } else if job.kind == JobKind::WriteBehind {
+        shared.set_stale(to, &job.key, false);
+    }
+}
+
+/// Writes a batch of queued jobs: one `put_many` for the ones still wanted, and one by one with
+/// retries if that fails.
+async fn run_batch(
+    shared: &Shared,
+    to: usize,
+    batch: &mut Vec<Job>,
+    max_attempts: u32,
+    backoff: Duration,
+) {
+    let slot = &shared.slots[to];
+    for job in batch.iter() {
+        if job.snap.mid_write.is_some() {
+            shared.wait_for_writes(&job.key).await;
+        }
+    }
+    batch.retain(|job| job_wanted(shared, slot, job));
+    if batch.len() > 1 {
+        let items = batch.iter().map(|j| (j.key.clone(), j.entry.clone())).collect();
+        if let Ok(outcomes) = shared.call(slot, slot.tier.put_many(items)).await
+            && outcomes.len() == batch.len()
+        {
+            for (job, outcome) in batch.iter().zip(outcomes) {
+                job_written(shared, slot, to, job, outcome).await;
+            }
+            return;
+        }
+        // Some entries may have been stored; writing each again below is idempotent.
+    }
+    for job in batch.drain(..) {
+        if shared.still_valid(&job.key, job.snap) {
+            write_job(shared, to, job, max_attempts, backoff).await;
+        }
+    }
+}
+
+/// Writes one job that [`job_wanted`] accepted, retrying with backoff.
+async fn write_job(shared: &Shared, to: usize, job: Job, max_attempts: u32, backoff: Duration) {
+    let slot = &shared.slots[to];
     let mut delay = backoff;
     for attempt in 1..=max_attempts {
-        match shared.call(slot, slot.tier.put(key.clone(), entry.clone())).await {
+        match shared.call(slot, slot.tier.put(job.key.clone(), job.entry.clone())).await {
             Ok(outcome) => {
-                if kind == JobKind::Demotion && outcome.is_stored() {
-                    slot.stats.demotions.fetch_add(1, Ordering::Relaxed);
-                    slot.stats.demotions_metric.increment(1);
-                }
-                if superseded(shared) {
-                    let _ = shared.call(slot, slot.tier.remove(&key)).await;
-                } else if kind == JobKind::WriteBehind {
-                    shared.set_stale(to, &key, false);
-                }
+                job_written(shared, slot, to, &job, outcome).await;
                 return;
             }
             Err(e) if e.kind() == ErrorKind::Closed => return,
@@ -842,7 +987,7 @@ async fn run_job(shared: &Shared, to: usize, job: Job, max_attempts: u32, backof
                 }
                 tokio::time::sleep(delay).await;
                 delay = delay.saturating_mul(2);
-                if superseded(shared) {
+                if !shared.still_valid(&job.key, job.snap) {
                     return;
                 }
             }
