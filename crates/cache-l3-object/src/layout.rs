@@ -81,9 +81,24 @@ impl Layout {
     }
 
     /// The object holding the key with this namespace identifier and hash.
+    ///
+    /// Built in one allocation with the hex written in place: this runs on every request, and
+    /// `Path::from` would split the string again and percent-encode each part.
     pub(crate) fn object_of(&self, ns: NamespaceId, hash: &KeyHash) -> Path {
-        let hash = hash.to_hex();
-        self.join(&format!("{}/{}/{hash}", ns.to_hex(), &hash[..2]))
+        let mut s = String::with_capacity(self.prefix.len() + 1 + 32 + 1 + 2 + 1 + 64);
+        if !self.prefix.is_empty() {
+            s.push_str(&self.prefix);
+            s.push('/');
+        }
+        push_hex(&mut s, &ns.0);
+        s.push('/');
+        push_hex(&mut s, &hash.0[..1]);
+        s.push('/');
+        push_hex(&mut s, &hash.0);
+        // The prefix was validated by `Layout::new` and the rest is hex, so `parse` (a check and
+        // one copy) accepts it; `Path::from` (split, percent-encode, join) is the fallback that
+        // never runs.
+        Path::parse(&s).unwrap_or_else(|_| Path::from(s))
     }
 
     /// The prefix holding every object of `namespace`.
@@ -99,6 +114,15 @@ impl Layout {
     /// The prefix of start-up probes.
     pub(crate) fn probe_dir(&self) -> Path {
         self.join(PROBE_DIR)
+    }
+}
+
+/// Appends the lowercase hex of `bytes`.
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
 }
 
@@ -211,6 +235,14 @@ mod tests {
         assert_eq!(parts[3], &key.hash().to_hex()[..2]);
         assert_eq!(parts[4], key.hash().to_hex());
         assert!(path.starts_with(&format!("{}/", layout.namespace(key.namespace()))));
+        let encoded = Path::from_iter([
+            "cache",
+            "l3",
+            &key.namespace().id().to_hex(),
+            &key.hash().to_hex()[..2],
+            &key.hash().to_hex(),
+        ]);
+        assert_eq!(layout.object(&key), encoded, "the fast path equals the encoded one");
         let root = Layout::new("").unwrap();
         assert_eq!(root.object(&key).parts().count(), 3);
         assert!(!layout.probe("x").to_string().contains(&key.namespace().id().to_hex()));

@@ -221,7 +221,8 @@ impl Inner {
     ) -> std::result::Result<object_store::Result<T>, ObjectError> {
         let timeout = self.settings.operation_timeout;
         let start = Instant::now();
-        let out = tokio::time::timeout(timeout, fut).await;
+        // `timeout_at` with the start we need anyway: one clock read fewer per request.
+        let out = tokio::time::timeout_at((start + timeout).into(), fut).await;
         let failed = match &out {
             Err(_) => true,
             Ok(Err(
