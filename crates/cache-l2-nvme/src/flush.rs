@@ -11,7 +11,7 @@
 
 use std::{
     fs::File,
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, atomic::Ordering, mpsc},
     thread::JoinHandle,
     time::Duration,
 };
@@ -26,6 +26,7 @@ use crate::{
     format::{NsMarker, SEGMENT_HEADER_LEN, lsn},
     index::{MAX_SEGMENT_SPAN, Slot},
     namespace::NsLog,
+    parts::Parts,
     segment::Segment,
     tier::{Op, Shared},
 };
@@ -71,6 +72,10 @@ pub(crate) struct Writer {
     /// Held for the writer's lifetime: the directory lock.
     pub(crate) lock: Option<File>,
     syncer: Option<(Arc<SyncerStop>, JoinHandle<()>)>,
+    /// Takes reclaimed (already unlinked) segments and drops them off the writer thread:
+    /// closing and unmapping the last handle frees the file's page cache, which takes
+    /// milliseconds for a large segment.
+    reaper: Option<(mpsc::Sender<Arc<Segment>>, JoinHandle<()>)>,
     /// Per-op error of the current batch.
     errors: Vec<Option<Error>>,
 }
@@ -86,6 +91,7 @@ impl Writer {
             nslog,
             lock: Some(lock),
             syncer: None,
+            reaper: None,
             errors: Vec::new(),
         }
     }
@@ -101,6 +107,14 @@ impl Writer {
                 .spawn(move || syncer(&sh, &s, every))?;
             self.syncer = Some((stop, h));
         }
+        let (tx, rx) = mpsc::channel::<Arc<Segment>>();
+        let reaper = std::thread::Builder::new().name("nvme-reaper".into()).spawn(move || {
+            // Each segment is dropped as it arrives.
+            for seg in rx {
+                drop(seg);
+            }
+        })?;
+        self.reaper = Some((tx, reaper));
         std::thread::Builder::new().name("nvme-writer".into()).spawn(move || self.run())
     }
 
@@ -284,7 +298,7 @@ impl Writer {
     /// Stages `record`; `who` is (op index, shard, tag), or `None` with a tag for reinsertion.
     fn append(
         &mut self,
-        record: &Bytes,
+        record: &Parts,
         who: Option<(usize, usize, u32)>,
     ) -> Result<(), NvmeError> {
         let len = record.len() as u64;
@@ -298,11 +312,12 @@ impl Writer {
             self.open_segment(self.sh.segment_size, self.sh.reinsert_hits)?;
         }
         if record.len() >= DIRECT_WRITE {
-            // Large records skip the staging copy: write what is staged, then the record itself.
+            // Large records skip the staging copy: write what is staged, then the record itself
+            // (its head and the caller's value buffer, in one `pwritev`).
             self.flush_staging()?;
             let active = self.active.as_mut().expect("an active segment");
             let offset = active.write_off;
-            if let Err(e) = active.seg.write_at(record, offset) {
+            if let Err(e) = active.seg.write_parts_at(&record.head, &record.value, offset) {
                 self.seal_active();
                 return Err(e);
             }
@@ -314,20 +329,33 @@ impl Writer {
             }
             return Ok(());
         }
-        self.stage(record, who.map(|(i, _, _)| i), who.map(|(_, s, t)| (s, t)));
+        self.stage(
+            &record.head,
+            &record.value,
+            who.map(|(i, _, _)| i),
+            who.map(|(_, s, t)| (s, t)),
+        );
         if self.staging.len() >= STAGING_LIMIT {
             self.flush_staging()?;
         }
         Ok(())
     }
 
-    fn stage(&mut self, record: &[u8], op: Option<usize>, target: Option<(usize, u32)>) {
+    fn stage(
+        &mut self,
+        head: &[u8],
+        value: &[u8],
+        op: Option<usize>,
+        target: Option<(usize, u32)>,
+    ) {
         let active = self.active.as_mut().expect("an active segment");
         let offset = active.write_off as u32;
-        self.staging.extend_from_slice(record);
-        active.write_off += record.len() as u64;
+        let len = head.len() + value.len();
+        self.staging.extend_from_slice(head);
+        self.staging.extend_from_slice(value);
+        active.write_off += len as u64;
         if let Some((shard, tag)) = target {
-            let slot = Slot::new(active.seg.id, offset, record.len() as u32);
+            let slot = Slot::new(active.seg.id, offset, len as u32);
             self.staged.push((op, IndexOp::Insert { shard, tag, slot }));
         }
     }
@@ -335,7 +363,7 @@ impl Writer {
     /// A record larger than a segment gets a segment of its own.
     fn append_dedicated(
         &mut self,
-        record: &Bytes,
+        record: &Parts,
         who: Option<(usize, usize, u32)>,
     ) -> Result<(), NvmeError> {
         self.flush_staging()?;
@@ -348,7 +376,7 @@ impl Writer {
             });
         }
         let seg = self.create_segment(size, false)?.0;
-        seg.write_at(record, SEGMENT_HEADER_LEN as u64)?;
+        seg.write_parts_at(&record.head, &record.value, SEGMENT_HEADER_LEN as u64)?;
         if let Some((_, shard, tag)) = who {
             let slot = Slot::new(seg.id, SEGMENT_HEADER_LEN as u32, record.len() as u32);
             apply(&self.sh, IndexOp::Insert { shard, tag, slot });
@@ -377,7 +405,7 @@ impl Writer {
                 self.seal_active();
                 self.open_segment(self.sh.segment_size, self.sh.reinsert_hits)?;
             }
-            self.stage(tombstone, Some(i), None);
+            self.stage(tombstone, &[], Some(i), None);
         }
         self.staged.push((Some(i), IndexOp::Remove { shard, tag }));
         Ok(())
@@ -426,7 +454,7 @@ impl Writer {
             }
             used += len;
             reinserted += 1;
-            self.stage(&record, None, Some((shard, tag)));
+            self.stage(&record, &[], None, Some((shard, tag)));
         }
         self.sh.reinserted.fetch_add(reinserted, Ordering::Relaxed);
         Ok(())
@@ -477,6 +505,9 @@ impl Writer {
             };
             let Some(victim) = victim else { break };
             crate::reclaim::reclaim(&self.sh, &victim, reinsert, &mut out);
+            if let Some((tx, _)) = &self.reaper {
+                let _ = tx.send(victim);
+            }
         }
         Ok(out)
     }
@@ -486,6 +517,10 @@ impl Writer {
         let staged = self.flush_staging();
         self.seal_active();
         self.stop_syncer();
+        if let Some((tx, h)) = self.reaper.take() {
+            drop(tx);
+            let _ = h.join();
+        }
         let result = if clean {
             staged
                 .and_then(|()| self.sh.sync_all())

@@ -98,6 +98,7 @@ mod flush;
 mod format;
 mod index;
 mod namespace;
+mod parts;
 mod pending;
 mod reclaim;
 mod recover;

@@ -17,12 +17,11 @@ use std::{
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::{format::SHARDS, index::TagHasher};
+use crate::{format::SHARDS, index::TagHasher, parts::Parts};
 
-type Shard = HashMap<u32, (u64, Bytes), BuildHasherDefault<TagHasher>>;
+type Shard = HashMap<u32, (u64, Parts), BuildHasherDefault<TagHasher>>;
 
 /// Records queued but not yet written, by (shard, tag).
 #[derive(Debug)]
@@ -46,7 +45,7 @@ impl Pending {
 
     /// Enters `record` for (shard, tag), replacing an older version; returns its version (never
     /// 0). Called with the writer's queue lock held.
-    pub(crate) fn insert(&self, shard: usize, tag: u32, record: Bytes) -> u64 {
+    pub(crate) fn insert(&self, shard: usize, tag: u32, record: Parts) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         if self.shards[shard].lock().insert(tag, (seq, record)).is_none() {
             self.len.fetch_add(1, Ordering::AcqRel);
@@ -55,7 +54,7 @@ impl Pending {
     }
 
     /// The pending record for (shard, tag), if any.
-    pub(crate) fn get(&self, shard: usize, tag: u32) -> Option<Bytes> {
+    pub(crate) fn get(&self, shard: usize, tag: u32) -> Option<Parts> {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }

@@ -9,7 +9,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
+    os::{fd::AsRawFd, unix::fs::FileExt},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -135,6 +135,51 @@ impl Segment {
         self.file
             .write_all_at(bytes, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Appends `head` then `value` at `offset` (a region never written before) with `pwritev`,
+    /// so a value is copied once, from the caller's buffer into the page cache.
+    pub(crate) fn write_parts_at(
+        &self,
+        head: &[u8],
+        value: &[u8],
+        offset: u64,
+    ) -> Result<(), NvmeError> {
+        let (mut head, mut value, mut offset) = (head, value, offset);
+        while !head.is_empty() || !value.is_empty() {
+            let iov = [
+                libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
+                libc::iovec { iov_base: value.as_ptr() as *mut libc::c_void, iov_len: value.len() },
+            ];
+            let at = libc::off_t::try_from(offset).map_err(|_| {
+                io_err(
+                    "append to segment",
+                    &self.path,
+                    std::io::Error::from_raw_os_error(libc::EFBIG),
+                )
+            })?;
+            // SAFETY: both iovecs describe live, initialised slices borrowed for the call, and
+            // `pwritev` only reads from them; the descriptor is owned by `self.file`.
+            let n = unsafe { libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), 2, at) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(io_err("append to segment", &self.path, e));
+            }
+            if n == 0 {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(io_err("append to segment", &self.path, e));
+            }
+            let n = n as usize;
+            offset += n as u64;
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            value = &value[n - from_head..];
+        }
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }

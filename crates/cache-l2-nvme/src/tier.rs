@@ -30,6 +30,7 @@ use crate::{
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
     index::{Index, MAX_RECORD_LEN, locate},
+    parts::Parts,
     pending::Pending,
     segment::Segment,
 };
@@ -44,7 +45,7 @@ pub(crate) type Ack = oneshot::Sender<Result<()>>;
 pub(crate) enum Op {
     /// Append `record` and point the index at it. `seq` is its version in the pending buffer
     /// (0: not entered there; the caller waits for `ack`), `room` the buffer bytes it holds.
-    Put { shard: usize, tag: u32, record: Bytes, ack: Option<Ack>, seq: u64, room: u32 },
+    Put { shard: usize, tag: u32, record: Parts, ack: Option<Ack>, seq: u64, room: u32 },
     /// Append a tombstone (if the key may be on disk, or always with `force`) and drop the
     /// index entry.
     Remove { shard: usize, tag: u32, tombstone: Bytes, force: bool, ack: Option<Ack> },
@@ -209,7 +210,7 @@ impl Shared {
 pub(crate) struct StagedPut {
     pub(crate) shard: usize,
     pub(crate) tag: u32,
-    pub(crate) record: Bytes,
+    pub(crate) record: Parts,
     /// Pending-buffer bytes it holds.
     pub(crate) room: u32,
 }
@@ -362,7 +363,8 @@ impl NvmeTier {
     }
 
     /// A read served from the pending buffer (a record this process encoded moments ago).
-    fn pending_hit(&self, key: &Key, bytes: Bytes) -> Option<Record> {
+    fn pending_hit(&self, key: &Key, parts: Parts) -> Option<Record> {
+        let bytes = parts.to_bytes();
         let sh = &*self.shared;
         let record = Record::decode_with(bytes, Verify::StructureOnly).ok().filter(|r| {
             !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now())
@@ -404,7 +406,7 @@ impl NvmeTier {
 
     /// Hands an encoded record to the writer: staged and returned at once, or (for
     /// [`Durability::EveryWrite`]) acknowledged after the write and its sync.
-    async fn store(&self, key: &Key, record: Bytes) -> Result<()> {
+    async fn store(&self, key: &Key, record: Parts) -> Result<()> {
         let (shard, tag) = locate(key.hash());
         if self.early_ack() {
             let room = self.room_for(record.len());
@@ -468,14 +470,14 @@ impl NvmeTier {
     }
 
     /// Prepares one put: stamps, checks expiry and size, encodes.
-    fn prepare(&self, key: &Key, mut entry: Entry) -> Result<Option<Bytes>> {
+    fn prepare(&self, key: &Key, mut entry: Entry) -> Result<Option<Parts>> {
         let now = self.shared.clock.now();
         entry.meta.stamp(now);
         if entry.is_expired(now) {
             return Ok(None);
         }
         self.check_size(Record::encoded_len(key, entry.value.len()) as u64)?;
-        Ok(Some(Record::encode(key, &entry)))
+        Ok(Some(Parts::encode(key, &entry)))
     }
 
     async fn put_inner(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
@@ -640,7 +642,7 @@ impl Tier for NvmeTier {
                 return Ok(PutOutcome::Rejected(Rejection::Expired));
             }
             self.check_size(record.as_bytes().len() as u64)?;
-            self.store(&key, record.into_bytes()).await?;
+            self.store(&key, Parts::whole(record.into_bytes())).await?;
             self.shared.stats.insert();
             Ok(PutOutcome::Stored)
         }
