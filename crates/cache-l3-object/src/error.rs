@@ -2,7 +2,7 @@
 //!
 //! | object_store says | kind |
 //! |---|---|
-//! | `NotFound` | handled by the caller: a miss, or an already deleted object |
+//! | `NotFound` | handled by the caller: a miss, or an already deleted object; elsewhere (a listing, a put) a missing bucket: `Invalid` |
 //! | timeout (ours or the HTTP client's), connection error, HTTP 5xx, 408, 429 | `Unavailable` |
 //! | `Unauthenticated`, `PermissionDenied`, HTTP 401/403 | `Invalid` (the credentials or the bucket policy are wrong) |
 //! | HTTP 404 on a bucket-level request, other 4xx, a bad path or config key | `Invalid` |
@@ -73,8 +73,9 @@ pub(crate) enum ObjectError {
 }
 
 impl ObjectError {
-    /// Classifies a failure of `op`. `NotFound`, `AlreadyExists` and `Precondition` should be
-    /// handled by the caller first; reaching here they are unexpected.
+    /// Classifies a failure of `op`. `AlreadyExists` and `Precondition` should be handled by
+    /// the caller first (reaching here they are unexpected), and so should `NotFound` where it
+    /// means a missing object; elsewhere it is a missing bucket.
     pub(crate) fn classify(op: Op, source: object_store::Error) -> ObjectError {
         use object_store::Error as E;
         match &source {
@@ -84,6 +85,13 @@ impl ObjectError {
             E::NotSupported { .. } | E::NotImplemented { .. } => {
                 ObjectError::Unsupported { op, source }
             }
+            // Callers handle "not found" where it means a missing object (get, head, delete);
+            // reaching here (a listing, a put, an upload), it means a missing bucket.
+            E::NotFound { .. } => ObjectError::Rejected {
+                op,
+                hint: "not found: check the bucket name and the endpoint",
+                source,
+            },
             E::InvalidPath { .. } | E::UnknownConfigurationKey { .. } => {
                 ObjectError::Rejected { op, hint: "invalid path or configuration", source }
             }
@@ -227,6 +235,13 @@ mod tests {
                 ErrorKind::Unavailable,
             ),
             (generic("S3", "something odd"), ErrorKind::Unavailable),
+            (
+                object_store::Error::NotFound {
+                    path: "bucket".into(),
+                    source: "NoSuchBucket".into(),
+                },
+                ErrorKind::Invalid,
+            ),
             (generic("LocalFileSystem", "disk full"), ErrorKind::Io),
             (
                 object_store::Error::PermissionDenied { path: "p".into(), source: "no".into() },
