@@ -252,8 +252,10 @@ fn is_put(workload: &str, i: usize) -> bool {
 }
 
 /// Paired ratios, robust to a shared machine's load: rounds of 500 operations alternate between
-/// the tier and each baseline, and the median of the per-round time ratios is printed
-/// (raw time / tier time: 1.0 is parity, the target is ≥ 0.85).
+/// the tier and each baseline (the tier first in even rounds, the `spawn_blocking` baseline first
+/// in odd ones, so neither always inherits the other's background flushes), and the median and
+/// quartiles of the per-round time ratios are printed (raw time / tier time: 1.0 is parity, the
+/// target is ≥ 0.85).
 #[expect(clippy::print_stderr, reason = "a one-shot measurement printed next to criterion's")]
 fn paired_ratios(_: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -262,7 +264,7 @@ fn paired_ratios(_: &mut Criterion) {
         .build()
         .expect("runtime");
     const OPS: usize = 500;
-    const ROUNDS: usize = 21;
+    const ROUNDS: usize = 31;
     for value_len in [1024usize, 16 * 1024] {
         let f = fixture(&rt, value_len);
         for workload in ["get_hit", "put", "mixed_90_10"] {
@@ -271,20 +273,31 @@ fn paired_ratios(_: &mut Criterion) {
             let mut tier_us = Vec::with_capacity(ROUNDS);
             for round in 0..ROUNDS {
                 let base = round * OPS;
-                let tier = rt.block_on(async {
-                    let start = Instant::now();
-                    for i in base..base + OPS {
-                        tier_op(&f, workload, i).await;
-                    }
-                    start.elapsed()
-                });
-                let blocking = rt.block_on(async {
-                    let start = Instant::now();
-                    for i in base..base + OPS {
-                        raw_blocking_op(&f, workload, i).await;
-                    }
-                    start.elapsed()
-                });
+                let run_tier = || {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for i in base..base + OPS {
+                            tier_op(&f, workload, i).await;
+                        }
+                        start.elapsed()
+                    })
+                };
+                let run_blocking = || {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for i in base..base + OPS {
+                            raw_blocking_op(&f, workload, i).await;
+                        }
+                        start.elapsed()
+                    })
+                };
+                let (tier, blocking) = if round % 2 == 0 {
+                    let t = run_tier();
+                    (t, run_blocking())
+                } else {
+                    let b = run_blocking();
+                    (run_tier(), b)
+                };
                 let start = Instant::now();
                 for i in base..base + OPS {
                     raw_direct_op(&f, workload, i);
@@ -294,16 +307,18 @@ fn paired_ratios(_: &mut Criterion) {
                 vs_direct.push(direct.as_secs_f64() / tier.as_secs_f64());
                 tier_us.push(tier.as_secs_f64() * 1e6 / OPS as f64);
             }
-            let median = |v: &mut Vec<f64>| {
+            // (first quartile, median, third quartile)
+            let quartiles = |v: &mut Vec<f64>| {
                 v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
+                (v[v.len() / 4], v[v.len() / 2], v[3 * v.len() / 4])
             };
+            let (b25, b50, b75) = quartiles(&mut vs_blocking);
             eprintln!(
-                "paired {workload}/{}KiB: tier {:.1} µs/op; raw_spawn_blocking/tier {:.2}; raw_direct/tier {:.2}",
+                "paired {workload}/{}KiB: tier {:.1} µs/op; raw_spawn_blocking/tier {b50:.2} \
+                 (quartiles {b25:.2} – {b75:.2}); raw_direct/tier {:.2}",
                 value_len / 1024,
-                median(&mut tier_us),
-                median(&mut vs_blocking),
-                median(&mut vs_direct),
+                quartiles(&mut tier_us).1,
+                quartiles(&mut vs_direct).1,
             );
         }
         rt.block_on(f.tier.close()).expect("close");
