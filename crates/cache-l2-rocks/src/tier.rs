@@ -36,11 +36,28 @@ pub(crate) const TIER: &str = "rocks";
 ///
 /// Cheap to share: wrap it in an `Arc` (the `Tier` methods take `&self`).
 ///
-/// Prefer [`Tier::close`] to dropping it: `close` syncs and closes RocksDB on the blocking pool,
-/// while a drop closes RocksDB on the dropping thread (with [`Durability::NoWal`] that includes
-/// flushing the memtable). Either way the data written so far is found again on reopen.
+/// Prefer [`Tier::close`] to dropping it: `close` syncs and closes RocksDB on the blocking pool.
+/// A drop closes RocksDB before it returns (with [`Durability::NoWal`] that includes flushing
+/// the memtable), so the directory can be reopened at once; on a worker of a multi-threaded tokio
+/// runtime it does so inside `block_in_place`, so the worker's other tasks move to another
+/// thread meanwhile (on a current-thread runtime it blocks that thread). Either way the data
+/// written so far is found again on reopen.
 pub struct RocksTier {
     inner: Arc<Inner>,
+}
+
+impl Drop for RocksTier {
+    fn drop(&mut self) {
+        let Some(db) = self.inner.db.write().take() else { return };
+        // If a call still holds the database, it closes when that call finishes.
+        let close = move || drop(db);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(close);
+            }
+            _ => close(),
+        }
+    }
 }
 
 struct Inner {

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use cache_core::{Entry, ErrorKind, Key, ManualClock, Namespace, Tier, testkit::START};
 use tempfile::TempDir;
 
-use crate::{CompactionStyle, Durability, RocksTier, keys::StorageKey};
+use crate::{CompactionStyle, Compression, Durability, RocksTier, keys::StorageKey};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -328,6 +328,162 @@ fn clear_namespace_removes_its_records_from_disk() {
     });
 }
 
+/// Bloom filter, block cache and LZ4 reach RocksDB: each knob changes what RocksDB reports.
+#[test]
+fn bloom_block_cache_and_compression_knobs_reach_rocksdb() {
+    use rocksdb::statistics::Ticker;
+    runtime().block_on(async {
+        // (bloom bits, compression) -> (bloom "useful" count on misses, SST bytes)
+        let mut seen = Vec::new();
+        for (bits, compression) in [(10.0, Compression::Lz4), (0.0, Compression::None)] {
+            let dir = tempfile::tempdir().unwrap();
+            let tier = RocksTier::builder(dir.path(), 64 * MIB)
+                .bloom_bits_per_key(bits)
+                .compression(compression)
+                .block_cache_bytes(3 * MIB as usize)
+                .statistics(true)
+                .open()
+                .await
+                .unwrap();
+            let db = tier.db().unwrap();
+            assert_eq!(
+                db.property_int_value("rocksdb.block-cache-capacity").unwrap(),
+                Some(3 * MIB),
+                "the block cache has the configured size"
+            );
+            // 4 MiB of very compressible values, flushed into an SST file.
+            let items = (0..1000).map(|i| (key(i), Entry::new(vec![b'a'; 4096]))).collect();
+            assert!(tier.put_many(items).await.unwrap().iter().all(|o| o.is_stored()));
+            db.flush().unwrap();
+            // Misses on keys absent from that file.
+            for i in 5000..5200 {
+                assert!(tier.get(&key(i)).await.unwrap().is_none());
+            }
+            seen.push((
+                tier.rocksdb_ticker(Ticker::BloomFilterUseful),
+                tier.sst_bytes().await.unwrap(),
+            ));
+        }
+        let (useful_on, sst_lz4) = seen[0];
+        let (useful_off, sst_plain) = seen[1];
+        assert!(useful_on >= 150, "the Bloom filter skipped most absent keys: {useful_on}");
+        assert_eq!(useful_off, 0, "no filter, nothing skipped");
+        assert!(sst_plain > 4_000_000, "uncompressed SST: {sst_plain}");
+        assert!(sst_lz4 < sst_plain / 10, "LZ4 compresses: {sst_lz4} vs {sst_plain}");
+    });
+}
+
+/// RocksDB work never runs on an async worker: on a single-threaded runtime, a ticking task
+/// keeps ticking while the tier compacts (an operation of hundreds of milliseconds here).
+/// Were the compaction run on the executor, the ticker would stall for its whole duration.
+#[test]
+fn rocksdb_calls_do_not_block_the_executor() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier =
+            open_with(&dir, 256 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        // 64 MiB written twice over the same keys, so the compaction has garbage to rewrite.
+        for pass in 0..2 {
+            for chunk in 0..16u32 {
+                let items = (0..256)
+                    .map(|i| (key(chunk * 256 + i), Entry::new(value(i + pass, 16 * 1024))))
+                    .collect();
+                let _ = tier.put_many(items).await.unwrap();
+            }
+            tier.flush().await.unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ticker = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut worst = Duration::ZERO;
+                let mut last = std::time::Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    worst = worst.max(last.elapsed());
+                    last = std::time::Instant::now();
+                }
+                worst
+            })
+        };
+        // Let the ticker start before the compaction does.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let started = std::time::Instant::now();
+        tier.compact().await.unwrap();
+        let busy = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let worst = ticker.await.unwrap();
+        assert!(
+            busy > Duration::from_millis(50),
+            "the compaction took long enough to show: {busy:?}"
+        );
+        assert!(
+            worst < busy / 2,
+            "the executor stalled for {worst:?} during a {busy:?} compaction"
+        );
+    });
+}
+
+/// A child process (this test binary, running `second_process_child`) opens the directory this
+/// process holds, and must get the clear error.
+#[test]
+fn a_second_process_gets_a_clear_error_naming_the_path() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "tier::tests::second_process_child",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR_VAR, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the child failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the child test ran:\n{stdout}");
+        tier.close().await.unwrap();
+    });
+}
+
+const CHILD_DIR_VAR: &str = "CACHE_L2_ROCKS_SECOND_OPENER_DIR";
+
+#[test]
+#[ignore = "run as a child process by a_second_process_gets_a_clear_error_naming_the_path"]
+fn second_process_child() {
+    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else { return };
+    let dir = std::path::PathBuf::from(dir);
+    runtime().block_on(async {
+        let err = RocksTier::builder(&dir, 16 * MIB).open().await.expect_err("the lock is held");
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        let message = err.to_string();
+        assert!(message.contains("is already open by another process"), "{message}");
+        assert!(message.contains(&dir.display().to_string()), "{message}");
+    });
+}
+
+/// Dropping the tier inside a task (without `close`) closes RocksDB, and the data is found again.
+#[test]
+fn drop_inside_a_task_closes_the_database() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier =
+            open_with(&dir, 16 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        assert!(tier.put(key(1), Entry::new("kept")).await.unwrap().is_stored());
+        tokio::spawn(async move { drop(tier) }).await.unwrap();
+        let tier =
+            open_with(&dir, 16 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        assert_eq!(tier.get(&key(1)).await.unwrap().unwrap().value, "kept");
+    });
+}
+
 #[test]
 fn invalid_configuration_is_rejected() {
     runtime().block_on(async {
@@ -348,9 +504,13 @@ fn invalid_configuration_is_rejected() {
 ///
 /// Workloads: `insert` writes `ROUNDS` × the budget of new keys; `hot` writes a cold set of half
 /// the budget once, then `ROUNDS` × the budget of overwrites on a hot set of 5 % of the budget.
+/// Throughput is user MiB per second of `put_many` calls (*put*), and until the last compaction
+/// they caused has finished (*settled*).
 /// Run with `cargo nextest run -p cache-l2-rocks --run-ignored only -E 'test(measure_)'
-/// --no-capture`; `ROCKS_MEASURE_MIB` (default 16) sets the budget and `ROCKS_MEASURE_ROUNDS`
-/// (default 10) the volume written.
+/// --no-capture` (or, for large budgets, `cargo test --release -p cache-l2-rocks --lib --
+/// --ignored measure_ --nocapture`: the debug build's RocksDB is unoptimized);
+/// `ROCKS_MEASURE_MIB` (default 16) sets the budget and `ROCKS_MEASURE_ROUNDS` (default 10) the
+/// volume written.
 #[test]
 #[ignore = "a measurement, not a check: run it to refresh the numbers in the crate docs"]
 #[expect(clippy::print_stdout, reason = "the measurement prints its table")]
@@ -367,7 +527,7 @@ fn measure_compaction_write_amplification() {
             capacity / MIB
         );
         println!(
-            "style    workload value  user MiB  flush MiB  compact MiB  (flush+compact)/user  sst MiB end  sst MiB compacted  live lost"
+            "style    workload value  user MiB  flush MiB  compact MiB  (flush+compact)/user  sst MiB end  sst MiB compacted  live lost  put MiB/s  settled MiB/s"
         );
         for workload in ["insert", "hot"] {
             for style in [CompactionStyle::Leveled, CompactionStyle::Fifo] {
@@ -394,6 +554,7 @@ fn measure_compaction_write_amplification() {
                         }
                     };
                     let mut user = 0u64;
+                    let started = std::time::Instant::now();
                     for chunk in ids.chunks(64) {
                         let items: Vec<_> = chunk
                             .iter()
@@ -405,9 +566,12 @@ fn measure_compaction_write_amplification() {
                         user += items.len() as u64 * value_len as u64;
                         let _ = tier.put_many(items).await.unwrap();
                     }
+                    let put_secs = started.elapsed().as_secs_f64();
                     tier.flush().await.unwrap();
                     let db = tier.db().unwrap();
                     db.wait_for_compact(&rocksdb::WaitForCompactOptions::default()).unwrap();
+                    // Until the writes and the compactions they caused are done.
+                    let settled_secs = started.elapsed().as_secs_f64();
                     let flush = tier.rocksdb_ticker(Ticker::FlushWriteBytes);
                     let comp = tier.rocksdb_ticker(Ticker::CompactWriteBytes);
                     let sst_end = tier.sst_bytes().await.unwrap();
@@ -423,7 +587,7 @@ fn measure_compaction_write_amplification() {
                     let sst_compacted = tier.sst_bytes().await.unwrap();
                     let mib = |b: u64| b as f64 / MIB as f64;
                     println!(
-                        "{:<8} {:<8} {:>5}  {:>8.0}  {:>9.0}  {:>11.0}  {:>20.2}  {:>11.1}  {:>17.1}  {:>4}/{}",
+                        "{:<8} {:<8} {:>5}  {:>8.0}  {:>9.0}  {:>11.0}  {:>20.2}  {:>11.1}  {:>17.1}  {:>4}/{}  {:>9.1}  {:>13.1}",
                         format!("{style:?}"),
                         workload,
                         value_len,
@@ -435,6 +599,8 @@ fn measure_compaction_write_amplification() {
                         mib(sst_compacted),
                         live - found as u64,
                         live,
+                        mib(user) / put_secs,
+                        mib(user) / settled_secs,
                     );
                 }
             }
