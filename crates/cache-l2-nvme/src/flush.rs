@@ -446,10 +446,18 @@ impl Writer {
         let budget = size / 2;
         let mut used = 0u64;
         let mut reinserted = 0u64;
+        let sink = self.sh.sink.read().clone();
         for (shard, tag, record) in candidates {
             let len = record.len() as u64;
             if used + len > budget {
                 self.sh.stats.evict(1);
+                // Not reinserted after all: it leaves the tier like any other live entry.
+                if let Some(sink) = &sink
+                    && let Ok(r) =
+                        cache_core::Record::decode_with(record, cache_core::Verify::StructureOnly)
+                {
+                    crate::reclaim::hand_to_sink(sink.as_ref(), &r);
+                }
                 continue;
             }
             used += len;

@@ -237,11 +237,12 @@ impl Index {
     }
 
     /// Removes every entry in segment `segment`; returns how many, plus those that were hit
-    /// (for reinsertion) when `collect_hits` is set.
+    /// (for reinsertion) when `collect_hits` is set, or all of them with `collect_all`.
     pub(crate) fn drain_segment(
         &self,
         segment: u32,
         collect_hits: bool,
+        collect_all: bool,
     ) -> (u64, Vec<(usize, u32, Slot)>) {
         let oldest = self.oldest();
         let seg16 = segment as u16;
@@ -255,7 +256,7 @@ impl Index {
                 }
                 removed += 1;
                 let slot = p.unpack(oldest);
-                if collect_hits && slot.hit {
+                if collect_all || (collect_hits && slot.hit) {
                     hits.push((i, u32::from_le_bytes(tag.0), Slot { segment, ..slot }));
                 }
                 false
@@ -359,7 +360,7 @@ mod tests {
         // A slot of a reclaimed segment never maps onto a live one.
         index.set_oldest(70_006);
         assert!(index.get(3, 42).unwrap().segment > 70_006 + MAX_SEGMENT_SPAN);
-        let (n, _) = index.drain_segment(70_005, false);
+        let (n, _) = index.drain_segment(70_005, false, false);
         assert_eq!((n, index.len()), (1, 1));
     }
 }

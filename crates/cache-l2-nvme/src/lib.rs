@@ -32,6 +32,14 @@
 //!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
 //!   every write. Optional hits-based reinsertion ([`NvmeTierBuilder::reinsert_hits`]) copies
 //!   entries hit since they were written to the head of the log (up to half a segment).
+//! - **Eviction sink.** With a sink set ([`Tier::set_eviction_sink`](cache_core::Tier::set_eviction_sink)),
+//!   reclaim hands every live entry of the reclaimed segment that is not expired, not cleared
+//!   and not reinserted to the sink (cause `Capacity`), after dropping it from the index. The
+//!   value is a slice of the segment's mapping (no copy; valid after the file is unlinked), and
+//!   the record's checksum is verified first. The sink is called on the writer thread, one
+//!   call per entry: it must be quick and never block (queue the work, as `cache-tiered`'s
+//!   demotion does); a slow sink stalls every write. Overwritten, removed and expired
+//!   versions are never handed over.
 //! - **Durability.** [`Durability::None`], [`Durability::Periodic`] (default, a syncer thread
 //!   `fdatasync`s dirty segments every 5 ms: group commit, no put waits for it) and
 //!   [`Durability::EveryWrite`] (each writer batch is synced before its puts return). The

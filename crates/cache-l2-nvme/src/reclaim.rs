@@ -9,18 +9,20 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use bytes::Bytes;
-use cache_core::{Namespace, Record, Verify};
+use cache_core::{Evicted, EvictionCause, EvictionSink, Namespace, Record, Verify};
 
 use crate::{segment::Segment, tier::Shared};
 
-/// Reclaims `victim`; pushes (shard, tag, record) of entries worth reinserting onto `out`.
+/// Reclaims `victim`; pushes (shard, tag, record) of entries worth reinserting onto `out`, and
+/// hands the other live entries to the eviction sink, if one is set.
 pub(crate) fn reclaim(
     sh: &Shared,
     victim: &Arc<Segment>,
     reinsert: bool,
     out: &mut Vec<(usize, u32, Bytes)>,
 ) {
-    let (removed, hits) = sh.index.drain_segment(victim.id, reinsert);
+    let sink = sh.sink.read().clone();
+    let (removed, live) = sh.index.drain_segment(victim.id, reinsert, sink.is_some());
     {
         let mut segments = sh.segments.write();
         segments.remove(&victim.id);
@@ -31,7 +33,7 @@ pub(crate) fn reclaim(
     sh.unsynced.lock().retain(|s| s.id != victim.id);
     let now = sh.clock.now();
     let mut kept = 0u64;
-    for (shard, tag, slot) in hits {
+    for (shard, tag, slot) in live {
         let Some(range) = slot.range_in(&victim.data) else { continue };
         let Ok(record) = Record::decode_with(victim.data.slice(range), Verify::Checksum) else {
             sh.stats.corrupt();
@@ -48,8 +50,12 @@ pub(crate) fn reclaim(
         if sh.cleared(&ns.id(), slot.lsn()) {
             continue;
         }
-        kept += 1;
-        out.push((shard, tag, record.into_bytes()));
+        if reinsert && slot.hit() {
+            kept += 1;
+            out.push((shard, tag, record.into_bytes()));
+        } else if let Some(sink) = &sink {
+            hand_to_sink(sink.as_ref(), &record);
+        }
     }
     sh.stats.evict(removed - kept);
     if let Err(e) = std::fs::remove_file(&victim.path) {
@@ -58,4 +64,12 @@ pub(crate) fn reclaim(
     sh.bytes_used.fetch_sub(victim.size, Ordering::Relaxed);
     sh.dir_dirty.store(true, Ordering::Release);
     tracing::debug!(segment = victim.id, entries = removed, reinsert = kept, "reclaimed segment");
+}
+
+/// Hands a live entry leaving the tier for space to `sink` (its value a slice of the segment
+/// mapping, which stays valid after the file is unlinked).
+pub(crate) fn hand_to_sink(sink: &dyn EvictionSink, record: &Record) {
+    if let Ok(key) = record.key() {
+        sink.on_evict(Evicted { key, entry: record.to_entry(), cause: EvictionCause::Capacity });
+    }
 }
