@@ -195,11 +195,18 @@ pub async fn ttl_expiry(f: &dyn TierFactory) {
     assert!(got[0].is_none(), "get_many must not see it either");
     assert!(tier.get_record(&k).await.expect("get_record").is_none(), "nor get_record");
     assert_eq!(value_of(tier, &forever).await.as_deref(), Some(&b"long"[..]));
-    // Already expired at put time: not stored, and says so.
+    // Already expired at put time: not stored, and says so; the older value it replaces is
+    // gone too (a rejected write supersedes it).
+    stored(tier.put(key("conf", "past"), Entry::new("older")).await.expect("put"));
     let past = Entry::new("stale").with_expiry(clock.now());
     let outcome = tier.put(key("conf", "past"), past).await.expect("put");
     assert_eq!(outcome, PutOutcome::Rejected(Rejection::Expired));
-    assert_eq!(value_of(tier, &key("conf", "past")).await, None);
+    assert_eq!(
+        value_of(tier, &key("conf", "past")).await,
+        None,
+        "the older value outlived the write"
+    );
+    assert!(!tier.contains(&key("conf", "past")).await.expect("contains"));
 }
 
 /// Namespaces do not see each other, even when separators make the strings look alike.

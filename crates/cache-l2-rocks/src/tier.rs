@@ -245,6 +245,24 @@ impl RocksTier {
         Ok(Ok(entry))
     }
 
+    /// Deletes the records of `keys` after a write to them was rejected (already expired), so
+    /// an older value never outlives a newer write. Not counted as removals.
+    async fn drop_superseded(&self, keys: Vec<StorageKey>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.blocking(move |inner, db| {
+            let mut budget = inner.budget.lock();
+            for sk in keys {
+                db.delete_opt(sk, &inner.write_opts).map_err(backend("delete", &inner.path))?;
+                budget.take(&sk);
+            }
+            drop(budget);
+            inner.sync_if_asked(db)
+        })
+        .await
+    }
+
     fn check_size(&self, key: &Key, value_len: usize) -> Result<()> {
         let size = charge(Record::encoded_len(key, value_len));
         if size > self.inner.capacity {
@@ -475,7 +493,11 @@ impl Tier for RocksTier {
         self.inner.stats.track(self.db())?;
         let entry = match self.admit(&key, entry)? {
             Ok(entry) => entry,
-            Err(why) => return Ok(PutOutcome::Rejected(why)),
+            Err(why) => {
+                // The rejected write supersedes any older value: never serve the stale one.
+                self.drop_superseded(vec![StorageKey::new(&key)]).await?;
+                return Ok(PutOutcome::Rejected(why));
+            }
         };
         self.blocking(move |inner, db| {
             let pending = Pending {
@@ -495,6 +517,7 @@ impl Tier for RocksTier {
         self.inner.stats.track(check_record_key(TIER, &key, &record))?;
         if record.meta().is_expired(self.inner.clock.now()) {
             self.inner.stats.reject();
+            self.drop_superseded(vec![StorageKey::new(&key)]).await?;
             return Ok(PutOutcome::Rejected(Rejection::Expired));
         }
         self.check_size(&key, record.header().value_len as usize)?;
@@ -512,16 +535,29 @@ impl Tier for RocksTier {
         self.inner.stats.track(self.db())?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut admitted = Vec::with_capacity(items.len());
+        // Keys whose last write in the batch was rejected: their older values are dropped.
+        let mut superseded = std::collections::HashMap::new();
         for (key, entry) in items {
+            let sk = StorageKey::new(&key);
             match self.admit(&key, entry)? {
                 Ok(entry) => {
                     outcomes.push(PutOutcome::Stored);
                     admitted.push((key, entry));
+                    superseded.insert(sk.0, false);
                 }
-                Err(why) => outcomes.push(PutOutcome::Rejected(why)),
+                Err(why) => {
+                    outcomes.push(PutOutcome::Rejected(why));
+                    superseded.insert(sk.0, true);
+                }
             }
         }
+        let superseded: Vec<StorageKey> = superseded
+            .into_iter()
+            .filter(|(_, dropped)| *dropped)
+            .map(|(k, _)| StorageKey(k))
+            .collect();
         if admitted.is_empty() {
+            self.drop_superseded(superseded).await?;
             return Ok(outcomes);
         }
         let stored = admitted.len() as u64;
@@ -537,6 +573,7 @@ impl Tier for RocksTier {
             inner.write(db, pending)
         })
         .await?;
+        self.drop_superseded(superseded).await?;
         for _ in 0..stored {
             self.inner.stats.insert();
         }

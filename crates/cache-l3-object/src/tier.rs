@@ -399,6 +399,7 @@ impl Inner {
         let now = self.clock.now();
         if entry.is_expired(now) {
             self.stats.reject();
+            self.drop_superseded(&key, mode).await?;
             return Ok(None);
         }
         entry.meta.stamp(now);
@@ -414,9 +415,27 @@ impl Inner {
         }
         if record.meta().is_expired(self.clock.now()) {
             self.stats.reject();
+            self.drop_superseded(&key, self.put_mode()).await?;
             return Ok(None);
         }
         self.write(&key, SplitRecord::from_record(&record), self.put_mode()).await.map(Some)
+    }
+
+    /// Deletes the object of `key` after an overwriting put of it was rejected (already
+    /// expired), so an older value never outlives a newer write. Not counted as a removal; a
+    /// conditional create never replaces, so it leaves the object alone.
+    async fn drop_superseded(self: &Arc<Self>, key: &Key, mode: PutMode) -> Result<()> {
+        if !matches!(mode, PutMode::Overwrite) {
+            return Ok(());
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().remove(key.hash());
+        }
+        let path = self.layout.object(key);
+        match self.call_raw(Op::Delete, self.store.delete(&path)).await? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(ObjectError::classify(Op::Delete, e).into()),
+        }
     }
 
     fn put_mode(&self) -> PutMode {
