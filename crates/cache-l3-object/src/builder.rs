@@ -215,11 +215,46 @@ impl S3Config {
         if let Some(allow) = self.allow_http {
             b = b.with_allow_http(allow);
         }
+        if let Some(endpoint) = b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+            let allow_http = b
+                .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            check_endpoint(&endpoint, allow_http)?;
+        }
         let store = b
             .build()
             .map_err(|e| Error::invalid(TIER, "the S3 configuration is invalid").with_source(e))?;
         Ok(Arc::new(store))
     }
+}
+
+/// Checks that `endpoint` is an `http://` or `https://` URL with a host, and that plain HTTP is
+/// allowed if it is `http://`: object_store would otherwise fail at the first request with a
+/// message that does not name the endpoint.
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+        .filter(|rest| {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !host.contains(char::is_whitespace)
+        });
+    if rest.is_none() {
+        return Err(Error::invalid(
+            TIER,
+            format!("the S3 endpoint {endpoint:?} is not an http:// or https:// URL with a host"),
+        ));
+    }
+    if endpoint.starts_with("http://") && !allow_http {
+        return Err(Error::invalid(
+            TIER,
+            format!(
+                "the S3 endpoint {endpoint:?} is plain http:// but plain HTTP is not allowed: use \
+                 https://, or allow it with S3Config::with_allow_http(true) or AWS_ALLOW_HTTP=true"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 enum Source {
@@ -575,6 +610,22 @@ mod tests {
             assert!(!text.contains("wJalrXUtnFEMI-very-secret"), "{text}");
             assert!(!text.contains("session-token-secret"), "{text}");
             assert!(text.contains("AKIDEXAMPLE"), "the key id is not secret: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_endpoints_are_named() {
+        let cases = [
+            (S3Config::new("b").with_endpoint("not a url").with_allow_http(true), "not an http"),
+            (S3Config::new("b").with_endpoint("ftp://host").with_allow_http(true), "not an http"),
+            (S3Config::new("b").with_endpoint("http://").with_allow_http(true), "not an http"),
+            (S3Config::new("b").with_endpoint("http://127.0.0.1:9"), "plain HTTP is not allowed"),
+        ];
+        for (cfg, needle) in cases {
+            let cfg = cfg.with_credentials("k", "s");
+            let err = ObjectTierBuilder::s3(cfg.clone()).build().await.expect_err(needle);
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{cfg:?}: {err}");
+            assert!(err.to_string().contains(needle), "{cfg:?}: {err}");
         }
     }
 
