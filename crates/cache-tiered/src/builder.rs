@@ -149,6 +149,15 @@ impl TieredBuilder {
                 "the top tier cannot be written on eviction: there is no tier above it",
             ));
         }
+        if let Some(t) = self.tiers.iter().find(|t| t.timeout == Some(Duration::ZERO)) {
+            return Err(Error::invalid(
+                NAME,
+                format!(
+                    "tier {} has a timeout of zero: every call into it would time out",
+                    t.tier.name()
+                ),
+            ));
+        }
         for (i, t) in self.tiers.iter_mut().enumerate() {
             t.write.get_or_insert(WritePolicy::Through);
             if i > 0 {
