@@ -108,6 +108,13 @@ fn main() -> ExitCode {
             }
         };
     }
+    if raw.get(1).map(String::as_str) == Some("hostile-child") {
+        // Output is read by the parent; the exit status says whether the tier opened.
+        return match hostile::child_main(&raw[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
