@@ -167,3 +167,22 @@ impl TieredBuilder {
         TieredCache::from_builder(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cache_core::ErrorKind;
+    use cache_l1::MemoryTier;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_zero_timeout_is_refused() {
+        let err = TieredBuilder::default()
+            .tier(MemoryTier::builder(1 << 20).build())
+            .tier(TierOptions::new(MemoryTier::builder(1 << 20).build()).timeout(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("l1 has a timeout of zero"), "{err}");
+    }
+}
