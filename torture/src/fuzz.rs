@@ -659,3 +659,52 @@ fn fuzz_nvme_files(rng: &mut StdRng, files: &NvmeFiles, execs: u64) -> Vec<Targe
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separates() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(10_000_000), "10,000,000");
+    }
+
+    #[test]
+    fn a_one_bit_flip_is_refused_and_a_fixed_checksum_is_accepted() {
+        let key = Key::new("ns", "k").unwrap();
+        let record = Record::encode(&key, &Entry::new("a value of some length"));
+        let mut r = record.to_vec();
+        r[HEADER_LEN + 2] ^= 4;
+        assert!(!decode_record(&r), "flip went unnoticed");
+        let mut r = record.to_vec();
+        let last = r.len() - 1;
+        r[last] ^= 1;
+        assert!(!decode_record(&r), "flip went unnoticed");
+        fix_record_checksum(&mut r);
+        assert!(decode_record(&r), "a changed value under a fixed checksum is a valid record");
+    }
+
+    #[test]
+    fn the_fuzzers_run_and_count() {
+        let _quiet = QuietPanics::install();
+        let mut rng = StdRng::seed_from_u64(2);
+        let pool = record_pool(&mut rng, 16).unwrap();
+        let t = fuzz_records(&mut rng, &pool, 2_000);
+        assert_eq!((t.execs, t.crashes, t.wrong), (2_000, 0, 0), "{:?}", t.first_problem);
+        assert!(t.accepted > 0, "some mutated records (fixed checksums) decode");
+        let t = fuzz_segments(&mut rng, &pool, 500);
+        assert_eq!((t.execs, t.crashes, t.wrong), (500, 0, 0), "{:?}", t.first_problem);
+    }
+
+    #[test]
+    fn a_panic_is_counted_as_a_crash() {
+        let _quiet = QuietPanics::install();
+        let mut t = TargetStats::new("t");
+        t.exec(|| "input".into(), || panic!("boom"));
+        assert_eq!(t.crashes, 1);
+        assert!(t.first_problem.as_deref().is_some_and(|p| p.contains("boom")), "{t:?}");
+    }
+}

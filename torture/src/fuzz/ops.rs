@@ -490,3 +490,30 @@ async fn step(
         _ => Ok(Step::Done),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let keys = (0..3).map(|i| Key::new("a", key_bytes(i)).unwrap()).collect::<Vec<_>>();
+        Model { state: vec![None; keys.len()], keys, next_id: 1 }
+    }
+
+    #[test]
+    fn the_model_refuses_stale_foreign_and_expired_values() {
+        let mut m = model();
+        let now = Timestamp::from_millis(1000);
+        let e = |id, k, len| Entry::new(value_for(id, k, len));
+        // Nothing written: any hit is wrong.
+        assert!(check_hit(&m, 0, &e(1, 0, 20), now).is_err());
+        m.state[0] = Some(Expect { id: 2, len: 20, expires_at: None, version: None });
+        assert!(check_hit(&m, 0, &e(2, 0, 20), now).is_ok());
+        assert!(check_hit(&m, 0, &e(1, 0, 20), now).is_err(), "an older write");
+        assert!(check_hit(&m, 0, &e(2, 1, 20), now).is_err(), "another key's value");
+        assert!(check_hit(&m, 0, &e(2, 0, 21), now).is_err(), "other bytes");
+        m.state[0] = Some(Expect { id: 2, len: 20, expires_at: Some(now), version: None });
+        let hit = e(2, 0, 20).with_expiry(now);
+        assert!(check_hit(&m, 0, &hit, now).is_err(), "expired at its expiry time");
+    }
+}
