@@ -78,10 +78,19 @@ pub(crate) struct Writer {
     reaper: Option<(mpsc::Sender<Arc<Segment>>, JoinHandle<()>)>,
     /// Per-op error of the current batch.
     errors: Vec<Option<Error>>,
+    /// Open deleted the snapshot and the deletion is not yet synced: nothing may be written
+    /// until it is.
+    snapshot_unsynced: bool,
 }
 
 impl Writer {
-    pub(crate) fn new(sh: Arc<Shared>, next_segment: u32, nslog: NsLog, lock: File) -> Writer {
+    pub(crate) fn new(
+        sh: Arc<Shared>,
+        next_segment: u32,
+        nslog: NsLog,
+        lock: File,
+        snapshot_unsynced: bool,
+    ) -> Writer {
         Writer {
             sh,
             active: None,
@@ -93,6 +102,7 @@ impl Writer {
             syncer: None,
             reaper: None,
             errors: Vec::new(),
+            snapshot_unsynced,
         }
     }
 
@@ -126,9 +136,23 @@ impl Writer {
         }
     }
 
+    /// Makes open's deletion of the snapshot durable, if that is still to do.
+    fn sync_snapshot_removal(&mut self) -> Result<(), Error> {
+        if self.snapshot_unsynced {
+            crate::namespace::sync_dir(&self.sh.dir).map_err(|e| {
+                tracing::error!(error = %e, "cannot sync the snapshot's removal; nothing is written");
+                Error::from(e)
+            })?;
+            self.snapshot_unsynced = false;
+        }
+        Ok(())
+    }
+
     fn run(mut self) {
-        // A reopen with a smaller budget: shrink first.
-        if let Err(e) = self.make_room(0, false) {
+        // A reopen with a smaller budget: shrink first (once the snapshot is surely gone).
+        if self.sync_snapshot_removal().is_ok()
+            && let Err(e) = self.make_room(0, false)
+        {
             tracing::error!(error = %e, "cannot reclaim segments over the budget");
         }
         loop {
@@ -157,7 +181,16 @@ impl Writer {
         self.errors.resize(ops.len(), None);
         let mut need_sync = self.sh.durability == Durability::EveryWrite;
         let mut close = None;
+        let blocked = self.sync_snapshot_removal().err();
         for (i, op) in ops.iter_mut().enumerate() {
+            if let Some(e) = &blocked {
+                // Until the snapshot's removal is durable, every op fails (a close still stops).
+                if matches!(op, Op::Close { .. }) && close.is_none() {
+                    close = Some(i);
+                }
+                self.errors[i] = Some(e.clone());
+                continue;
+            }
             if close.is_some() {
                 self.errors[i] = Some(Error::closed(crate::error::TIER));
                 continue;

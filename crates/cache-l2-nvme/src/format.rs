@@ -353,6 +353,59 @@ impl Snapshot {
 
     /// Decodes and validates a snapshot.
     pub(crate) fn decode(b: &[u8]) -> Result<Snapshot, &'static str> {
+        let view = SnapshotView::decode(b)?;
+        let mut entries = Vec::with_capacity(view.entry_count());
+        let mut at = 0usize;
+        for (shard, c) in view.shard_counts.iter().enumerate() {
+            for _ in 0..*c {
+                let mut e = SnapEntry::parse(&view.entries[at..at + SNAPSHOT_ENTRY_LEN]);
+                e.shard = shard as u8;
+                entries.push(e);
+                at += SNAPSHOT_ENTRY_LEN;
+            }
+        }
+        Ok(Snapshot {
+            next_segment: view.next_segment,
+            created_at_ms: view.created_at_ms,
+            segments: view.segments,
+            shard_counts: view.shard_counts,
+            entries,
+        })
+    }
+}
+
+impl SnapEntry {
+    /// Parses one 16-byte entry (its shard is known from its position).
+    pub(crate) fn parse(b: &[u8]) -> SnapEntry {
+        SnapEntry {
+            shard: 0,
+            tag: u32_at(b, 0),
+            segment: u32_at(b, 4),
+            offset: u32_at(b, 8),
+            len_hit: u32_at(b, 12),
+        }
+    }
+}
+
+/// A validated snapshot whose entries are left in place (16 bytes each, grouped by shard), so
+/// opening parses them straight into the index, on several threads, with no copy.
+#[derive(Debug)]
+pub(crate) struct SnapshotView<'a> {
+    /// The next segment id to create.
+    pub(crate) next_segment: u64,
+    /// Creation time (informational).
+    pub(crate) created_at_ms: u64,
+    /// Every live segment at the time of the snapshot: (id, size).
+    pub(crate) segments: Vec<(u32, u64)>,
+    /// Entry count of each of the 256 shards.
+    pub(crate) shard_counts: Vec<u32>,
+    /// The entries, [`SNAPSHOT_ENTRY_LEN`] bytes each, grouped by shard in shard order.
+    pub(crate) entries: &'a [u8],
+}
+
+impl<'a> SnapshotView<'a> {
+    /// Validates a snapshot (magic, version, lengths, both checksums, shard counts).
+    pub(crate) fn decode(b: &'a [u8]) -> Result<SnapshotView<'a>, &'static str> {
         if b.len() < SNAPSHOT_HEADER_LEN + 8 {
             return Err("snapshot is shorter than its header");
         }
@@ -401,26 +454,18 @@ impl Snapshot {
         if sum != count {
             return Err("snapshot shard counts do not add up");
         }
-        let mut entries = Vec::with_capacity(count as usize);
-        for (shard, c) in shard_counts.iter().enumerate() {
-            for _ in 0..*c {
-                entries.push(SnapEntry {
-                    shard: shard as u8,
-                    tag: u32_at(b, at),
-                    segment: u32_at(b, at + 4),
-                    offset: u32_at(b, at + 8),
-                    len_hit: u32_at(b, at + 12),
-                });
-                at += SNAPSHOT_ENTRY_LEN;
-            }
-        }
-        Ok(Snapshot {
+        Ok(SnapshotView {
             next_segment: u64_at(b, 32),
             created_at_ms: u64_at(b, 40),
             segments,
             shard_counts,
-            entries,
+            entries: &b[at..trailer],
         })
+    }
+
+    /// Number of entries.
+    pub(crate) fn entry_count(&self) -> usize {
+        self.entries.len() / SNAPSHOT_ENTRY_LEN
     }
 }
 

