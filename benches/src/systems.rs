@@ -247,7 +247,7 @@ impl System {
                 .iter()
                 .map(|t| {
                     format!(
-                        "{}: served {}, promotions {}, demotions {} (skipped clean {}, dropped {}, superseded {}), \
+                        "{}: served {}, promotions {}, demotions {} (skipped clean {}, dropped {}, superseded {}), served from queue {}, \
                          write failures {}, rejections {:?}, tier stats {:?}",
                         t.tier.tier,
                         t.served,
@@ -256,6 +256,7 @@ impl System {
                         t.demotions_skipped_clean,
                         t.demotions_dropped,
                         t.demotions_superseded,
+                        t.served_from_queue,
                         t.write_failures,
                         t.rejections,
                         t.tier,

@@ -70,6 +70,7 @@ pub(crate) struct SlotStats {
     pub(crate) demotions_skipped_clean: AtomicU64,
     pub(crate) demotions_dropped: AtomicU64,
     pub(crate) demotions_superseded: AtomicU64,
+    pub(crate) served_from_queue: AtomicU64,
     pub(crate) queue_depth: AtomicU64,
     pub(crate) write_failures: AtomicU64,
     faults: [AtomicU64; ErrorKind::ALL.len()],
@@ -90,6 +91,7 @@ impl SlotStats {
             demotions_skipped_clean: AtomicU64::new(0),
             demotions_dropped: AtomicU64::new(0),
             demotions_superseded: AtomicU64::new(0),
+            served_from_queue: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             faults: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -132,6 +134,9 @@ pub struct TierReport {
     /// Demotions not written because a newer write, a removal or a clear of the key (or of a
     /// key sharing its ordering counter) ran after the eviction.
     pub demotions_superseded: u64,
+    /// Gets answered from this tier's demotion queue: the entry had been evicted from the tier
+    /// above and its demotion was not written yet (included in `served`).
+    pub served_from_queue: u64,
     /// Jobs waiting in this tier's write-behind or demotion queue.
     pub queue_depth: u64,
     /// Queued writes that failed after every retry.
@@ -156,6 +161,7 @@ impl TierReport {
             demotions_skipped_clean: s.demotions_skipped_clean.load(Relaxed),
             demotions_dropped: s.demotions_dropped.load(Relaxed),
             demotions_superseded: s.demotions_superseded.load(Relaxed),
+            served_from_queue: s.served_from_queue.load(Relaxed),
             queue_depth: s.queue_depth.load(Relaxed),
             write_failures: s.write_failures.load(Relaxed),
             faults: s.faults.each_ref().map(|a| a.load(Relaxed)),

@@ -115,6 +115,50 @@ pub(crate) struct Slot {
     /// Keys whose copy in this tier came from a tier below and has not changed since.
     clean: CleanSet,
     behind: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Demotions queued for this tier and not written yet, readable by `get` in the meantime.
+    queued: Queued,
+}
+
+/// The demotions waiting in a tier's queue, by key: an evicted entry stays readable until its
+/// demotion is written (or dropped), as in the flush buffers of disk caches.
+#[derive(Default)]
+struct Queued {
+    len: AtomicUsize,
+    shards: [Mutex<HashMap<u64, (u64, Key, Entry, Snap)>>; 16],
+}
+
+impl Queued {
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<u64, (u64, Key, Entry, Snap)>> {
+        &self.shards[(key.hash().prefix_u64() >> 60) as usize]
+    }
+
+    fn insert(&self, id: u64, key: &Key, entry: &Entry, snap: Snap) {
+        let old = self
+            .shard(key)
+            .lock()
+            .insert(key.hash().prefix_u64(), (id, key.clone(), entry.clone(), snap));
+        if old.is_none() {
+            self.len.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Forgets job `id` of `key`, unless a later demotion of the key replaced it.
+    fn remove(&self, id: u64, key: &Key) {
+        let mut shard = self.shard(key).lock();
+        if shard.get(&key.hash().prefix_u64()).is_some_and(|q| q.0 == id) {
+            shard.remove(&key.hash().prefix_u64());
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<(Entry, Snap)> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let shard = self.shard(key).lock();
+        let (_, k, entry, snap) = shard.get(&key.hash().prefix_u64())?;
+        (k == key).then(|| (entry.clone(), *snap))
+    }
 }
 
 /// The state shared by the cache handle and its background tasks.
@@ -125,6 +169,8 @@ pub(crate) struct Shared {
     strict: bool,
     stats: TierStats,
     stripes: Box<[AtomicU64]>,
+    /// Source of demotion job ids.
+    job_ids: AtomicU64,
     /// Per stripe: the [`ident`] of the value of the last put that began (0 after a removal).
     put_ident: Box<[AtomicU64]>,
     inflight: Box<[AtomicU32]>,
@@ -154,6 +200,8 @@ struct Job {
     entry: Entry,
     snap: Snap,
     kind: JobKind,
+    /// For demotions: the job's entry in the target slot's [`Queued`] (0 for other jobs).
+    id: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,12 +279,11 @@ impl EvictionSink for DemotionSink {
             slot.stats.demotions_skipped_clean.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let job = Job {
-            snap: shared.snap_evicted(&ev.key, &ev.entry),
-            key: ev.key,
-            entry: ev.entry,
-            kind: JobKind::Demotion,
-        };
+        let snap = shared.snap_evicted(&ev.key, &ev.entry);
+        let id = shared.job_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.queued.insert(id, &ev.key, &ev.entry, snap);
+        let key = ev.key.clone();
+        let job = Job { snap, key: ev.key, entry: ev.entry, kind: JobKind::Demotion, id };
         let tx = self.tx.lock().clone();
         // Counted as pending before it can be picked up, so `quiesce` never misses it.
         shared.pending.fetch_add(1, Ordering::AcqRel);
@@ -244,6 +291,7 @@ impl EvictionSink for DemotionSink {
         match tx.map(|tx| tx.try_send(job).is_ok()) {
             Some(true) => {}
             Some(false) | None => {
+                slot.queued.remove(id, &key);
                 slot.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 shared.done();
                 slot.stats.demotions_dropped.fetch_add(1, Ordering::Relaxed);
@@ -284,6 +332,7 @@ impl TieredCache {
                 timeout: t.timeout,
                 clean: CleanSet::default(),
                 behind: Mutex::new(None),
+                queued: Queued::default(),
             })
             .collect::<Vec<_>>();
         let shared = Arc::new(Shared {
@@ -293,6 +342,7 @@ impl TieredCache {
             strict: b.strict,
             stats: TierStats::new(NAME),
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            job_ids: AtomicU64::new(0),
             put_ident: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             inflight: (0..STRIPES).map(|_| AtomicU32::new(0)).collect(),
             clear_epoch: AtomicU64::new(0),
@@ -562,11 +612,24 @@ impl Shared {
 
     async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<Entry>> {
         self.check_open()?;
+        // A RAM hit is always ready: take part in tokio's cooperative budget, so a caller that
+        // loops over hits still lets the demotion and promotion tasks run.
+        tokio::task::coop::consume_budget().await;
         let mut snap = None;
         for (i, slot) in self.slots.iter().enumerate() {
             if i == 1 {
                 // Taken before any lower tier is read: see the module docs.
                 snap = Some(self.snap(key));
+            }
+            if let Some((entry, queued_snap)) = slot.queued.get(key)
+                && !entry.is_expired(self.clock.now())
+                && self.still_valid(key, queued_snap)
+            {
+                // Evicted from the tier above, on its way to this one: serve it from the queue.
+                slot.stats.served.fetch_add(1, Ordering::Relaxed);
+                slot.stats.served_from_queue.fetch_add(1, Ordering::Relaxed);
+                self.stats.hit();
+                return Ok(Some(entry));
             }
             let started = Instant::now();
             let found = self.call(slot, slot.tier.get(key)).await;
@@ -684,6 +747,7 @@ impl Shared {
 
     async fn put(self: &Arc<Self>, key: Key, mut entry: Entry) -> Result<PutReport> {
         self.check_open()?;
+        tokio::task::coop::consume_budget().await;
         let now = self.clock.now();
         entry.meta.stamp(now);
         if entry.is_expired(now) {
@@ -777,6 +841,7 @@ impl Shared {
                 entry: entry.clone(),
                 snap: self.snap(key),
                 kind: JobKind::WriteBehind,
+                id: 0,
             };
             let tx = slot.behind.lock().clone();
             self.pending.fetch_add(1, Ordering::AcqRel);
@@ -886,8 +951,13 @@ async fn worker(
         }
         let n = batch.len();
         shared.slots[to].stats.queue_depth.fetch_sub(n as u64, Ordering::Relaxed);
+        let done: Vec<(u64, Key)> =
+            batch.iter().filter(|j| j.id != 0).map(|j| (j.id, j.key.clone())).collect();
         run_batch(&shared, to, &mut batch, max_attempts, backoff).await;
         batch.clear();
+        for (id, key) in &done {
+            shared.slots[to].queued.remove(*id, key);
+        }
         for _ in 0..n {
             shared.done();
         }
