@@ -124,11 +124,14 @@ pub(crate) struct Slot {
 #[derive(Default)]
 struct Queued {
     len: AtomicUsize,
-    shards: [Mutex<HashMap<u64, (u64, Key, Entry, Snap)>>; 16],
+    shards: [Mutex<QueuedShard>; 16],
 }
 
+/// Key hash prefix → (job id, key, entry, snapshot taken at eviction).
+type QueuedShard = HashMap<u64, (u64, Key, Entry, Snap)>;
+
 impl Queued {
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<u64, (u64, Key, Entry, Snap)>> {
+    fn shard(&self, key: &Key) -> &Mutex<QueuedShard> {
         &self.shards[(key.hash().prefix_u64() >> 60) as usize]
     }
 
