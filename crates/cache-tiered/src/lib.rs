@@ -6,7 +6,9 @@
 //! - **put** writes each tier by its [`WritePolicy`] (through, behind, on eviction, skip) and
 //!   reports an explicit outcome per tier ([`PutReport`]): nothing is dropped silently.
 //! - **demotion**: a tier written `OnEviction` receives what the tier above evicts, except
-//!   entries that came from it unchanged (clean) and expired ones.
+//!   entries that came from it unchanged (clean) and expired ones. Demotions are queued and
+//!   written in batches (`put_many`); until its demotion is written an evicted entry is still
+//!   served from the queue, so a slow disk never turns an eviction into a miss.
 //! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
 //!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
