@@ -13,6 +13,12 @@
 //! removed value is never resurrected; the price of a collision on a stripe is a miss, never a
 //! wrong value. Removals go bottom-up, so a reader that still finds the value in an upper tier
 //! finds it only while the removal is in progress.
+//!
+//! A tier may evict the very entry a put is storing (moka's admission policy turns newcomers
+//! away). Its snapshot is taken while that put is in flight, so it records the entry's identity
+//! ([`ident`]); the demotion goes ahead if exactly one write ran on the stripe since, and it was
+//! the put of that entry. A demotion waiting in its queue is served by `get` under the same
+//! check, so an evicted entry is never invisible while it moves down.
 
 use std::{
     collections::{HashMap, HashSet},
