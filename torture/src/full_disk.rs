@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use cache_core::{Entry, Key, Tier};
+use cache_core::{Entry, ErrorKind, Key, Tier};
 use cache_l2_nvme::NvmeTierBuilder;
 use cache_l2_rocks::RocksTier;
 
@@ -89,13 +89,13 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut table = Table::new([
         "subject",
-        "puts stored until full",
+        "puts acknowledged until full",
         "first error",
-        "later puts failed cleanly",
-        "stored values intact when full",
-        "puts stored after freeing space",
+        "later puts or barriers failed cleanly",
+        "acknowledged values intact when full",
+        "puts acknowledged after freeing space",
         "service resumed after",
-        "puts failed before it resumed",
+        "puts or barriers failed before it resumed",
         "values intact after reopen",
     ]);
     for subject in [Subject::Nvme, Subject::Rocks] {
@@ -154,8 +154,13 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     }
     s.tables.push(table);
     s.note(
-        "A clear error is `Io` (the kind) with a message that names the cause (no space, disk \
-         full). Intact: read back exactly (key, version and checksum are in the value bytes).",
+        "Values are written as put + `flush` every 4 puts (every put after the first failure); \
+         a value is acknowledged once a `flush` after it succeeded, because the NVMe tier \
+         accepts a put before writing it and reports a failed write at the next `flush`. \
+         Acknowledged values must read back exactly (key, version and checksum are in the \
+         value bytes), before and after a reopen; values accepted but never acknowledged may \
+         be missing, never wrong. A clear error is `Io` with a message that names the cause \
+         (no space, disk full).",
     );
     Ok(s)
 }
@@ -201,7 +206,7 @@ struct Outcome {
     stored_after: u32,
     /// Time from freeing space to the first put stored.
     resumed_after: Option<Duration>,
-    /// Puts that failed after space was freed, before service resumed.
+    /// Puts or barriers that failed after space was freed, before service resumed.
     failed_after: usize,
     intact_after_reopen: u32,
     problems: Vec<String>,
@@ -215,16 +220,18 @@ fn val(i: u32) -> Bytes {
     value::encode(i, u64::from(i), 0, VALUE)
 }
 
-/// Reads keys `keys` back; the number read back exactly.
-async fn intact(tier: &dyn Tier, keys: &[u32], problems: &mut Vec<String>) -> u32 {
+/// Reads keys `keys` back; the number read back exactly. A wrong value is always a problem, a
+/// missing one only when `must` (the key was acknowledged by a barrier).
+async fn intact(tier: &dyn Tier, keys: &[u32], must: bool, problems: &mut Vec<String>) -> u32 {
     let mut n = 0;
     for &i in keys {
         match tier.get(&key(i)).await {
             Ok(Some(e)) if e.value == val(i) => n += 1,
             Ok(Some(_)) => problems.push(format!("key {i}: a wrong value was served")),
+            Ok(None) if !must => {}
             Ok(None) => {
                 if problems.len() < 5 {
-                    problems.push(format!("key {i}: a stored value is missing"));
+                    problems.push(format!("key {i}: an acknowledged value is missing"));
                 }
             }
             Err(e) => {
@@ -237,84 +244,103 @@ async fn intact(tier: &dyn Tier, keys: &[u32], problems: &mut Vec<String>) -> u3
     n
 }
 
+/// Puts and barriers: a put may be accepted before its write happens (the NVMe tier writes in
+/// the background and reports a failed write at the next `flush`), so a value counts as stored
+/// once a `flush` after it has succeeded.
+struct Writer<'a> {
+    tier: &'a dyn Tier,
+    next: u32,
+    /// Acknowledged by a successful barrier.
+    acked: Vec<u32>,
+    /// Accepted since the last successful barrier (may be lost if that barrier fails).
+    pending: Vec<u32>,
+}
+
+impl Writer<'_> {
+    /// Puts the next value, and every `every` puts runs the barrier.
+    async fn step(&mut self, every: u32) -> cache_core::Result<()> {
+        let i = self.next;
+        self.next += 1;
+        let outcome = self.tier.put(key(i), Entry::new(val(i))).await?;
+        if outcome.is_stored() {
+            self.pending.push(i);
+        }
+        if self.next.is_multiple_of(every) {
+            self.barrier().await?;
+        }
+        Ok(())
+    }
+
+    async fn barrier(&mut self) -> cache_core::Result<()> {
+        self.tier.flush().await?;
+        self.acked.append(&mut self.pending);
+        Ok(())
+    }
+}
+
 async fn trial(subject: Subject, dir: &Path, mnt: &Path) -> Result<Outcome> {
+    let scrub =
+        |e: &cache_core::Error| e.to_string().replace(&mnt.display().to_string(), "<tmpfs>");
     let mut o = Outcome::default();
     std::fs::write(mnt.join("filler"), vec![0x5au8; FILLER]).context("writing the filler")?;
     let tier = subject.open(dir).await?;
-    let mut stored: Vec<u32> = Vec::new();
-    let mut next = 0u32;
-    // 32 MiB cannot hold more than this many values.
-    while next < 4096 {
-        let i = next;
-        next += 1;
-        match tier.put(key(i), Entry::new(val(i))).await {
-            Ok(outcome) if outcome.is_stored() => stored.push(i),
-            Ok(outcome) => o.problems.push(format!("put {i}: {outcome:?}")),
-            Err(e) => {
-                let msg = e.to_string().to_lowercase();
-                o.clear_error = e.kind() == cache_core::ErrorKind::Io
-                    && ["no space", "disk is full", "enospc"].iter().any(|m| msg.contains(m));
-                // The report names the filesystem, not this machine's path to it.
-                let shown = e.to_string().replace(&mnt.display().to_string(), "<tmpfs>");
-                o.first_error = Some(format!("{:?}: {shown}", e.kind()));
-                break;
-            }
+    let mut w = Writer { tier: &*tier, next: 0, acked: Vec::new(), pending: Vec::new() };
+    // 32 MiB cannot hold more than 2048 values of 16 KiB.
+    while w.next < 4096 {
+        if let Err(e) = w.step(4).await {
+            let msg = e.to_string().to_lowercase();
+            o.clear_error = e.kind() == ErrorKind::Io
+                && ["no space", "disk is full", "enospc"].iter().any(|m| msg.contains(m));
+            // The report names the filesystem, not this machine's path to it.
+            o.first_error = Some(format!("{:?}: {}", e.kind(), scrub(&e)));
+            break;
         }
     }
-    // Puts after the first failure fail cleanly too (a write that does get stored counts).
+    // Puts and barriers after the first failure fail cleanly too (or store, if space showed up).
     for _ in 0..AFTER_FAILURE {
-        let i = next;
-        next += 1;
         o.later_tried += 1;
-        match tier.put(key(i), Entry::new(val(i))).await {
-            Ok(outcome) if outcome.is_stored() => stored.push(i),
-            Ok(_) => {}
-            Err(_) => o.later_failed += 1,
+        if w.step(1).await.is_err() {
+            o.later_failed += 1;
         }
     }
-    o.stored = stored.len() as u32;
-    o.intact_when_full = intact(&*tier, &stored, &mut o.problems).await;
-    // Free space, then write again.
+    let unacked = std::mem::take(&mut w.pending);
+    o.stored = w.acked.len() as u32;
+    o.intact_when_full = intact(&*tier, &w.acked, true, &mut o.problems).await;
+    intact(&*tier, &unacked, false, &mut o.problems).await;
+    // Free space, then write again. A tier may take a while to notice the space (RocksDB
+    // polls for it after a write error): retry until a put and its barrier succeed.
     std::fs::remove_file(mnt.join("filler"))?;
     let freed = Instant::now();
-    let mut after_errors = Vec::new();
-    for _ in 0..AFTER {
-        let i = next;
-        next += 1;
-        // A tier may take a while to notice the space (RocksDB polls for it after a write
-        // error): retry the same put until it succeeds or the deadline passes.
-        loop {
-            match tier.put(key(i), Entry::new(val(i))).await {
-                Ok(outcome) if outcome.is_stored() => {
-                    stored.push(i);
-                    o.stored_after += 1;
-                    o.resumed_after.get_or_insert(freed.elapsed());
-                    break;
-                }
-                Ok(outcome) => after_errors.push(format!("{outcome:?}")),
-                Err(e) => {
-                    after_errors.push(e.to_string().replace(&mnt.display().to_string(), "<tmpfs>"))
-                }
+    let mut first_failure = None;
+    while o.stored_after < AFTER && freed.elapsed() < RESUME_DEADLINE {
+        let before = w.acked.len();
+        match w.step(1).await {
+            Ok(()) => {
+                o.stored_after += (w.acked.len() - before) as u32;
+                o.resumed_after.get_or_insert(freed.elapsed());
             }
-            if freed.elapsed() > RESUME_DEADLINE {
-                break;
+            Err(e) => {
+                o.failed_after += 1;
+                first_failure.get_or_insert_with(|| scrub(&e));
+                w.pending.clear();
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    o.failed_after = after_errors.len();
     if o.stored_after < AFTER
-        && let Some(first) = after_errors.first()
+        && let Some(first) = first_failure
     {
         o.problems
             .push(format!("puts still failed {RESUME_DEADLINE:?} after space was freed: {first}"));
     }
+    let acked = w.acked.clone();
     if let Err(e) = tier.close().await {
-        o.problems.push(format!("close after the disk was full: {e}"));
+        o.problems.push(format!("close after the disk was full: {}", scrub(&e)));
     }
     drop(tier);
     let tier = subject.open(dir).await.context("reopening")?;
-    o.intact_after_reopen = intact(&*tier, &stored, &mut o.problems).await;
+    o.intact_after_reopen = intact(&*tier, &acked, true, &mut o.problems).await;
+    intact(&*tier, &unacked, false, &mut o.problems).await;
     tier.close().await?;
     Ok(o)
 }
