@@ -452,6 +452,63 @@ fn a_second_process_gets_a_clear_error_naming_the_path() {
     });
 }
 
+/// A process killed without closing the tier (`abort`: no destructor runs, nothing is flushed)
+/// loses no acknowledged write: with a WAL, whether synced or not (the kernel has it), and
+/// without one, once `flush` (the barrier) returned.
+#[test]
+fn a_crashed_process_loses_no_acknowledged_write() {
+    for durability in ["NoWal", "Wal", "WalSync"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tier::tests::crash_child", "--include-ignored", "--nocapture"])
+            .env(CRASH_DIR_VAR, dir.path())
+            .env(CRASH_DURABILITY_VAR, durability)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child aborts: {durability}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("acknowledged"), "the child wrote its entries:\n{stdout}");
+        runtime().block_on(async {
+            let clock = ManualClock::new(START);
+            let tier = open(&dir, 16 * MIB, &clock).await;
+            let keys: Vec<Key> = (0..100).map(key).collect();
+            for (i, e) in tier.get_many(&keys).await.unwrap().into_iter().enumerate() {
+                assert_eq!(e.expect("kept").value, value(i as u32, 300), "{durability}");
+            }
+        });
+    }
+}
+
+const CRASH_DIR_VAR: &str = "CACHE_L2_ROCKS_CRASH_DIR";
+const CRASH_DURABILITY_VAR: &str = "CACHE_L2_ROCKS_CRASH_DURABILITY";
+
+#[test]
+#[ignore = "run as a child process by a_crashed_process_loses_no_acknowledged_write"]
+#[expect(clippy::print_stdout, reason = "tells the parent the writes were acknowledged")]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR_VAR) else { return };
+    let durability = match std::env::var(CRASH_DURABILITY_VAR).as_deref() {
+        Ok("NoWal") => Durability::NoWal,
+        Ok("WalSync") => Durability::WalSync,
+        _ => Durability::Wal,
+    };
+    runtime().block_on(async {
+        let tier = RocksTier::builder(std::path::PathBuf::from(dir), 16 * MIB)
+            .durability(durability)
+            .open()
+            .await
+            .unwrap();
+        for i in 0..100 {
+            assert!(tier.put(key(i), Entry::new(value(i, 300))).await.unwrap().is_stored());
+        }
+        if durability == Durability::NoWal {
+            tier.flush().await.unwrap();
+        }
+        println!("acknowledged");
+        std::process::abort();
+    });
+}
+
 const CHILD_DIR_VAR: &str = "CACHE_L2_ROCKS_SECOND_OPENER_DIR";
 
 #[test]
