@@ -288,8 +288,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
             hot: 100,
             cold: 100,
             before: Duration::from_secs(1),
-            fault: Duration::from_secs(3),
-            after: Duration::from_secs(2),
+            fault: Duration::from_secs(2),
+            after: Duration::from_secs(1),
         }
     } else {
         Plan {
