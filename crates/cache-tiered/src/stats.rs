@@ -145,7 +145,7 @@ pub struct TierReport {
     pub faults: [u64; ErrorKind::ALL.len()],
     /// Writes into this tier that were declined, with the reason.
     pub rejections: Vec<(Rejection, u64)>,
-    /// Median get latency (upper bound of its power-of-two bucket).
+    /// Median get latency (upper bound of its power-of-two bucket), from one get in eight.
     pub get_p50: Duration,
     /// 99th-percentile get latency (upper bound of its power-of-two bucket).
     pub get_p99: Duration,
