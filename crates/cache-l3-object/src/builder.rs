@@ -470,6 +470,12 @@ impl ObjectTierBuilder {
         if self.operation_timeout.is_zero() {
             return Err(Error::invalid(TIER, "the operation timeout must be positive"));
         }
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid(
+                TIER,
+                "the request and connect timeouts must be positive (zero would fail every request)",
+            ));
+        }
         if self.budget == Some(0) {
             return Err(Error::invalid(TIER, "a byte budget must be positive"));
         }
@@ -636,6 +642,8 @@ mod tests {
             ObjectTierBuilder::in_memory().part_concurrency(0),
             ObjectTierBuilder::in_memory().operation_timeout(Duration::ZERO),
             ObjectTierBuilder::in_memory().budget(0),
+            ObjectTierBuilder::s3(S3Config::new("b")).request_timeout(Duration::ZERO),
+            ObjectTierBuilder::s3(S3Config::new("b")).connect_timeout(Duration::ZERO),
             ObjectTierBuilder::s3(S3Config::new("b")).part_size(1024),
             ObjectTierBuilder::s3(S3Config::default()),
         ];
