@@ -21,7 +21,7 @@ use cache_core::{
     Entry, ErrorKind, Key, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, PutOutcome, Rejection, Tier,
 };
 use cache_l1::MemoryTier;
-use cache_l2_nvme::NvmeTierBuilder;
+use cache_l2_nvme::{Durability, NvmeTierBuilder};
 use cache_l2_rocks::RocksTier;
 use cache_l3_object::{ObjectTierBuilder, S3Config};
 use cache_tiered::{TierOptions, TieredCache, WritePolicy};
@@ -38,6 +38,8 @@ const CAPACITY: u64 = 1 << 20;
 struct Cases {
     table: Table,
     failures: Vec<String>,
+    /// Problems found in a crate this campaign does not fix (reported instead).
+    findings: Vec<String>,
     /// The scratch directory, shown as `<work>` so the report names no machine path.
     work_dir: String,
 }
@@ -57,6 +59,22 @@ impl Cases {
             expected.to_owned(),
             observed,
             if ok { "ok" } else { "**FAILED**" }.to_owned(),
+        ]);
+    }
+
+    /// A row whose problem is open and reported rather than fixed here: listed as a finding,
+    /// not counted as a failure. It reads `ok` once the behaviour is right.
+    fn finding(&mut self, input: &str, tier: &str, expected: &str, observed: String, ok: bool) {
+        if ok {
+            return self.add(input, tier, expected, observed, true);
+        }
+        self.findings.push(format!("{input} on {tier}: expected {expected}, observed {observed}"));
+        self.table.row(vec![
+            input.to_owned(),
+            tier.to_owned(),
+            expected.to_owned(),
+            observed,
+            "**open finding** (reported)".to_owned(),
         ]);
     }
 
@@ -95,6 +113,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     let mut cases = Cases {
         table: Table::new(["input", "tier", "expected", "observed", "verdict"]),
         failures: Vec::new(),
+        findings: Vec::new(),
         work_dir: ctx.work_dir.to_string_lossy().into_owned(),
     };
     key_api(&mut cases);
@@ -128,6 +147,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     if env.is_none() {
         s.note("no S3 server configured: the S3 rows (wrong bucket, wrong credentials, object tier on S3) were skipped");
         s.check(!on_ci(), "no S3 server configured under CI=true");
+    }
+    for f in &cases.findings {
+        s.note(format!("open finding, reported to the crate's owner: {f}"));
     }
     s.failures.extend(cases.failures);
     s.tables.push(cases.table);
@@ -517,6 +539,38 @@ async fn config(c: &mut Cases, ctx: &Ctx, env: Option<&S3Env>) -> Result<()> {
         &["a-file"],
     );
 
+    // A zero sync interval: refused, or at least not a busy loop.
+    let idle_cpu = |durability: Durability, name: &str| {
+        let dir = base.join(name);
+        async move {
+            let tier = NvmeTierBuilder::new(dir, CAPACITY).durability(durability).open().await?;
+            let before = cpu_time();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let used = cpu_time().saturating_sub(before);
+            tier.close().await?;
+            anyhow::Ok(used)
+        }
+    };
+    let baseline = idle_cpu(Durability::Periodic(Duration::from_millis(5)), "n-sync-5ms").await?;
+    match idle_cpu(Durability::Periodic(Duration::ZERO), "n-sync-0").await {
+        Ok(used) => c.finding(
+            "durability Periodic(0 s)",
+            "NVMe",
+            "`Invalid` naming the interval, or no busy loop",
+            format!(
+                "accepted; process CPU while idle for 500 ms: {} ms (with Periodic(5 ms): {} ms)",
+                used.as_millis(),
+                baseline.as_millis()
+            ),
+            used < Duration::from_millis(150),
+        ),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let ok = text.contains("interval") || text.contains("period");
+            c.add("durability Periodic(0 s)", "NVMe", "`Invalid` naming the interval", text, ok);
+        }
+    }
+
     // RocksDB.
     let rocks = |dir: PathBuf, cap: u64| RocksTier::builder(dir, cap);
     c.error(
@@ -570,6 +624,16 @@ async fn config(c: &mut Cases, ctx: &Ctx, env: Option<&S3Env>) -> Result<()> {
         mem().prefix("../escape").build().await,
         ErrorKind::Invalid,
         &["prefix", "../escape"],
+    );
+    c.error(
+        "request timeout 0 on S3",
+        "object",
+        ObjectTierBuilder::s3(S3Config::new("b").with_credentials("k", "s"))
+            .request_timeout(Duration::ZERO)
+            .build()
+            .await,
+        ErrorKind::Invalid,
+        &["request and connect timeouts must be positive"],
     );
     c.error(
         "operation timeout 0",
@@ -807,4 +871,15 @@ pub(crate) fn child_main(args: &[String]) -> Result<()> {
             }
         }
     })
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (10 ms ticks).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (in parentheses, and it may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the command.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
