@@ -7,10 +7,16 @@
 //!
 //! On open the queue is rebuilt by iterating the database, ordered by the records' creation time
 //! (the insertion order itself is not stored).
-
-use std::collections::{BTreeMap, HashMap};
+//!
+//! Layout, for RAM per entry: each live record is one 72-byte node in an arena (`Vec`), holding
+//! its key once, its size, its expiry and the links of a doubly-linked list in insertion order;
+//! a `hashbrown::HashTable` of 4-byte node indices finds a node by key. A change (insert, with
+//! the records it displaced) unlinks nodes without freeing them, so it can be undone exactly
+//! (in reverse order, the unlinked nodes' links are still right: "dancing links") if the RocksDB
+//! write fails; [`Budget::commit`] frees them once the write succeeded.
 
 use cache_core::Timestamp;
+use hashbrown::HashTable;
 
 use crate::keys::{STORAGE_KEY_LEN, StorageKey};
 
@@ -19,10 +25,12 @@ pub(crate) fn charge(record_len: usize) -> u64 {
     (STORAGE_KEY_LEN + record_len) as u64
 }
 
+/// No node: the end of the list.
+const NIL: u32 = u32::MAX;
+
 /// What the budget knows about one live record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Slot {
-    seq: u64,
     /// Charged bytes.
     pub(crate) size: u64,
     /// When the record expires, if ever.
@@ -39,25 +47,67 @@ pub(crate) struct Victim {
 /// One insert, with what it displaced, so a failed write can be undone.
 #[derive(Debug)]
 pub(crate) struct Change {
-    key: StorageKey,
-    previous: Option<Slot>,
+    /// The node inserted.
+    node: u32,
+    /// The node of the key's previous record, unlinked.
+    previous: Option<u32>,
+    /// Nodes evicted to make room, oldest first, unlinked.
+    victims: Vec<u32>,
     /// Records evicted to make room, oldest first.
     pub(crate) evicted: Vec<Victim>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    key: StorageKey,
+    size: u64,
+    /// Expiry in milliseconds, 0 for none (as in the record format).
+    expires_ms: u64,
+    prev: u32,
+    next: u32,
+}
+
+impl Node {
+    fn slot(&self) -> Slot {
+        Slot {
+            size: self.size,
+            expires_at: (self.expires_ms != 0).then(|| Timestamp::from_millis(self.expires_ms)),
+        }
+    }
+}
+
+fn hash(key: &StorageKey) -> u64 {
+    // Bytes 16..24 start the BLAKE3 key hash: already uniform.
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key.0[16..24]);
+    u64::from_le_bytes(b)
 }
 
 /// Live records in insertion order and their total charge.
 #[derive(Debug)]
 pub(crate) struct Budget {
     capacity: u64,
-    entries: HashMap<StorageKey, Slot>,
-    order: BTreeMap<u64, StorageKey>,
-    next_seq: u64,
+    nodes: Vec<Node>,
+    /// Indices of `nodes` that are free for reuse.
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    /// Oldest and newest live nodes.
+    head: u32,
+    tail: u32,
     bytes: u64,
 }
 
 impl Budget {
     pub(crate) fn new(capacity: u64) -> Budget {
-        Budget { capacity, entries: HashMap::new(), order: BTreeMap::new(), next_seq: 0, bytes: 0 }
+        Budget {
+            capacity,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            head: NIL,
+            tail: NIL,
+            bytes: 0,
+        }
     }
 
     /// Charged bytes of every live record.
@@ -67,11 +117,63 @@ impl Budget {
 
     /// Live records.
     pub(crate) fn len(&self) -> u64 {
-        self.entries.len() as u64
+        self.index.len() as u64
+    }
+
+    #[cfg(test)]
+    fn find(&self, key: &StorageKey) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.index.find(hash(key), |&i| nodes[i as usize].key == *key).copied()
+    }
+
+    /// Removes `key` from the index and unlinks its node, which stays allocated.
+    fn detach(&mut self, key: &StorageKey) -> Option<u32> {
+        let nodes = &self.nodes;
+        let i =
+            self.index.find_entry(hash(key), |&i| nodes[i as usize].key == *key).ok()?.remove().0;
+        self.unlink(i);
+        Some(i)
+    }
+
+    /// Puts a detached node back: its links are right if everything detached after it has been
+    /// reattached already (reverse order).
+    fn reattach(&mut self, i: u32) {
+        let Node { prev, next, size, key, .. } = self.nodes[i as usize];
+        if prev == NIL {
+            self.head = i
+        } else {
+            self.nodes[prev as usize].next = i
+        }
+        if next == NIL {
+            self.tail = i
+        } else {
+            self.nodes[next as usize].prev = i
+        }
+        self.bytes += size;
+        let nodes = &self.nodes;
+        self.index.insert_unique(hash(&key), i, |&j| hash(&nodes[j as usize].key));
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Node { prev, next, size, .. } = self.nodes[i as usize];
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.nodes[prev as usize].next = next
+        }
+        if next == NIL {
+            self.tail = prev
+        } else {
+            self.nodes[next as usize].prev = prev
+        }
+        self.bytes -= size;
     }
 
     /// Records `key` as the newest entry with `size` charged bytes and evicts the oldest
     /// records until the total fits the budget. `size` must not exceed the capacity.
+    ///
+    /// Pass the returned change to [`Budget::commit`] once the write succeeded, or to
+    /// [`Budget::undo`] (most recent first) if it failed.
     pub(crate) fn insert(
         &mut self,
         key: StorageKey,
@@ -79,59 +181,96 @@ impl Budget {
         expires_at: Option<Timestamp>,
     ) -> Change {
         debug_assert!(size <= self.capacity);
-        let previous = self.take(&key);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.entries.insert(key, Slot { seq, size, expires_at });
-        self.order.insert(seq, key);
-        self.bytes += size;
+        let previous = self.detach(&key);
+        let node = Node {
+            key,
+            size,
+            expires_ms: expires_at.map_or(0, |t| t.as_millis().max(1)),
+            prev: self.tail,
+            next: NIL,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                u32::try_from(self.nodes.len() - 1).expect("fewer than 2^32 live records")
+            }
+        };
+        self.reattach(i);
+        let mut victims = Vec::new();
         let mut evicted = Vec::new();
-        while self.bytes > self.capacity {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
-            let slot = self.entries.remove(&oldest).expect("queue and map agree");
-            self.bytes -= slot.size;
-            evicted.push(Victim { key: oldest, slot });
+        while self.bytes > self.capacity && self.head != i {
+            let oldest = self.head;
+            let victim = self.nodes[oldest as usize];
+            let detached = self.detach(&victim.key);
+            debug_assert_eq!(detached, Some(oldest));
+            victims.push(oldest);
+            evicted.push(Victim { key: victim.key, slot: victim.slot() });
         }
-        Change { key, previous, evicted }
+        Change { node: i, previous, victims, evicted }
+    }
+
+    /// Frees the nodes `change` displaced: the write it describes succeeded.
+    pub(crate) fn commit(&mut self, change: Change) {
+        self.free.extend(change.previous);
+        self.free.extend(change.victims);
     }
 
     /// Reverts `change` (the most recent change not yet undone).
     pub(crate) fn undo(&mut self, change: Change) {
-        let _ = self.take(&change.key);
-        if let Some(slot) = change.previous {
-            self.restore(change.key, slot);
+        for &victim in change.victims.iter().rev() {
+            self.reattach(victim);
         }
-        for victim in change.evicted {
-            self.restore(victim.key, victim.slot);
+        let key = self.nodes[change.node as usize].key;
+        let detached = self.detach(&key);
+        debug_assert_eq!(detached, Some(change.node));
+        self.free.push(change.node);
+        if let Some(previous) = change.previous {
+            self.reattach(previous);
         }
-    }
-
-    fn restore(&mut self, key: StorageKey, slot: Slot) {
-        self.entries.insert(key, slot);
-        self.order.insert(slot.seq, key);
-        self.bytes += slot.size;
     }
 
     /// Forgets `key`; returns its slot if it was live.
     pub(crate) fn take(&mut self, key: &StorageKey) -> Option<Slot> {
-        let slot = self.entries.remove(key)?;
-        self.order.remove(&slot.seq);
-        self.bytes -= slot.size;
-        Some(slot)
+        let i = self.detach(key)?;
+        self.free.push(i);
+        Some(self.nodes[i as usize].slot())
     }
 
     /// The slot of `key`, if live.
     #[cfg(test)]
     pub(crate) fn get(&self, key: &StorageKey) -> Option<Slot> {
-        self.entries.get(key).copied()
+        self.find(key).map(|i| self.nodes[i as usize].slot())
+    }
+
+    /// Live keys, oldest first.
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> Vec<StorageKey> {
+        let mut out = Vec::new();
+        let mut i = self.head;
+        while i != NIL {
+            out.push(self.nodes[i as usize].key);
+            i = self.nodes[i as usize].next;
+        }
+        out
     }
 
     /// Forgets every record whose key starts with `prefix`; returns how many there were.
     ///
-    /// This scans the in-memory map (no disk IO); the tier deletes the range on disk.
+    /// This walks the in-memory list (no disk IO); the tier deletes the range on disk.
     pub(crate) fn remove_namespace(&mut self, prefix: &[u8]) -> u64 {
-        let keys: Vec<StorageKey> =
-            self.entries.keys().filter(|k| k.namespace_prefix() == prefix).copied().collect();
+        let mut keys = Vec::new();
+        let mut i = self.head;
+        while i != NIL {
+            let node = &self.nodes[i as usize];
+            if node.key.namespace_prefix() == prefix {
+                keys.push(node.key);
+            }
+            i = node.next;
+        }
         for key in &keys {
             let _ = self.take(key);
         }
@@ -192,5 +331,70 @@ mod tests {
         assert_eq!(b.remove_namespace(&[0u8; 16]), 2);
         assert_eq!(b.len(), 1);
         assert_eq!(b.bytes(), 10);
+    }
+
+    /// Random inserts, removes, batches of changes committed or undone, against a plain model:
+    /// a vector of (key, size) in insertion order.
+    #[test]
+    fn matches_a_simple_model() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let capacity = 500;
+        let mut b = Budget::new(capacity);
+        let mut model: Vec<(StorageKey, u64)> = Vec::new();
+        for step in 0..20_000 {
+            match rand(10) {
+                0 => {
+                    let key = k(rand(40) as u8);
+                    let taken = b.take(&key).map(|s| s.size);
+                    let pos = model.iter().position(|(mk, _)| *mk == key);
+                    assert_eq!(taken, pos.map(|p| model.remove(p).1), "step {step}");
+                }
+                _ => {
+                    // A batch of 1 – 3 inserts, committed or undone as a whole.
+                    let before = model.clone();
+                    let mut changes = Vec::new();
+                    for _ in 0..=rand(3) {
+                        let key = k(rand(40) as u8);
+                        let size = 1 + rand(120);
+                        let expires = (rand(2) == 0).then(|| Timestamp::from_millis(1 + rand(9)));
+                        let change = b.insert(key, size, expires);
+                        model.retain(|(mk, _)| *mk != key);
+                        model.push((key, size));
+                        let mut evicted = Vec::new();
+                        while model.iter().map(|(_, s)| s).sum::<u64>() > capacity {
+                            evicted.push(model.remove(0).0);
+                        }
+                        let got: Vec<_> = change.evicted.iter().map(|v| v.key).collect();
+                        assert_eq!(got, evicted, "step {step}");
+                        assert_eq!(b.get(&key).and_then(|s| s.expires_at), expires);
+                        changes.push(change);
+                    }
+                    if rand(4) == 0 {
+                        for change in changes.into_iter().rev() {
+                            b.undo(change);
+                        }
+                        model = before;
+                    } else {
+                        for change in changes {
+                            b.commit(change);
+                        }
+                    }
+                }
+            }
+            let keys: Vec<_> = model.iter().map(|(mk, _)| *mk).collect();
+            assert_eq!(b.keys(), keys, "step {step}");
+            assert_eq!(b.bytes(), model.iter().map(|(_, s)| s).sum::<u64>(), "step {step}");
+            assert_eq!(b.len(), model.len() as u64);
+            assert!(b.bytes() <= capacity);
+        }
+        // Freed nodes are reused: the arena holds at most the live records plus what one
+        // batch displaced (at most every live record) and inserted.
+        assert!(b.nodes.len() <= 2 * 40 + 4, "{} nodes", b.nodes.len());
     }
 }

@@ -360,15 +360,18 @@ impl Inner {
             }
             return Err(backend("write", &self.path)(e));
         }
-        drop(budget);
         let now = self.clock.now();
-        for victim in changes.iter().flat_map(|c| &c.evicted) {
-            if victim.slot.expires_at.is_some_and(|t| t <= now) {
-                self.stats.expire();
-            } else {
-                self.stats.evict(1);
+        for change in changes {
+            for victim in &change.evicted {
+                if victim.slot.expires_at.is_some_and(|t| t <= now) {
+                    self.stats.expire();
+                } else {
+                    self.stats.evict(1);
+                }
             }
+            budget.commit(change);
         }
+        drop(budget);
         self.sync_if_asked(db)
     }
 
@@ -424,10 +427,12 @@ impl Inner {
                 doomed.push(Box::from(sk.as_ref()));
                 continue;
             }
-            for victim in budget.insert(sk, size, expires_at).evicted {
+            let change = budget.insert(sk, size, expires_at);
+            for victim in &change.evicted {
                 self.stats.evict(1);
                 doomed.push(Box::from(victim.key.as_ref()));
             }
+            budget.commit(change);
         }
         if !doomed.is_empty() {
             tracing::info!(path = %self.path.display(), count = doomed.len(), "dropping records on open");
