@@ -13,7 +13,7 @@ use std::{
     fs::File,
     sync::{Arc, atomic::Ordering, mpsc},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -31,6 +31,8 @@ use crate::{
     tier::{Op, Shared},
 };
 
+/// How long the idle writer keeps looking for work before it sleeps.
+const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Staged bytes are written once they reach this size.
 const STAGING_LIMIT: usize = 1 << 20;
 /// Records this large are written straight from their buffer, not copied into the staging one.
@@ -158,6 +160,20 @@ impl Writer {
         loop {
             let (ops, shutdown) = {
                 let mut q = self.sh.queue.lock();
+                if q.ops.is_empty() && !q.shutdown {
+                    // Puts come in runs: look again for a moment (yielding the CPU) before
+                    // sleeping, so a caller rarely pays for waking this thread on another CPU.
+                    drop(q);
+                    let until = Instant::now() + IDLE_SPIN;
+                    loop {
+                        std::thread::yield_now();
+                        q = self.sh.queue.lock();
+                        if !q.ops.is_empty() || q.shutdown || Instant::now() >= until {
+                            break;
+                        }
+                        drop(q);
+                    }
+                }
                 while q.ops.is_empty() && !q.shutdown {
                     self.sh.queue_cv.wait(&mut q);
                 }

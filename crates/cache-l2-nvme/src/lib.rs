@@ -21,13 +21,21 @@
 //!   only after their `pwrite` returned. A corrupt record is a miss, counted in `corrupted`.
 //! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
+//!   The writer hands the unlinked segment to a reaper thread, whose drop of the last handle
+//!   frees the file's page cache (milliseconds for a large segment) off the write path.
+//! - **Values written from the caller's buffer.** A put of a value of 512 bytes or more encodes
+//!   only the record's head (header, metadata, namespace, key) and computes the checksum over
+//!   the head and the caller's value; the writer appends head and value with one `pwritev`
+//!   (records of 32 KiB or more) or copies them into its 1 MiB staging buffer (smaller ones).
+//!   The bytes on disk are exactly the cache-core record; the value is copied once.
 //! - **Index.** 256 shards of `HashMap<tag, slot>` with 13-byte buckets (4-byte tag; segment
 //!   id modulo 2¹⁶; 31-bit offset plus the hit bit; 24-bit length, longer records read their
 //!   length from the record header) plus hashbrown's control byte: 16–32 bytes per entry
-//!   depending on the tables' load, 29.5 measured at 1 M entries (`cargo run --release -p
-//!   cache-l2-nvme --example reopen_and_memory`). 40 bits of the key hash select a bucket;
-//!   collisions cost an entry, never a wrong value (the full key is compared on read). Expiry is not copied into the index: it is checked in the record on
-//!   every hit, and expired entries are dropped from the index when seen and never reinserted.
+//!   depending on the tables' load, 29.4 measured at 1 M entries after a reopen (`cargo run
+//!   --release -p cache-l2-nvme --example reopen_and_memory`). 40 bits of the key hash select
+//!   a bucket; collisions cost an entry, never a wrong value (the full key is compared on
+//!   read). Expiry is not copied into the index: it is checked in the record on every hit, and
+//!   expired entries are dropped from the index when seen and never reinserted.
 //! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
 //!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
 //!   every write. Optional hits-based reinsertion ([`NvmeTierBuilder::reinsert_hits`]) copies
@@ -61,8 +69,8 @@
 //!   its record on the caller's task, enters it in a bounded in-memory pending buffer (64 MiB
 //!   by default, [`NvmeTierBuilder::max_pending_bytes`]), queues it to the writer thread and
 //!   returns `Stored` without waiting for the write. `get` consults the buffer before the index,
-//!   so a caller reads its own writes; the writer drops an entry once its index update is
-//!   published. When the buffer is full, `put` waits for room: nothing is dropped. So, as with
+//!   so a caller reads its own writes (such a hit is a copy: the record is still in two parts);
+//!   the writer drops an entry once its index update is published. When the buffer is full, `put` waits for room: nothing is dropped. So, as with
 //!   `write(2)` and `fsync(2)`, **`Stored` means "accepted; durable after the next barrier"**.
 //!   A write that fails after its put returned (a full disk, an IO error) is counted
 //!   ([`NvmeTier::write_errors`] and the stats' errors), logged, its key is forgotten in memory
