@@ -165,18 +165,15 @@ impl Writer {
                     // sleeping, so a caller rarely pays for waking this thread on another CPU.
                     drop(q);
                     let until = Instant::now() + IDLE_SPIN;
-                    loop {
+                    while !self.sh.queued.load(Ordering::Acquire) && Instant::now() < until {
                         std::thread::yield_now();
-                        q = self.sh.queue.lock();
-                        if !q.ops.is_empty() || q.shutdown || Instant::now() >= until {
-                            break;
-                        }
-                        drop(q);
                     }
+                    q = self.sh.queue.lock();
                 }
                 while q.ops.is_empty() && !q.shutdown {
                     self.sh.queue_cv.wait(&mut q);
                 }
+                self.sh.queued.store(false, Ordering::Release);
                 (std::mem::take(&mut q.ops), q.shutdown)
             };
             if ops.is_empty() && shutdown {

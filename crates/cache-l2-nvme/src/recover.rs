@@ -154,6 +154,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         closed: AtomicBool::new(false),
         queue: Mutex::new(Queue::default()),
         queue_cv: Condvar::new(),
+        queued: AtomicBool::new(false),
         sync_lock: Mutex::new(()),
         unsynced: Mutex::new(Vec::new()),
         active: Mutex::new(None),

@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) queue_cv: Condvar,
+    /// Set (after the push) whenever ops are queued: the idle writer polls it without the lock.
+    pub(crate) queued: AtomicBool,
     /// Held for a whole sync pass, so a barrier waits for a concurrent periodic pass.
     pub(crate) sync_lock: Mutex<()>,
     /// Sealed segments not yet synced.
@@ -174,6 +176,7 @@ impl Shared {
         let mut q = self.queue.lock();
         q.ops.extend(ops);
         drop(q);
+        self.queued.store(true, Ordering::Release);
         self.queue_cv.notify_one();
     }
 
@@ -193,6 +196,7 @@ impl Shared {
             });
         }
         drop(q);
+        self.queued.store(true, Ordering::Release);
         self.queue_cv.notify_one();
     }
 
