@@ -462,14 +462,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
             r.recovery.is_some(),
             format!("{name}: puts and gets did not reach the store again"),
         );
-        // Not all of them: the server is shared, and other runs may stop it for a moment.
-        s.check(
-            r.after.puts_reached_store > 0,
-            format!(
-                "{name}: after recovery {} of {} puts reached the object tier",
-                r.after.puts_reached_store, r.after.puts
-            ),
-        );
+        // The after phase is reported, not checked: the server is shared, and another run may
+        // stop it for a moment; `recovery` above is the check that puts and gets reach it again.
     }
     s.tables.push(table);
     s.note(format!(
