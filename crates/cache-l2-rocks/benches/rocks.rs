@@ -244,7 +244,7 @@ fn raw_direct_op(f: &Fixture, workload: &str, i: usize) {
 }
 
 fn is_put(workload: &str, i: usize) -> bool {
-    match workload {
+    match workload.trim_end_matches("_x4") {
         "get_hit" => false,
         "put" => true,
         _ => i % 10 == 9,
@@ -255,7 +255,9 @@ fn is_put(workload: &str, i: usize) -> bool {
 /// the tier and each baseline (the tier first in even rounds, the `spawn_blocking` baseline first
 /// in odd ones, so neither always inherits the other's background flushes), and the median and
 /// quartiles of the per-round time ratios are printed (raw time / tier time: 1.0 is parity, the
-/// target is ≥ 0.85).
+/// target is ≥ 0.85). The `_x4` workloads run four callers at once on the tier and on the
+/// `spawn_blocking` baseline (the direct baseline stays sequential, so its ratio means little
+/// there): they show what the budget's lock, held around each write, costs concurrent writers.
 #[expect(clippy::print_stderr, reason = "a one-shot measurement printed next to criterion's")]
 fn paired_ratios(_: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -267,17 +269,27 @@ fn paired_ratios(_: &mut Criterion) {
     const ROUNDS: usize = 31;
     for value_len in [1024usize, 16 * 1024] {
         let f = fixture(&rt, value_len);
-        for workload in ["get_hit", "put", "mixed_90_10"] {
+        for workload in ["get_hit", "put", "mixed_90_10", "put_x4", "mixed_90_10_x4"] {
             let mut vs_blocking = Vec::with_capacity(ROUNDS);
             let mut vs_direct = Vec::with_capacity(ROUNDS);
             let mut tier_us = Vec::with_capacity(ROUNDS);
             for round in 0..ROUNDS {
                 let base = round * OPS;
+                // `_x4`: four callers at once, each taking every fourth operation.
+                let lanes = if workload.ends_with("_x4") { 4 } else { 1 };
                 let run_tier = || {
                     rt.block_on(async {
                         let start = Instant::now();
-                        for i in base..base + OPS {
-                            tier_op(&f, workload, i).await;
+                        let f = &f;
+                        let lane = |c: usize| async move {
+                            for i in (base + c..base + OPS).step_by(lanes) {
+                                tier_op(f, workload, i).await;
+                            }
+                        };
+                        if lanes == 1 {
+                            lane(0).await;
+                        } else {
+                            tokio::join!(lane(0), lane(1), lane(2), lane(3));
                         }
                         start.elapsed()
                     })
@@ -285,8 +297,16 @@ fn paired_ratios(_: &mut Criterion) {
                 let run_blocking = || {
                     rt.block_on(async {
                         let start = Instant::now();
-                        for i in base..base + OPS {
-                            raw_blocking_op(&f, workload, i).await;
+                        let f = &f;
+                        let lane = |c: usize| async move {
+                            for i in (base + c..base + OPS).step_by(lanes) {
+                                raw_blocking_op(f, workload, i).await;
+                            }
+                        };
+                        if lanes == 1 {
+                            lane(0).await;
+                        } else {
+                            tokio::join!(lane(0), lane(1), lane(2), lane(3));
                         }
                         start.elapsed()
                     })
