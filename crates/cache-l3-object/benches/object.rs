@@ -33,6 +33,8 @@
 //! deleted at the end, but SeaweedFS keeps overwritten bytes on disk until it vacuums its
 //! volumes: `curl 'http://127.0.0.1:9333/vol/vacuum?garbageThreshold=0.1'` reclaims them).
 //!
+//! `PROFILE_ONLY=tier` (or `raw`) runs one side alone, for `perf record`.
+//!
 //! The last column is the client's CPU time per request (this process, all threads): the
 //! tier's own cost shows there even when the server or the disk hides it in throughput. The
 //! `memory` store (run only when asked) measures that cost with no IO at all.
@@ -279,6 +281,12 @@ impl Case {
 
     /// Wall-clock seconds and process CPU seconds for `n` batches of one side.
     async fn timed(&self, tier: bool, op: Op, n: usize) -> (f64, f64) {
+        // For profiling one side alone: `PROFILE_ONLY=tier` or `raw` skips the other.
+        if let Ok(only) = std::env::var("PROFILE_ONLY")
+            && only != if tier { "tier" } else { "raw" }
+        {
+            return (1.0, 0.0);
+        }
         let cpu = cpu_seconds();
         let start = Instant::now();
         for _ in 0..n {

@@ -217,6 +217,31 @@ async fn corrupt_object_is_a_counted_miss_and_deleted() {
     assert_eq!(tier.get(&other).await.unwrap().unwrap().value, "x", "others unaffected");
 }
 
+/// On the local filesystem (whose reads are files, not streams), a flipped or missing byte is a
+/// counted miss too, and the file is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_local_file_is_a_counted_miss_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier = ObjectTierBuilder::local(dir.path()).prefix("p").build().await.unwrap();
+    let file = |k: &Key| dir.path().join(tier.object_path(k).as_ref());
+    let (flipped, short, fine) = (key("flipped"), key("short"), key("fine"));
+    for k in [&flipped, &short, &fine] {
+        let value = pattern(70_000);
+        assert!(tier.put(k.clone(), Entry::new(value)).await.unwrap().is_stored());
+    }
+    let mut bytes = std::fs::read(file(&flipped)).unwrap();
+    bytes[40_000] ^= 1;
+    std::fs::write(file(&flipped), &bytes).unwrap();
+    let bytes = std::fs::read(file(&short)).unwrap();
+    std::fs::write(file(&short), &bytes[..bytes.len() - 1]).unwrap();
+    for k in [&flipped, &short] {
+        assert!(tier.get(k).await.unwrap().is_none(), "{k:?}");
+        assert!(!file(k).exists(), "{k:?} is deleted");
+    }
+    assert_eq!(tier.stats().corrupted, 2);
+    assert_eq!(tier.get(&fine).await.unwrap().unwrap().value, pattern(70_000));
+}
+
 #[tokio::test]
 async fn byte_range_reads_part_of_a_value() {
     let dir = tempfile::tempdir().unwrap();
