@@ -39,6 +39,8 @@ pub(crate) enum ReplaySystem {
     L1,
     /// The NVMe tier alone.
     Nvme,
+    /// The NVMe tier alone, re-inserting entries hit since they were written at reclaim.
+    NvmeReinsert,
     /// Our tiered stack: RAM + NVMe (written on eviction).
     Tiered,
 }
@@ -50,7 +52,8 @@ impl ReplaySystem {
             ReplaySystem::Fifo => "FIFO (reference)",
             ReplaySystem::Moka => "moka",
             ReplaySystem::L1 => "l1",
-            ReplaySystem::Nvme => "nvme",
+            ReplaySystem::Nvme => "nvme (FIFO)",
+            ReplaySystem::NvmeReinsert => "nvme (reinsert hits)",
             ReplaySystem::Tiered => "tiered (ram+nvme)",
         }
     }
@@ -154,6 +157,7 @@ async fn replay_one(
                 ReplaySystem::Moka => (SystemKind::Moka, alone),
                 ReplaySystem::L1 => (SystemKind::L1, alone),
                 ReplaySystem::Nvme => (SystemKind::Nvme, alone),
+                ReplaySystem::NvmeReinsert => (SystemKind::NvmeReinsert, alone),
                 _ => (SystemKind::Tiered, split),
             };
             let cache = System::build(kind, b, data_dir).await?;
@@ -400,6 +404,13 @@ async fn traces_report(
         eprintln!("replaying {} ...", k.file);
         let trace = load_trace(&path, Some(k.format), limit)?;
         let (n, unique, _) = summary(&trace);
+        // The NVMe tier's reclaim policies are reported on the block trace the published
+        // byte-capacity results use.
+        let mut systems = systems.to_vec();
+        if k.file.starts_with("cloudPhysicsIO") {
+            systems.extend([ReplaySystem::Nvme, ReplaySystem::NvmeReinsert]);
+        }
+        let systems = &systems[..];
         let results = replay_many(k.file, &trace, caps, systems, ram_fraction, data_dir).await?;
         let mut header: Vec<String> = vec!["capacity".into()];
         header.extend(k.published.iter().map(|(p, _)| format!("{p} (published)")));

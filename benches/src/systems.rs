@@ -28,6 +28,8 @@ pub(crate) enum SystemKind {
     L1,
     /// The NVMe tier alone.
     Nvme,
+    /// The NVMe tier alone with hit-based reinsertion at reclaim.
+    NvmeReinsert,
     /// The object tier alone (local filesystem).
     Object,
     /// `moka::future::Cache` with the same weigher as `MemoryTier`.
@@ -45,6 +47,7 @@ impl SystemKind {
             SystemKind::Tiered3 => "tiered (ram+nvme+object)",
             SystemKind::L1 => "l1 (ram)",
             SystemKind::Nvme => "nvme",
+            SystemKind::NvmeReinsert => "nvme (reinsert hits)",
             SystemKind::Object => "object (local fs)",
             SystemKind::Moka => "moka",
             SystemKind::Foyer => "foyer hybrid",
@@ -92,9 +95,14 @@ pub(crate) fn nvme_weight(value: u64) -> u64 {
 }
 
 fn nvme(dir: &Path, budget: u64) -> Result<NvmeTier> {
+    nvme_with(dir, budget, false)
+}
+
+fn nvme_with(dir: &Path, budget: u64, reinsert_hits: bool) -> Result<NvmeTier> {
     let _ = std::fs::remove_dir_all(dir);
     NvmeTierBuilder::new(dir, budget.max(cache_l2_nvme::MIN_SEGMENT_SIZE))
         .durability(Durability::None)
+        .reinsert_hits(reinsert_hits)
         .open_blocking()
         .with_context(|| format!("opening the NVMe tier in {}", dir.display()))
 }
@@ -130,6 +138,9 @@ impl System {
                 System::Tier(Arc::new(MemoryTier::builder(budgets.ram.max(1)).build()))
             }
             SystemKind::Nvme => System::Tier(Arc::new(nvme(&dir, budgets.disk)?)),
+            SystemKind::NvmeReinsert => {
+                System::Tier(Arc::new(nvme_with(&dir, budgets.disk, true)?))
+            }
             SystemKind::Object => System::Tier(Arc::new(object(&dir, Some(budgets.disk)).await?)),
             SystemKind::Moka => System::Moka(
                 moka::future::Cache::builder()
