@@ -215,11 +215,13 @@ impl Damage {
 pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     let trials: u64 = if ctx.quick { 3 } else { 25 };
     let entries: u32 = if ctx.quick { 300 } else { 1000 };
+    // Every object is a file or a request of its own: fewer per trial.
+    let object_entries = entries / 5;
     let mut s = Section::new(
         "corruption",
         format!(
             "random damage to stored data, {trials} trials per subject and kind, {entries} \
-             entries per trial"
+             entries per trial on disk tiers and {object_entries} on object stores"
         ),
     );
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -247,7 +249,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
                 let seed: u64 = rng.random();
                 let before = PANICS.load(Ordering::SeqCst);
                 let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    rt.block_on(run_trial(subject, damage, &dir, entries, seed, s3.as_ref().ok()))
+                    let n = if subject.is_object() { object_entries } else { entries };
+                    rt.block_on(run_trial(subject, damage, &dir, n, seed, s3.as_ref().ok()))
                 }));
                 let mut t = match result {
                     Ok(Ok(t)) => t,
@@ -364,6 +367,10 @@ impl Subject {
             Subject::Local => "local",
             Subject::S3 => "s3",
         }
+    }
+
+    fn is_object(self) -> bool {
+        matches!(self, Subject::Local | Subject::S3)
     }
 
     fn damages(self) -> Vec<Damage> {
