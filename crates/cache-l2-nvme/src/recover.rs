@@ -7,7 +7,10 @@
 //! at the first position that holds zeros instead of a record header (the end of what was
 //! written). A record whose header is sound but whose checksum fails is skipped by its length,
 //! and the key it names is dropped from the index, so an older version cannot come back in its
-//! place. A garbled header (non-zero bytes that are not a valid header) is resynchronised: the
+//! place — unless no valid record follows it in its segment: then it is the torn tail of a
+//! write a crash interrupted (never acknowledged by a barrier), and the key keeps its older,
+//! acknowledged version. The writer never appends to a recovered segment, so the torn record
+//! stays the tail of its segment on every later scan. A garbled header (non-zero bytes that are not a valid header) is resynchronised: the
 //! scan searches forward for the next offset where a whole record validates (magic, header and
 //! checksum) and goes on from there, so only the damaged record is lost; its key is unknown, so
 //! if it held the newest version of a key, an older version of that key can come back.
@@ -227,9 +230,17 @@ fn scan(
                     at += len;
                 }
                 ScanItem::Corrupt { len } => {
+                    let next = at.saturating_add(len as usize);
+                    if nothing_valid_after(data, next) {
+                        // A torn tail: the write a crash interrupted, never acknowledged by a
+                        // barrier. The key keeps the version it had before (a later scan sees
+                        // the same tail: the writer never appends to a recovered segment).
+                        tracing::debug!(segment = seg.id, offset = at, "torn record at the tail");
+                        break;
+                    }
                     report.corrupt_records += 1;
                     forget_named_key(data, at, &mut ns_of, index);
-                    at += len as usize;
+                    at = next;
                 }
                 ScanItem::End => match resync(data, at) {
                     Resync::End => break,
@@ -251,6 +262,21 @@ fn scan(
                     }
                 },
             }
+        }
+    }
+}
+
+/// Whether no valid record follows `from` in a segment's `data`: a corrupt record before such a
+/// position is the torn end of what was written, not damage in the middle of the log.
+fn nothing_valid_after(data: &Bytes, mut from: usize) -> bool {
+    loop {
+        if from >= data.len() {
+            return true;
+        }
+        match scan_at(data, from, Verify::Checksum) {
+            ScanItem::Record { .. } => return false,
+            ScanItem::Corrupt { len } => from = from.saturating_add((len as usize).max(1)),
+            ScanItem::End => return !matches!(resync(data, from), Resync::Skip(_)),
         }
     }
 }

@@ -230,3 +230,41 @@ fn a_snapshot_entry_outside_its_segment_falls_back_to_the_scan() {
         assert_eq!(check(&tier).await, 0);
     });
 }
+
+/// Regression (found by the crash campaign): a crash that tears an overwrite — header and key
+/// on disk, the end of the value not — must leave the older, acknowledged version readable, on
+/// this and on every later reopen, while the same damage followed by valid records (mid-log)
+/// drops the key.
+#[test]
+fn a_torn_overwrite_at_the_tail_keeps_the_acknowledged_version() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open(dir.path()).await;
+        let k = key(7);
+        assert!(tier.put(k.clone(), Entry::new(value(1))).await.unwrap().is_stored());
+        tier.flush().await.unwrap();
+        let newer = Bytes::from(vec![0xAB; 3000]);
+        assert!(tier.put(k.clone(), Entry::new(newer)).await.unwrap().is_stored());
+        tier.flush().await.unwrap();
+        drop(tier); // no close: no snapshot, the next open scans
+        // Tear the newer record: zero the second half of its value, as a killed write leaves it.
+        let seg = segments(dir.path()).pop().unwrap();
+        let data = std::fs::read(&seg).unwrap();
+        let at = data.windows(4).rposition(|w| w == b"TCRD").unwrap();
+        let tail = data[at..].windows(64).position(|w| w.iter().all(|b| *b == 0)).unwrap() + at;
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&vec![0u8; 1500], (tail - 1500) as u64).unwrap();
+        drop(f);
+        for reopen in 0..2 {
+            let tier = open(dir.path()).await;
+            assert!(!tier.recovery_report().from_snapshot);
+            let got = tier.get(&k).await.unwrap().map(|e| e.value);
+            assert_eq!(got, Some(value(1)), "reopen {reopen}: the acknowledged version");
+            // Other writes after the recovery go to a new segment and leave the tail alone.
+            assert!(tier.put(key(8), Entry::new(value(8))).await.unwrap().is_stored());
+            tier.flush().await.unwrap();
+            drop(tier);
+            let _ = std::fs::remove_file(dir.path().join("index.snap"));
+        }
+    });
+}
