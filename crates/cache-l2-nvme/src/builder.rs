@@ -18,6 +18,10 @@ pub const SEGMENTS_PER_BUDGET: u64 = 8;
 /// Default size of the pending-write buffer (records accepted by `put`, not yet written).
 pub const DEFAULT_MAX_PENDING: u32 = 64 * 1024 * 1024;
 
+/// The shortest [`Durability::Periodic`] interval accepted: a shorter one would keep the
+/// syncer thread busy without making writes meaningfully safer.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_micros(100);
+
 /// When written bytes are forced to stable storage with `fdatasync`.
 ///
 /// Whatever the level, a completed [`flush`](cache_core::Tier::flush) (the barrier) makes every
@@ -132,12 +136,21 @@ impl NvmeTierBuilder {
         self
     }
 
-    /// The segment size derived from the configuration and the budget.
+    /// The segment size derived from the configuration and the budget (and the check of the
+    /// other settings).
     pub(crate) fn effective_segment_size(&self) -> Result<u64, NvmeError> {
         if self.capacity < MIN_SEGMENT_SIZE {
             return Err(NvmeError::Config(format!(
                 "the budget of {} bytes is below the minimum of {MIN_SEGMENT_SIZE}",
                 self.capacity
+            )));
+        }
+        if let Durability::Periodic(every) = self.durability
+            && every < MIN_SYNC_INTERVAL
+        {
+            return Err(NvmeError::Config(format!(
+                "a periodic sync every {every:?} is below the minimum of {MIN_SYNC_INTERVAL:?} \
+                 (use Durability::EveryWrite to sync each write)"
             )));
         }
         if self.segment_size < MIN_SEGMENT_SIZE || self.segment_size > MAX_SEGMENT_SIZE {
@@ -182,5 +195,36 @@ impl NvmeTierBuilder {
     /// As for [`NvmeTierBuilder::open`].
     pub fn open_blocking(self) -> Result<NvmeTier> {
         NvmeTier::open(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cache_core::ErrorKind;
+
+    use super::{Durability, MIN_SEGMENT_SIZE, NvmeTierBuilder};
+
+    #[test]
+    fn bad_configurations_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |b: NvmeTierBuilder| b.open_blocking().expect_err("must be refused");
+        let cases = [
+            (
+                NvmeTierBuilder::new(dir.path(), 64 << 20)
+                    .durability(Durability::Periodic(Duration::ZERO)),
+                "periodic sync",
+            ),
+            (NvmeTierBuilder::new(dir.path(), MIN_SEGMENT_SIZE - 1), "budget"),
+            (NvmeTierBuilder::new(dir.path(), 64 << 20).segment_size(0), "segment size"),
+        ];
+        for (builder, names) in cases {
+            let err = open(builder);
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            assert!(err.to_string().contains(names), "{err}");
+        }
+        // Nothing was created for a refused configuration to lock.
+        NvmeTierBuilder::new(dir.path(), 64 << 20).open_blocking().unwrap();
     }
 }

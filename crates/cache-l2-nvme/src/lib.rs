@@ -146,7 +146,7 @@ pub mod fuzzing;
 pub use crate::{
     builder::{
         DEFAULT_MAX_PENDING, DEFAULT_SEGMENT_SIZE, Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
-        NvmeTierBuilder, SEGMENTS_PER_BUDGET,
+        MIN_SYNC_INTERVAL, NvmeTierBuilder, SEGMENTS_PER_BUDGET,
     },
     tier::{NvmeTier, RecoveryReport},
 };
