@@ -126,6 +126,38 @@ impl RocksTier {
 
     pub(crate) async fn open(builder: RocksTierBuilder) -> Result<RocksTier> {
         builder.validate()?;
+        match RocksTier::open_once(&builder).await {
+            Err(e) if e.kind() == cache_core::ErrorKind::Corrupted => {
+                // A damaged file (an SST block, say) fails the open or the budget rebuild that
+                // reads every record. This is a cache: salvage what validates with RocksDB's
+                // repair (it sets aside the files it cannot read, under `lost/`) rather than
+                // make every record unreachable.
+                tracing::warn!(
+                    path = %builder.dir.display(),
+                    error = %e,
+                    "damaged database: repairing (unreadable files are set aside under lost/)"
+                );
+                let (opts, path) = (builder.rocksdb_options(), builder.dir.clone());
+                tokio::task::spawn_blocking(move || DB::repair(&opts, &path))
+                    .await
+                    .map_err(|source| Error::from(RocksError::Join { source }))?
+                    .map_err(|source| Error::from(RocksError::open(builder.dir.clone(), source)))?;
+                let tier = RocksTier::open_once(&builder).await.map_err(|again| {
+                    Error::new(
+                        again.kind(),
+                        TIER,
+                        format!("{again} (after a repair of the damaged database: {e})"),
+                    )
+                })?;
+                tier.inner.stats.corrupt();
+                Ok(tier)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens the database and rebuilds the budget.
+    async fn open_once(builder: &RocksTierBuilder) -> Result<RocksTier> {
         let options = builder.rocksdb_options();
         let path = builder.dir.clone();
         let opts = options.clone();
@@ -149,13 +181,16 @@ impl RocksTier {
             capacity: builder.capacity_bytes,
             durability: builder.durability,
             write_opts,
-            clock: builder.clock,
+            clock: builder.clock.clone(),
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
             stats: TierStats::new(TIER),
             options,
         });
         let tier = RocksTier { inner };
-        tier.blocking(|inner, db| inner.rebuild(db)).await?;
+        if let Err(e) = tier.blocking(|inner, db| inner.rebuild(db)).await {
+            let _ = tier.close().await;
+            return Err(e);
+        }
         Ok(tier)
     }
 
