@@ -95,6 +95,10 @@
 //! process" and the path (tested with a child process and within one process). A corrupt record
 //! (garbage, another key's record, a flipped bit) is a miss, counted in `stats().corrupted`, and
 //! deleted, so the key works again at the next put (`corrupt_record_is_a_counted_miss_and_is_deleted`).
+//! A database damaged beyond opening (a bad SST block or footer) is repaired with RocksDB's
+//! repair on open: files it cannot read are set aside under `lost/`, their records become
+//! misses, the rest is served, and the damage is counted
+//! (`a_damaged_sst_is_repaired_on_open_and_the_rest_is_served`).
 //! Bloom filter bits, block cache size and LZ4 are builder knobs, and a test checks that each
 //! reaches RocksDB (Bloom skips counted by RocksDB's statistics, the block cache capacity
 //! property, SST size with and without LZ4).
