@@ -4,8 +4,8 @@
 //! Every case states what must happen (a clear error naming the problem, or correct isolation)
 //! and what did; the section is one table of them.
 //!
-//! The second-process cases re-run a copy of this binary (`cache-torture hostile-child <tier>
-//! <dir>`) while this process holds the directory open: the child must be refused, and must
+//! The second-process cases re-run a copy of this binary (`cache-torture hostile-child TIER
+//! DIR`) while this process holds the directory open: the child must be refused, and must
 //! succeed once the parent has closed the tier.
 
 use std::{

@@ -935,7 +935,9 @@ impl Shared {
     }
 }
 
-/// Writes queued jobs (demotions or write-behind) into tier `to`, in order.
+/// How long `close` waits for background writes.
+const CLOSE_QUIESCE: Duration = Duration::from_secs(30);
+
 /// Whether this get's latency goes into the per-tier histogram (one in eight, per thread).
 fn sample_latency() -> bool {
     thread_local! {
@@ -953,6 +955,7 @@ const BATCH_JOBS: usize = 128;
 /// Most value bytes one worker round writes with one `put_many`.
 const BATCH_BYTES: usize = 4 << 20;
 
+/// Writes queued jobs (demotions or write-behind) into tier `to`, in order.
 async fn worker(
     shared: Arc<Shared>,
     to: usize,
@@ -1152,7 +1155,14 @@ impl Tier for TieredCache {
         if self.shared.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.quiesce().await;
+        // Background writes get a bounded time to land: a close must not hang on a job that
+        // never finishes (what is still queued after that is dropped, and said so).
+        if tokio::time::timeout(CLOSE_QUIESCE, self.quiesce()).await.is_err() {
+            tracing::warn!(
+                pending = self.shared.pending.load(Ordering::Acquire),
+                "close: background writes still running after {CLOSE_QUIESCE:?}; closing anyway"
+            );
+        }
         self.shared.closed.store(true, Ordering::Release);
         self.shared.stop_background();
         let mut failed = None;
