@@ -6,6 +6,11 @@
 //! can demote it), coalesces concurrent loads of one missing key, and counts hits and misses
 //! (moka has no counters of its own).
 //!
+//! Each tier runs one small thread, `cache-l1-maintenance`, that runs moka's pending tasks
+//! every 20 ms. moka's `future::Cache` otherwise runs them only inside callers' writes, and a
+//! write waiting for room in moka's write log could miss its wake-up and wait forever when no
+//! other caller came along. The thread stops at `close` or when the tier is dropped.
+//!
 //! It implements [`cache_core::Tier`] and can be used on its own:
 //!
 //! ```

@@ -30,6 +30,68 @@ pub struct MemoryTier {
     shared: Arc<Shared>,
     capacity_bytes: u64,
     closed: AtomicBool,
+    maintenance: Maintenance,
+}
+
+/// How often the maintenance thread runs moka's pending tasks.
+pub(crate) const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A thread that runs moka's pending tasks (evictions, expirations, the write log) every
+/// [`MAINTENANCE_INTERVAL`], whatever the callers do.
+///
+/// moka's `future::Cache` has no housekeeping of its own: its pending tasks run inside callers'
+/// writes. A write that finds the write log full waits for a wake-up from whoever runs those
+/// tasks next, and moka registers that wait only after its last check, so a wake-up sent in
+/// between is lost. With no other writer around, such a put waited forever (seen as a rare
+/// stall of a tiered cache under load, where promotions write the RAM tier from other tasks).
+/// Each run here ends with a wake-up of every waiter, so a lost one costs at most one interval.
+struct Maintenance {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Maintenance {
+    fn start(cache: moka::future::Cache<Key, Entry>) -> Maintenance {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new().name("cache-l1-maintenance".into()).spawn(
+            move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(MAINTENANCE_INTERVAL);
+                    if flag.load(Ordering::Acquire) {
+                        break;
+                    }
+                    futures::executor::block_on(cache.run_pending_tasks());
+                }
+            },
+        );
+        match spawned {
+            Ok(handle) => Maintenance { stop, thread: Some(handle) },
+            Err(e) => {
+                // Only the rare stall above depends on this thread; the tier works without it.
+                tracing::warn!(error = %e, "cannot start the RAM tier's maintenance thread");
+                Maintenance { stop, thread: None }
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// State the eviction listener and the expiry policy share with the tier.
@@ -133,6 +195,7 @@ impl MemoryTier {
             })
             .build();
         MemoryTier {
+            maintenance: Maintenance::start(cache.clone()),
             cache,
             shared,
             capacity_bytes: b.capacity_bytes,
@@ -300,6 +363,7 @@ impl Tier for MemoryTier {
 
     async fn close(&self) -> Result<()> {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            self.maintenance.stop();
             self.cache.invalidate_all();
             self.cache.run_pending_tasks().await;
         }
