@@ -260,7 +260,10 @@ impl Writer {
         // puts for the next barrier.
         let mut room = 0usize;
         for (i, op) in ops.iter().enumerate() {
-            if let Op::Put { shard, tag, seq, room: r, ack: None, .. } = op {
+            if let Op::Put { shard, tag, seq, room: r, ack: None, .. }
+            | Op::Remove { shard, tag, seq, room: r, ack: None, .. } = op
+                && *seq != 0
+            {
                 self.sh.pending.remove_if(*shard, *tag, *seq);
                 room += *r as usize;
                 if let Some(e) = self.errors[i].take() {

@@ -77,8 +77,10 @@
 //!   (an older version is not served in its place), and the next [`flush`](cache_core::Tier::flush)
 //!   returns the error. [`Durability::EveryWrite`] puts still wait for their write and sync,
 //!   and return its error. [`NvmeTier::wait_written`] waits until everything queued is written
-//!   (not synced). Removes and namespace clears wait for the writer; they are ordered after
-//!   every put queued before them.
+//!   (not synced). Removes are staged the same way: the tombstone enters the buffer (so reads
+//!   miss at once) and the writer's queue, and `remove` returns; a removal is durable after the
+//!   next barrier. A key that is neither indexed nor pending is not queued at all. Namespace
+//!   clears wait for the writer. Every write is ordered after every write queued before it.
 //! - **Concurrency.** Reads run on the caller's task: shard read lock, slice, checksum. They
 //!   never wait for the writer or a sync. Writes are encoded on the caller's task and queued to
 //!   the writer thread; nothing on the async path blocks the executor on disk IO or `fsync`.

@@ -47,8 +47,17 @@ pub(crate) enum Op {
     /// (0: not entered there; the caller waits for `ack`), `room` the buffer bytes it holds.
     Put { shard: usize, tag: u32, record: Parts, ack: Option<Ack>, seq: u64, room: u32 },
     /// Append a tombstone (if the key may be on disk, or always with `force`) and drop the
-    /// index entry.
-    Remove { shard: usize, tag: u32, tombstone: Bytes, force: bool, ack: Option<Ack> },
+    /// index entry. `seq` and `room` as for `Put`: a staged removal has its tombstone in the
+    /// pending buffer (so reads miss at once) and no `ack`.
+    Remove {
+        shard: usize,
+        tag: u32,
+        tombstone: Bytes,
+        force: bool,
+        ack: Option<Ack>,
+        seq: u64,
+        room: u32,
+    },
     /// Mark a namespace cleared at the current log position.
     Clear { namespace: NamespaceId, ack: Ack },
     /// Make everything acknowledged so far durable.
@@ -200,6 +209,17 @@ impl Shared {
         self.queue_cv.notify_one();
     }
 
+    /// Enters a removal's tombstone into the pending buffer and queues the removal, under the
+    /// queue lock (see [`Shared::submit_staged`]).
+    pub(crate) fn submit_staged_remove(&self, shard: usize, tag: u32, tombstone: Bytes, room: u32) {
+        let mut q = self.queue.lock();
+        let seq = self.pending.insert(shard, tag, Parts::whole(tombstone.clone()));
+        q.ops.push(Op::Remove { shard, tag, tombstone, force: false, ack: None, seq, room });
+        drop(q);
+        self.queued.store(true, Ordering::Release);
+        self.queue_cv.notify_one();
+    }
+
     /// Records the failure of a write whose put already returned: counted, logged, and kept
     /// for the next barrier.
     pub(crate) fn defer_error(&self, e: Error) {
@@ -338,6 +358,8 @@ impl NvmeTier {
                         tombstone: Record::encode_tombstone(key, sh.clock.now()),
                         force: true,
                         ack: None,
+                        seq: 0,
+                        room: 0,
                     }]);
                 }
                 tracing::warn!(
@@ -427,7 +449,9 @@ impl NvmeTier {
     /// Removes `key` because a put replacing it was rejected as already expired.
     fn drop_stale(&self, key: &Key) -> Option<oneshot::Receiver<Result<()>>> {
         let (shard, tag) = locate(key.hash());
-        if self.shared.index.get(shard, tag).is_none() && !self.shared.pending.contains(shard, tag)
+        // Pending first: the writer publishes a record's index entry before it drops the record
+        // from the pending buffer, so the key cannot slip between the two checks.
+        if !self.shared.pending.contains(shard, tag) && self.shared.index.get(shard, tag).is_none()
         {
             return None;
         }
@@ -469,8 +493,26 @@ impl NvmeTier {
             tombstone: Record::encode_tombstone(key, self.shared.clock.now()),
             force: false,
             ack: Some(ack),
+            seq: 0,
+            room: 0,
         }]);
         rx
+    }
+
+    /// Removes `key` without waiting for the writer: its tombstone goes into the pending buffer
+    /// (reads miss from now on) and to the writer's queue, like a staged put. A key neither
+    /// indexed nor pending has nothing on disk a tombstone must cover, and is not queued.
+    async fn remove_staged(&self, key: &Key, shard: usize, tag: u32) -> Result<()> {
+        // Pending first, as in `drop_stale`.
+        if !self.shared.pending.contains(shard, tag) && self.shared.index.get(shard, tag).is_none()
+        {
+            return Ok(());
+        }
+        let tombstone = Record::encode_tombstone(key, self.shared.clock.now());
+        let room = self.room_for(tombstone.len());
+        self.reserve(room).await?;
+        self.shared.submit_staged_remove(shard, tag, tombstone, room);
+        Ok(())
     }
 
     /// Prepares one put: stamps, checks expiry and size, encodes.
@@ -677,7 +719,11 @@ impl Tier for NvmeTier {
         let result = async {
             self.check_open()?;
             let (shard, tag) = locate(key.hash());
-            wait(self.submit_remove(key, shard, tag)).await?;
+            if self.early_ack() {
+                self.remove_staged(key, shard, tag).await?;
+            } else {
+                wait(self.submit_remove(key, shard, tag)).await?;
+            }
             self.shared.stats.remove();
             Ok(())
         }

@@ -65,11 +65,15 @@ async fn populate(tier: &NvmeTier) -> Vec<Option<Bytes>> {
     expect
 }
 
-async fn check(tier: &NvmeTier, expect: &[Option<Bytes>]) {
+async fn check_keys(tier: &NvmeTier, expect: &[Option<Bytes>]) {
     for (i, e) in expect.iter().enumerate() {
         let got = tier.get(&key(i as u32)).await.unwrap().map(|e| e.value);
         assert_eq!(got.as_ref(), e.as_ref(), "key {i}");
     }
+}
+
+async fn check(tier: &NvmeTier, expect: &[Option<Bytes>]) {
+    check_keys(tier, expect).await;
     let other = Namespace::new("gone").unwrap();
     for i in 0..100u32 {
         assert!(tier.get(&other.key(format!("{i}")).unwrap()).await.unwrap().is_none());
@@ -127,6 +131,39 @@ fn drop_without_close_reopens_by_scanning() {
         let tier = open(dir.path(), &clock).await;
         assert!(tier.recovery_report().from_snapshot);
         check(&tier, &expect).await;
+    });
+}
+
+/// `remove` returns before the writer wrote the tombstone (as a put returns before its record
+/// is written): reads miss at once, a put after it wins, and both survive a reopen by scanning.
+#[test]
+fn staged_removals_read_at_once_and_survive_a_reopen() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock();
+        let tier = open(dir.path(), &clock).await;
+        for i in 0..4 {
+            assert!(tier.put(key(i), Entry::new(value(i, 0))).await.unwrap().is_stored());
+        }
+        tier.wait_written().await.unwrap();
+        // 0: on disk, then removed. 1: removed, then put again. 2: put and removed while both
+        // may still be pending. 3: left alone. 4: never written.
+        tier.remove(&key(0)).await.unwrap();
+        tier.remove(&key(1)).await.unwrap();
+        assert!(tier.put(key(1), Entry::new(value(1, 1))).await.unwrap().is_stored());
+        assert!(tier.put(key(2), Entry::new(value(2, 1))).await.unwrap().is_stored());
+        tier.remove(&key(2)).await.unwrap();
+        tier.remove(&key(4)).await.unwrap();
+        let expect = vec![None, Some(value(1, 1)), None, Some(value(3, 0)), None];
+        check_keys(&tier, &expect).await;
+        tier.wait_written().await.unwrap();
+        assert_eq!(tier.pending_writes(), 0, "the writer drops written tombstones");
+        check_keys(&tier, &expect).await;
+        drop(tier);
+        let tier = open(dir.path(), &clock).await;
+        assert!(!tier.recovery_report().from_snapshot);
+        check_keys(&tier, &expect).await;
+        assert_eq!(tier.usage().entries, Some(2));
     });
 }
 
