@@ -54,8 +54,8 @@ impl Maintenance {
     fn start(cache: moka::future::Cache<Key, Entry>) -> Maintenance {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new().name("cache-l1-maintenance".into()).spawn(
-            move || {
+        let spawned =
+            std::thread::Builder::new().name("cache-l1-maintenance".into()).spawn(move || {
                 while !flag.load(Ordering::Acquire) {
                     std::thread::park_timeout(MAINTENANCE_INTERVAL);
                     if flag.load(Ordering::Acquire) {
@@ -63,8 +63,7 @@ impl Maintenance {
                     }
                     futures::executor::block_on(cache.run_pending_tasks());
                 }
-            },
-        );
+            });
         match spawned {
             Ok(handle) => Maintenance { stop, thread: Some(handle) },
             Err(e) => {
