@@ -388,6 +388,34 @@ impl NvmeTier {
         Ok(Some(record))
     }
 
+    /// Whether `key` has a live entry, from the pending buffer or the index and the record's
+    /// header: the value's checksum is not computed and no hit or miss is counted (a tiered
+    /// cache asks this on every put, to drop an older copy). A record whose header does not
+    /// validate counts as present, so a removal still covers it.
+    fn probe(&self, key: &Key) -> Result<bool> {
+        self.check_open()?;
+        let sh = &*self.shared;
+        let now = sh.clock.now();
+        let live = |r: &Record| !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(now);
+        let (shard, tag) = locate(key.hash());
+        if let Some(parts) = sh.pending.get(shard, tag) {
+            return Ok(Record::decode_with(parts.to_bytes(), Verify::StructureOnly)
+                .map_or(true, |r| live(&r)));
+        }
+        let Some(slot) = sh.index.get(shard, tag) else { return Ok(false) };
+        if sh.cleared(&key.namespace().id(), slot.lsn()) {
+            return Ok(false);
+        }
+        let bytes = {
+            let segments = sh.segments.read();
+            let Some(seg) = segments.get(&slot.segment) else { return Ok(false) };
+            slot.range_in(&seg.data).map(|range| seg.data.slice(range))
+        };
+        Ok(bytes
+            .and_then(|b| Record::decode_with(b, Verify::StructureOnly).ok())
+            .is_none_or(|r| live(&r)))
+    }
+
     /// A read served from the pending buffer (a record this process encoded moments ago).
     fn pending_hit(&self, key: &Key, parts: Parts) -> Option<Record> {
         let bytes = parts.to_bytes();
@@ -658,6 +686,13 @@ impl Tier for NvmeTier {
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
         match self.lookup(key) {
             Ok(r) => Ok(r.map(|r| r.to_entry())),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    async fn contains(&self, key: &Key) -> Result<bool> {
+        match self.probe(key) {
+            Ok(r) => Ok(r),
             Err(e) => self.fail(e),
         }
     }

@@ -167,6 +167,48 @@ fn staged_removals_read_at_once_and_survive_a_reopen() {
     });
 }
 
+/// `contains` answers from the pending buffer or the index and the record header, without
+/// counting a hit or a miss, and agrees with `get` on pending, written, removed, expired and
+/// cleared keys.
+#[test]
+fn contains_agrees_with_get_and_counts_nothing() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock();
+        let tier = open(dir.path(), &clock).await;
+        let ttl = Duration::from_secs(60);
+        assert!(tier.put(key(0), Entry::new(value(0, 0))).await.unwrap().is_stored());
+        let short = Entry::new(value(1, 0)).with_ttl(&*clock, ttl);
+        assert!(tier.put(key(1), short).await.unwrap().is_stored());
+        assert!(tier.put(key(2), Entry::new(value(2, 0))).await.unwrap().is_stored());
+        tier.wait_written().await.unwrap();
+        tier.remove(&key(2)).await.unwrap();
+        let other = Namespace::new("gone").unwrap();
+        let gone = other.key("x").unwrap();
+        assert!(tier.put(gone.clone(), Entry::new("x")).await.unwrap().is_stored());
+        // Pending (no wait): key 3.
+        assert!(tier.put(key(3), Entry::new(value(3, 0))).await.unwrap().is_stored());
+        let before = tier.stats();
+        assert!(tier.contains(&key(0)).await.unwrap());
+        assert!(tier.contains(&key(1)).await.unwrap());
+        assert!(!tier.contains(&key(2)).await.unwrap());
+        assert!(tier.contains(&key(3)).await.unwrap());
+        assert!(!tier.contains(&key(4)).await.unwrap());
+        assert!(tier.contains(&gone).await.unwrap());
+        let after = tier.stats();
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        tier.clear_namespace(&other).await.unwrap();
+        clock.advance(ttl);
+        tier.wait_written().await.unwrap();
+        assert!(!tier.contains(&gone).await.unwrap());
+        assert!(!tier.contains(&key(1)).await.unwrap());
+        for i in 0..5 {
+            let k = key(i);
+            assert_eq!(tier.contains(&k).await.unwrap(), tier.get(&k).await.unwrap().is_some());
+        }
+    });
+}
+
 #[test]
 fn expired_entries_do_not_come_back() {
     block_on(async {
