@@ -494,6 +494,12 @@ impl Tier for RocksTier {
         Ok(rec.map(|r| r.to_entry()))
     }
 
+    /// A read that counts no hit or miss: a tiered cache asks this on every put.
+    async fn contains(&self, key: &Key) -> Result<bool> {
+        let k = key.clone();
+        Ok(self.blocking(move |inner, db| inner.get_record(db, &k)).await?.is_some())
+    }
+
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
         let k = key.clone();
         let rec = self.blocking(move |inner, db| inner.get_record(db, &k)).await?;

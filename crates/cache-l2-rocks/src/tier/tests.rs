@@ -229,6 +229,26 @@ fn expired_record_is_deleted_when_read() {
 }
 
 #[test]
+fn contains_agrees_with_get_and_counts_nothing() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let tier = open(&dir, 16 * MIB, &clock).await;
+        let e = Entry::new("v").with_ttl(&*clock, Duration::from_secs(1));
+        assert!(tier.put(key(1), e).await.unwrap().is_stored());
+        assert!(tier.put(key(2), Entry::new("w")).await.unwrap().is_stored());
+        let before = tier.stats();
+        assert!(tier.contains(&key(1)).await.unwrap());
+        assert!(tier.contains(&key(2)).await.unwrap());
+        assert!(!tier.contains(&key(3)).await.unwrap());
+        let after = tier.stats();
+        assert_eq!((after.hits, after.misses), (before.hits, before.misses));
+        clock.advance(Duration::from_secs(1));
+        assert!(!tier.contains(&key(1)).await.unwrap());
+    });
+}
+
+#[test]
 fn corrupt_record_is_a_counted_miss_and_is_deleted() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
