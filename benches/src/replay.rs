@@ -613,7 +613,14 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         "\nNotes: the NVMe tier runs with `Durability::None` and the object tiers without fsync \
          (`local_fsync(false)`), so disk numbers measure the page cache as much as the device. \
          moka and our tiers use the same `Key` type; foyer uses `u64` keys and `Vec<u8>` values \
-         (its `StorageKey` needs serde). Plots (SVG) and JSON are written under `target/bench/`."
+         (its `StorageKey` needs serde). The `moka` row is moka without an eviction listener; \
+         `l1` and `tiered` need one (evictions are counted and demoted), and moka's listener \
+         takes a per-key lock on every write: in this workload it alone halves moka's \
+         throughput (back to back: moka with an empty listener 565k ops/s, without 1.11-1.32M; \
+         `l1` 0.93× the moka with a listener in the same run). So with this many fills `l1` \
+         stays near 0.5× the `moka` row, while gets that hit stay near 0.9× \
+         (`cargo xtask bench --micro`). Plots \
+         (SVG) and JSON are written under `target/bench/`."
     );
     if args.compare_ops.is_none() {
         md.push_str(&hybrid_section(args.quick, &data_dir).await?);
