@@ -29,7 +29,7 @@ use crate::{
     builder::{Durability, NvmeTierBuilder},
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
-    index::{Index, MAX_RECORD_LEN, locate},
+    index::{Index, MAX_RECORD_LEN, Slot, locate},
     parts::Parts,
     pending::Pending,
     segment::Segment,
@@ -334,14 +334,9 @@ impl NvmeTier {
             sh.stats.miss();
             return Ok(None);
         }
-        let bytes = {
-            let segments = sh.segments.read();
-            let Some(seg) = segments.get(&slot.segment) else {
-                drop(segments);
-                sh.stats.miss();
-                return Ok(None);
-            };
-            slot.range_in(&seg.data).map(|range| seg.data.slice(range))
+        let Some(bytes) = self.slot_bytes(slot) else {
+            sh.stats.miss();
+            return Ok(None);
         };
         let record =
             bytes.ok_or(()).and_then(|b| Record::decode_with(b, sh.verify).map_err(|_| ()));
@@ -388,6 +383,14 @@ impl NvmeTier {
         Ok(Some(record))
     }
 
+    /// The bytes `slot` points at: `None` if its segment is gone (reclaimed), `Some(None)` if
+    /// the slot does not fit the segment.
+    fn slot_bytes(&self, slot: Slot) -> Option<Option<Bytes>> {
+        let segments = self.shared.segments.read();
+        let seg = segments.get(&slot.segment)?;
+        Some(slot.range_in(&seg.data).map(|range| seg.data.slice(range)))
+    }
+
     /// Whether `key` has a live entry, from the pending buffer or the index and the record's
     /// header: the value's checksum is not computed and no hit or miss is counted (a tiered
     /// cache asks this on every put, to drop an older copy). A record whose header does not
@@ -406,11 +409,7 @@ impl NvmeTier {
         if sh.cleared(&key.namespace().id(), slot.lsn()) {
             return Ok(false);
         }
-        let bytes = {
-            let segments = sh.segments.read();
-            let Some(seg) = segments.get(&slot.segment) else { return Ok(false) };
-            slot.range_in(&seg.data).map(|range| seg.data.slice(range))
-        };
+        let Some(bytes) = self.slot_bytes(slot) else { return Ok(false) };
         Ok(bytes
             .and_then(|b| Record::decode_with(b, Verify::StructureOnly).ok())
             .is_none_or(|r| live(&r)))
@@ -474,13 +473,17 @@ impl NvmeTier {
         }
     }
 
+    /// Whether (shard, tag) is pending or indexed: whether a removal has anything to cover.
+    /// Pending first: the writer publishes a record's index entry before it drops the record
+    /// from the pending buffer, so a key cannot slip between the two checks.
+    fn held(&self, shard: usize, tag: u32) -> bool {
+        self.shared.pending.contains(shard, tag) || self.shared.index.get(shard, tag).is_some()
+    }
+
     /// Removes `key` because a put replacing it was rejected as already expired.
     fn drop_stale(&self, key: &Key) -> Option<oneshot::Receiver<Result<()>>> {
         let (shard, tag) = locate(key.hash());
-        // Pending first: the writer publishes a record's index entry before it drops the record
-        // from the pending buffer, so the key cannot slip between the two checks.
-        if !self.shared.pending.contains(shard, tag) && self.shared.index.get(shard, tag).is_none()
-        {
+        if !self.held(shard, tag) {
             return None;
         }
         Some(self.submit_remove(key, shard, tag))
@@ -531,9 +534,7 @@ impl NvmeTier {
     /// (reads miss from now on) and to the writer's queue, like a staged put. A key neither
     /// indexed nor pending has nothing on disk a tombstone must cover, and is not queued.
     async fn remove_staged(&self, key: &Key, shard: usize, tag: u32) -> Result<()> {
-        // Pending first, as in `drop_stale`.
-        if !self.shared.pending.contains(shard, tag) && self.shared.index.get(shard, tag).is_none()
-        {
+        if !self.held(shard, tag) {
             return Ok(());
         }
         let tombstone = Record::encode_tombstone(key, self.shared.clock.now());
