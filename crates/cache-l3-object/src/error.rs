@@ -168,6 +168,8 @@ enum HttpClass {
 fn http_class(err: &(dyn StdError + 'static)) -> HttpClass {
     let mut cur = Some(err);
     while let Some(e) = cur {
+        // The HTTP client exists only with the AWS client (`s3` feature).
+        #[cfg(feature = "s3")]
         if e.downcast_ref::<object_store::client::HttpError>().is_some() {
             return HttpClass::Unavailable;
         }

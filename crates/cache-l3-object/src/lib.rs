@@ -20,9 +20,10 @@
 //! # Ok::<(), cache_core::Error>(()) }).unwrap();
 //! ```
 //!
-//! On an S3-compatible server (here configured from `AWS_*` variables):
+//! On an S3-compatible server (here configured from `AWS_*` variables), with the `s3` feature:
 //!
 //! ```no_run
+//! # #[cfg(feature = "s3")] {
 //! use std::time::Duration;
 //! use cache_l3_object::{ObjectTierBuilder, S3Config};
 //! # async fn f() -> cache_core::Result<()> {
@@ -32,7 +33,15 @@
 //!     .build()  // lists the prefix once: wrong credentials fail here, with `Invalid`
 //!     .await?;
 //! # Ok(()) }
+//! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `s3` (off by default): S3 and compatible servers, `S3Config` and `ObjectTierBuilder::s3`.
+//!   It enables `object_store`'s AWS client (reqwest, hyper, rustls), which the local
+//!   filesystem and memory stores do not need.
+//! - `testkit`: the fault-injecting store of the `fault` module.
 //!
 //! # Layout
 //!
@@ -136,13 +145,16 @@
 //!
 //! # Modules
 //!
-//! - `builder`: [`ObjectTierBuilder`] and [`S3Config`].
+//! - `builder`: [`ObjectTierBuilder`].
+//! - `s3` (feature `s3`): `S3Config` and `Secret`.
 //! - `tier`: [`ObjectTier`] and its [`Tier`] implementation.
 //! - `layout`: object paths and the two-piece record encoding.
 //! - `error`: classification of object-store failures.
 //! - `metrics`: [`ObjectMetrics`].
-//! - [`fault`] (feature `testkit`): [`FaultyStore`](fault::FaultyStore), an `ObjectStore`
+//! - `fault` (feature `testkit`): `FaultyStore`, an `ObjectStore`
 //!   wrapper that injects latency, errors and hangs.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod error;
@@ -150,13 +162,17 @@ mod error;
 pub mod fault;
 mod layout;
 mod metrics;
+#[cfg(feature = "s3")]
+mod s3;
 mod tier;
 
 #[cfg(doc)]
 use cache_core::Tier;
 
+#[cfg(feature = "s3")]
+pub use crate::s3::{S3Config, Secret};
 pub use crate::{
-    builder::{ObjectTierBuilder, S3Config, Secret},
+    builder::ObjectTierBuilder,
     metrics::{ObjectMetrics, Op, OpMetrics},
     tier::{CreateOutcome, ObjectTier},
 };
