@@ -2,6 +2,7 @@
 //! compared, so ratios compare systems, not inputs.
 
 pub mod reference;
+pub mod synthetic;
 pub mod trace;
 
 use bytes::Bytes;
