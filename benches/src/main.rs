@@ -2,10 +2,16 @@
 //!
 //! ```text
 //! cache-bench run      [workload flags] [--system tiered] [--ram 64MiB --disk 256MiB] [--config FILE]
-//! cache-bench replay   --trace PATH [--format arc|oracle-general|cache2k|csv] --capacity 1000,2000 | 128MiB
+//! cache-bench replay   --trace PATH [--format FORMAT] | --workload NAME   --capacity 1000,2000 | 128MiB [--strict]
 //! cache-bench compare  [workload flags] [--systems tiered,l1,nvme,object,moka,foyer,object-store]
-//! cache-bench report   [--traces DIR] [--quick] [--out docs/benchmarks.md]
+//! cache-bench report   [--traces DIR] [--quick] [--out docs/benchmarks.md] [--strict]
+//! cache-bench traces   fetch|verify [--dir DIR]
 //! ```
+//!
+//! Built-in workloads (`--workload`): zipf-0.7, zipf-0.9, zipf-1.1, scan, loop, shift. Trace
+//! formats (`--format`, guessed from the name where possible): arc, oracle-general, cache2k,
+//! u32be, u64be, csv (`--csv-key-col`, `--csv-size-col`, `--csv-delimiter`), txt, lirs,
+//! adapt-size, meta-kv. See `benches/README.md`.
 //!
 //! Results go to `target/bench/*.json` (and SVG plots beside them); tables go to stdout.
 
@@ -18,6 +24,7 @@
 mod output;
 mod replay;
 mod systems;
+mod traces;
 mod workload;
 
 use std::{
@@ -61,6 +68,8 @@ enum Command {
     Compare(CompareArgs),
     /// Every known trace at its README capacities, plus a comparison, as Markdown.
     Report(replay::ReportArgs),
+    /// Downloads (`fetch`) or checks (`verify`) the known real traces.
+    Traces(traces::TracesArgs),
 }
 
 /// The budgets of a run, from flags or the TOML file.
@@ -141,6 +150,9 @@ struct CompareArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Traces(args) = cli.command {
+        return traces::run(args);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
@@ -152,6 +164,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Report(args) => replay::report(args).await,
+            Command::Traces(_) => unreachable!("handled before the runtime"),
         }
     })
 }

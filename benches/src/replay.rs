@@ -1,4 +1,5 @@
-//! `replay` and `report`: real traces through the reference policies and our caches.
+//! `replay` and `report`: built-in workloads and real traces through the reference policies and
+//! our caches, with the optimum beside every row and results above it flagged as bugs.
 
 use std::{
     fmt::Write as _,
@@ -12,8 +13,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use cache_bench::{
-    reference::{Capacity, Policy, simulate},
-    trace::{Request, TraceFormat, load, summary},
+    reference::{Capacity, Policy, next_accesses, simulate_with},
+    synthetic,
+    trace::{CsvOptions, Request, TraceFormat, load_with, summary},
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,17 +24,28 @@ use crate::{
     output::{self, table, write_json},
     progress,
     systems::{Budgets, System, SystemKind, l1_weight, namespace, nvme_weight},
+    traces::{self, Known},
     workload::{KeyDist, Workload, value_pool},
 };
 
 /// What a trace is replayed through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum ReplaySystem {
     /// Exact LRU (reference).
     Lru,
     /// Exact FIFO (reference).
     Fifo,
+    /// Exact S3-FIFO (reference, libCacheSim's published algorithm).
+    S3Fifo,
+    /// Exact ARC (reference).
+    Arc,
+    /// Exact SIEVE (reference).
+    Sieve,
+    /// Belady's farthest-next-access rule, always inserting (reference).
+    Belady,
+    /// The upper bound on hits at this capacity (added whenever one of our systems runs).
+    Opt,
     /// Raw moka with `MemoryTier`'s weigher.
     Moka,
     /// `MemoryTier` alone.
@@ -46,17 +59,46 @@ pub(crate) enum ReplaySystem {
 }
 
 impl ReplaySystem {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
-            ReplaySystem::Lru => "LRU (reference)",
-            ReplaySystem::Fifo => "FIFO (reference)",
             ReplaySystem::Moka => "moka",
             ReplaySystem::L1 => "l1",
             ReplaySystem::Nvme => "nvme (FIFO)",
             ReplaySystem::NvmeReinsert => "nvme (reinsert hits)",
             ReplaySystem::Tiered => "tiered (ram+nvme)",
+            r => r.policy().map_or("?", Policy::name),
         }
     }
+
+    /// The reference policy behind a reference row.
+    pub(crate) fn policy(self) -> Option<Policy> {
+        Some(match self {
+            ReplaySystem::Lru => Policy::Lru,
+            ReplaySystem::Fifo => Policy::Fifo,
+            ReplaySystem::S3Fifo => Policy::S3Fifo,
+            ReplaySystem::Arc => Policy::Arc,
+            ReplaySystem::Sieve => Policy::Sieve,
+            ReplaySystem::Belady => Policy::Belady,
+            ReplaySystem::Opt => Policy::Opt,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is one of our systems (or moka), whose results are checked against OPT.
+    pub(crate) fn is_ours(self) -> bool {
+        self.policy().is_none()
+    }
+
+    /// The reference policies, in table order.
+    pub(crate) const REFERENCES: [ReplaySystem; 7] = [
+        ReplaySystem::Lru,
+        ReplaySystem::Fifo,
+        ReplaySystem::S3Fifo,
+        ReplaySystem::Arc,
+        ReplaySystem::Sieve,
+        ReplaySystem::Belady,
+        ReplaySystem::Opt,
+    ];
 }
 
 /// Parses `1000` (a count), `64KiB`, `128MiB`, `2GiB` or `512B` (bytes).
@@ -75,20 +117,40 @@ fn parse_capacity(s: &str) -> Result<Capacity, String> {
     Ok(if s.trim().ends_with('B') { Capacity::Bytes(n) } else { Capacity::Entries(n) })
 }
 
+fn parse_workload(s: &str) -> Result<String, String> {
+    match synthetic::by_name(s) {
+        Some(_) => Ok(s.to_owned()),
+        None => Err(format!(
+            "unknown workload {s:?}: expected one of {}",
+            synthetic::names().join(", ")
+        )),
+    }
+}
+
 /// Flags of `replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ReplayArgs {
     /// The trace file (read in place; `.zst` and `.xz` are decompressed on the fly).
-    #[arg(long, required_unless_present = "all_traces")]
+    #[arg(long, required_unless_present_any = ["all_traces", "workload"], conflicts_with = "workload")]
     trace: Option<PathBuf>,
+    /// A built-in workload instead of a file: zipf-0.7, zipf-0.9, zipf-1.1, scan, loop, shift.
+    #[arg(long, value_parser = parse_workload)]
+    workload: Option<String>,
     /// Its format (guessed from the name when omitted).
     #[arg(long)]
     format: Option<TraceFormat>,
+    #[command(flatten)]
+    csv: CsvArgs,
     /// Capacities: `1000` (entries) or `128MiB` (bytes); several give a miss-ratio curve.
     #[arg(long, value_delimiter = ',', value_parser = parse_capacity, default_value = "1000")]
     capacity: Vec<Capacity>,
-    /// What to replay through.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "lru,fifo,moka,l1,tiered")]
+    /// What to replay through (OPT is added whenever one of our systems is listed).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "lru,fifo,s3-fifo,arc,sieve,belady,opt,moka,l1,tiered"
+    )]
     systems: Vec<ReplaySystem>,
     /// Share of the tiered stack's capacity given to RAM (the rest goes to NVMe).
     #[arg(long, default_value_t = 0.1)]
@@ -102,22 +164,105 @@ pub(crate) struct ReplayArgs {
     /// Where the disk tiers put their files (default `target/bench/data`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Exit non-zero when one of our systems hits more often than OPT (a bug, not a result).
+    #[arg(long)]
+    strict: bool,
+}
+
+/// Column choice of the `csv` format.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CsvArgs {
+    /// `csv`: the 1-based column of the key.
+    #[arg(long, default_value_t = 1)]
+    csv_key_col: usize,
+    /// `csv`: the 1-based column of the object size; 0 for none (every object weighs 512
+    /// bytes, as does a line without that column).
+    #[arg(long, default_value_t = 2)]
+    csv_size_col: usize,
+    /// `csv`: the field delimiter (one character; `\t` for a tab).
+    #[arg(long, default_value = ",")]
+    csv_delimiter: String,
+    /// `csv`: the first line is a header (default: guessed, a header when its size field is
+    /// not a number).
+    #[arg(long, conflicts_with = "csv_no_header")]
+    csv_header: bool,
+    /// `csv`: the first line is data, not a header.
+    #[arg(long)]
+    csv_no_header: bool,
+}
+
+impl CsvArgs {
+    fn options(&self) -> Result<CsvOptions> {
+        let delimiter = match self.csv_delimiter.as_str() {
+            "\\t" | "tab" => b'\t',
+            d if d.len() == 1 => d.as_bytes()[0],
+            d => bail!("--csv-delimiter must be one character, not {d:?}"),
+        };
+        if self.csv_key_col == 0 {
+            bail!("CSV columns are counted from 1");
+        }
+        Ok(CsvOptions {
+            key_col: self.csv_key_col - 1,
+            size_col: self.csv_size_col.checked_sub(1),
+            delimiter,
+            header: match (self.csv_header, self.csv_no_header) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// One replay result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ReplayResult {
-    trace: String,
-    capacity: Capacity,
-    system: ReplaySystem,
-    requests: u64,
-    hits: u64,
-    misses: u64,
-    hit_ratio: f64,
-    elapsed_s: f64,
+    pub(crate) trace: String,
+    pub(crate) capacity: Capacity,
+    pub(crate) system: ReplaySystem,
+    pub(crate) requests: u64,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) hit_ratio: f64,
+    pub(crate) elapsed_s: f64,
+    /// OPT's hits at the same capacity, when it was computed.
+    #[serde(default)]
+    pub(crate) opt_hits: Option<u64>,
+}
+
+impl ReplayResult {
+    /// More hits than OPT: impossible for a cache of this capacity, so a bug.
+    pub(crate) fn above_opt(&self) -> bool {
+        self.system.is_ours() && self.opt_hits.is_some_and(|opt| self.hits > opt)
+    }
+
+    /// `73.10`, or `73.10 ⚠ above OPT`.
+    pub(crate) fn cell(&self) -> String {
+        if self.above_opt() {
+            format!("{:.2} ⚠ above OPT", self.hit_ratio * 100.0)
+        } else {
+            format!("{:.2}", self.hit_ratio * 100.0)
+        }
+    }
+}
+
+/// Fills `opt_hits` of every result from the OPT row of the same trace and capacity.
+fn mark_opt(results: &mut [ReplayResult]) {
+    let opts: Vec<(String, Capacity, u64)> = results
+        .iter()
+        .filter(|r| r.system == ReplaySystem::Opt)
+        .map(|r| (r.trace.clone(), r.capacity, r.hits))
+        .collect();
+    for r in results.iter_mut() {
+        r.opt_hits =
+            opts.iter().find(|(t, c, _)| *t == r.trace && *c == r.capacity).map(|&(_, _, h)| h);
+    }
 }
 
 /// The stack budgets that give `capacity` for a trace of mean object size `avg`.
+///
+/// Inexact: the tiers' own per-entry costs at the mean size are only an estimate (see
+/// `l1_weight` and `nvme_weight`); a result above OPT flags a budget that came out too large.
 fn budgets(capacity: Capacity, avg: f64, ram_fraction: f64) -> (Budgets, Budgets) {
     let (ram, disk) = match capacity {
         Capacity::Entries(n) => {
@@ -134,87 +279,50 @@ fn budgets(capacity: Capacity, avg: f64, ram_fraction: f64) -> (Budgets, Budgets
     (alone, split)
 }
 
-async fn replay_one(
-    name: &str,
+/// Replays `trace` through one of our systems, one request at a time; `(hits, misses)`.
+pub(crate) async fn replay_system(
+    label: &str,
     trace: &[Request],
     capacity: Capacity,
     system: ReplaySystem,
     ram_fraction: f64,
     data_dir: &Path,
-) -> Result<ReplayResult> {
-    let start = Instant::now();
-    let (hits, misses) = match system {
-        ReplaySystem::Lru | ReplaySystem::Fifo => {
-            let policy = if system == ReplaySystem::Lru { Policy::Lru } else { Policy::Fifo };
-            let r = simulate(trace, policy, capacity);
-            (r.hits, r.misses)
-        }
-        _ => {
-            let avg =
-                trace.iter().map(|r| f64::from(r.size)).sum::<f64>() / trace.len().max(1) as f64;
-            let (alone, split) = budgets(capacity, avg.max(1.0), ram_fraction);
-            let (kind, b) = match system {
-                ReplaySystem::Moka => (SystemKind::Moka, alone),
-                ReplaySystem::L1 => (SystemKind::L1, alone),
-                ReplaySystem::Nvme => (SystemKind::Nvme, alone),
-                ReplaySystem::NvmeReinsert => (SystemKind::NvmeReinsert, alone),
-                _ => (SystemKind::Tiered, split),
-            };
-            let cache = System::build(kind, b, data_dir).await?;
-            let pool = value_pool(trace.iter().map(|r| r.size).max().unwrap_or(1));
-            let ns = namespace();
-            let counter = Arc::new(AtomicU64::new(0));
-            let bar = progress(
-                &format!("{name} {} {}", system.name(), capacity.label()),
-                trace.len() as u64,
-                counter.clone(),
-            );
-            let (mut hits, mut misses) = (0u64, 0u64);
-            for (i, r) in trace.iter().enumerate() {
-                if cache.get(&ns, r.id).await? {
-                    hits += 1;
-                } else {
-                    misses += 1;
-                    cache.put(&ns, r.id, pool.slice(..r.size as usize)).await?;
-                }
-                if i % 1024 == 0 {
-                    counter.store(i as u64, Ordering::Relaxed);
-                }
-            }
-            bar.abort();
-            let _ = bar.await;
-            cache.close().await?;
-            (hits, misses)
-        }
+) -> Result<(u64, u64)> {
+    let avg = trace.iter().map(|r| f64::from(r.size)).sum::<f64>() / trace.len().max(1) as f64;
+    let (alone, split) = budgets(capacity, avg.max(1.0), ram_fraction);
+    let (kind, b) = match system {
+        ReplaySystem::Moka => (SystemKind::Moka, alone),
+        ReplaySystem::L1 => (SystemKind::L1, alone),
+        ReplaySystem::Nvme => (SystemKind::Nvme, alone),
+        ReplaySystem::NvmeReinsert => (SystemKind::NvmeReinsert, alone),
+        ReplaySystem::Tiered => (SystemKind::Tiered, split),
+        r => bail!("{} is a reference policy, not a system", r.name()),
     };
-    Ok(ReplayResult {
-        trace: name.to_owned(),
-        capacity,
-        system,
-        requests: hits + misses,
-        hits,
-        misses,
-        hit_ratio: hits as f64 / (hits + misses).max(1) as f64,
-        elapsed_s: start.elapsed().as_secs_f64(),
-    })
-}
-
-fn load_trace(
-    path: &Path,
-    format: Option<TraceFormat>,
-    limit: Option<usize>,
-) -> Result<Vec<Request>> {
-    let format = match format.or_else(|| TraceFormat::guess(path)) {
-        Some(f) => f,
-        None => bail!("cannot guess the format of {}: pass --format", path.display()),
-    };
-    let mut t = load(path, format).with_context(|| format!("reading {}", path.display()))?;
-    if let Some(n) = limit {
-        t.truncate(n);
+    let cache = System::build(kind, b, data_dir).await?;
+    let pool = value_pool(trace.iter().map(|r| r.size).max().unwrap_or(1));
+    let ns = namespace();
+    let counter = Arc::new(AtomicU64::new(0));
+    let bar = progress(label, trace.len() as u64, counter.clone());
+    let (mut hits, mut misses) = (0u64, 0u64);
+    for (i, r) in trace.iter().enumerate() {
+        if cache.get(&ns, r.id).await? {
+            hits += 1;
+        } else {
+            misses += 1;
+            cache.put(&ns, r.id, pool.slice(..r.size as usize)).await?;
+        }
+        if i % 1024 == 0 {
+            counter.store(i as u64, Ordering::Relaxed);
+        }
     }
-    Ok(t)
+    bar.abort();
+    let _ = bar.await;
+    cache.close().await?;
+    Ok((hits, misses))
 }
 
+/// Every capacity through every system; the next accesses are computed once when a policy
+/// reads the future. OPT is computed whenever one of our systems runs.
 async fn replay_many(
     name: &str,
     trace: &[Request],
@@ -223,16 +331,59 @@ async fn replay_many(
     ram_fraction: f64,
     data_dir: &Path,
 ) -> Result<Vec<ReplayResult>> {
+    let mut systems = systems.to_vec();
+    if systems.iter().any(|s| s.is_ours()) && !systems.contains(&ReplaySystem::Opt) {
+        systems.push(ReplaySystem::Opt);
+    }
+    let next = if systems.iter().any(|s| s.policy().is_some_and(Policy::needs_future)) {
+        next_accesses(trace)
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for &c in capacities {
-        for &s in systems {
-            out.push(replay_one(name, trace, c, s, ram_fraction, data_dir).await?);
+        for &s in &systems {
+            let start = Instant::now();
+            let (hits, misses) = match s.policy() {
+                Some(p) => {
+                    let r = simulate_with(trace, &next, p, c);
+                    (r.hits, r.misses)
+                }
+                None => {
+                    let label = format!("{name} {} {}", s.name(), c.label());
+                    replay_system(&label, trace, c, s, ram_fraction, data_dir).await?
+                }
+            };
+            out.push(ReplayResult {
+                trace: name.to_owned(),
+                capacity: c,
+                system: s,
+                requests: hits + misses,
+                hits,
+                misses,
+                hit_ratio: hits as f64 / (hits + misses).max(1) as f64,
+                elapsed_s: start.elapsed().as_secs_f64(),
+                opt_hits: None,
+            });
         }
     }
+    mark_opt(&mut out);
     Ok(out)
 }
 
-fn replay_table(results: &[ReplayResult], systems: &[ReplaySystem]) -> String {
+/// The systems of `results`, in first-seen order.
+fn systems_of(results: &[ReplayResult]) -> Vec<ReplaySystem> {
+    let mut v: Vec<ReplaySystem> = Vec::new();
+    for r in results {
+        if !v.contains(&r.system) {
+            v.push(r.system);
+        }
+    }
+    v
+}
+
+fn replay_table(results: &[ReplayResult]) -> String {
+    let systems = systems_of(results);
     let mut caps: Vec<Capacity> = Vec::new();
     for r in results {
         if !caps.contains(&r.capacity) {
@@ -243,10 +394,10 @@ fn replay_table(results: &[ReplayResult], systems: &[ReplaySystem]) -> String {
         .iter()
         .map(|c| {
             let mut row = vec![c.label()];
-            for s in systems {
+            for s in &systems {
                 row.push(results.iter().find(|r| r.capacity == *c && r.system == *s).map_or_else(
                     || "–".to_owned(),
-                    |r| format!("{:.2} ({} misses)", r.hit_ratio * 100.0, r.misses),
+                    |r| format!("{} ({} misses)", r.cell(), r.misses),
                 ));
             }
             row
@@ -257,8 +408,8 @@ fn replay_table(results: &[ReplayResult], systems: &[ReplaySystem]) -> String {
     table(&header, &rows)
 }
 
-fn mrc_plot(name: &str, results: &[ReplayResult], systems: &[ReplaySystem]) -> Result<PathBuf> {
-    let series: Vec<output::Series> = systems
+fn mrc_plot(name: &str, results: &[ReplayResult]) -> Result<PathBuf> {
+    let series: Vec<output::Series> = systems_of(results)
         .iter()
         .map(|s| {
             let pts = results
@@ -283,103 +434,194 @@ fn mrc_plot(name: &str, results: &[ReplayResult], systems: &[ReplaySystem]) -> R
     Ok(path)
 }
 
+fn load_trace(
+    path: &Path,
+    format: Option<TraceFormat>,
+    csv: &CsvOptions,
+    limit: Option<usize>,
+) -> Result<Vec<Request>> {
+    let format = match format.or_else(|| TraceFormat::guess(path)) {
+        Some(f) => f,
+        None => bail!(
+            "cannot guess the format of {}: pass --format ({})",
+            path.display(),
+            TraceFormat::ALL.map(TraceFormat::as_str).join(", ")
+        ),
+    };
+    let mut t =
+        load_with(path, format, csv).with_context(|| format!("reading {}", path.display()))?;
+    if let Some(n) = limit {
+        t.truncate(n);
+    }
+    Ok(t)
+}
+
+/// The results above OPT, as a Markdown section (empty when there are none and `always` is
+/// false).
+fn above_opt_section(results: &[ReplayResult], always: bool) -> String {
+    let bad: Vec<&ReplayResult> = results.iter().filter(|r| r.above_opt()).collect();
+    let mut md = String::new();
+    if bad.is_empty() && !always {
+        return md;
+    }
+    let _ = writeln!(md, "## Results above the optimum: bugs, not results\n");
+    if bad.is_empty() {
+        let _ = writeln!(
+            md,
+            "None: no result of moka or of our tiers has more hits than OPT at the same capacity.\n"
+        );
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "No cache that holds at most the capacity can hit more often than OPT, so each row below \
+         is a bug (in the tier, or in the budget the replay gave it: `budgets()` estimates the \
+         tiers' per-entry costs), not a hit ratio to publish.\n"
+    );
+    let rows: Vec<Vec<String>> = bad
+        .iter()
+        .map(|r| {
+            vec![
+                r.trace.clone(),
+                r.capacity.label(),
+                r.system.name().to_owned(),
+                r.hits.to_string(),
+                r.opt_hits.map_or("–".into(), |h| h.to_string()),
+                format!("{:+}", r.hits as i64 - r.opt_hits.unwrap_or(0) as i64),
+            ]
+        })
+        .collect();
+    md.push_str(&table(&["trace", "capacity", "system", "hits", "OPT hits", "excess"], &rows));
+    md.push('\n');
+    md
+}
+
+fn strict_check(results: &[ReplayResult]) -> Result<()> {
+    let n = results.iter().filter(|r| r.above_opt()).count();
+    if n > 0 {
+        bail!("--strict: {n} result(s) above OPT (listed in the report)");
+    }
+    Ok(())
+}
+
 /// `cache-bench replay`.
 pub(crate) async fn replay(args: ReplayArgs) -> Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| output::out_dir().join("data"));
     if let Some(dir) = &args.all_traces {
-        let md = traces_report(dir, false, &args.systems, args.ram_fraction, &data_dir, args.limit)
-            .await?;
+        let mut all = Vec::new();
+        let md = traces_report(
+            dir,
+            false,
+            &args.systems,
+            args.ram_fraction,
+            &data_dir,
+            args.limit,
+            &mut all,
+        )
+        .await?;
         println!("{md}");
-        return Ok(());
+        print!("{}", above_opt_section(&all, false));
+        return if args.strict { strict_check(&all) } else { Ok(()) };
     }
-    let path = args.trace.clone().expect("clap requires --trace");
-    let trace = load_trace(&path, args.format, args.limit)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("trace").to_owned();
+    let (name, trace) = if let Some(w) = &args.workload {
+        let w = synthetic::by_name(w).expect("checked by the parser");
+        let mut t = w.generate();
+        if let Some(n) = args.limit {
+            t.truncate(n);
+        }
+        println!("{}: {}", w.name, w.describe());
+        (w.name.to_owned(), t)
+    } else {
+        let path = args.trace.clone().expect("clap requires --trace or --workload");
+        let t = load_trace(&path, args.format, &args.csv.options()?, args.limit)?;
+        (path.file_name().and_then(|n| n.to_str()).unwrap_or("trace").to_owned(), t)
+    };
     let (n, unique, bytes) = summary(&trace);
     println!("{name}: {n} requests, {unique} unique ids, {bytes} bytes requested");
     let results =
         replay_many(&name, &trace, &args.capacity, &args.systems, args.ram_fraction, &data_dir)
             .await?;
-    println!("{}", replay_table(&results, &args.systems));
+    println!("{}", replay_table(&results));
+    print!("{}", above_opt_section(&results, false));
     let json = write_json("replay.json", &results)?;
     if args.capacity.len() > 1 {
-        println!("miss-ratio curve: {}", mrc_plot(&name, &results, &args.systems)?.display());
+        println!("miss-ratio curve: {}", mrc_plot(&name, &results)?.display());
     }
     println!("results: {}", json.display());
-    Ok(())
+    if args.strict { strict_check(&results) } else { Ok(()) }
 }
 
-/// A trace the README describes, with its capacities and published numbers.
-struct Known {
-    file: &'static str,
-    format: TraceFormat,
-    capacities: Vec<Capacity>,
-    quick: Vec<Capacity>,
-    /// Published hit % per policy, per capacity (`None` where not published).
-    published: Vec<(&'static str, Vec<Option<f64>>)>,
+/// Our systems in the built-in section.
+const BUILTIN_SYSTEMS: [ReplaySystem; 4] =
+    [ReplaySystem::Moka, ReplaySystem::L1, ReplaySystem::Nvme, ReplaySystem::Tiered];
+
+/// The built-in workloads section, as Markdown; its results are appended to `all`.
+async fn builtin_report(
+    quick: bool,
+    ram_fraction: f64,
+    data_dir: &Path,
+    all: &mut Vec<ReplayResult>,
+) -> Result<String> {
+    let caps: Vec<Capacity> = if quick {
+        vec![Capacity::Entries(1000)]
+    } else {
+        vec![Capacity::Entries(1000), Capacity::Entries(5000)]
+    };
+    let mut systems = ReplaySystem::REFERENCES.to_vec();
+    systems.extend(BUILTIN_SYSTEMS);
+    let mut md = String::new();
+    let _ = writeln!(md, "## Hit ratios on built-in workloads\n");
+    let _ = writeln!(
+        md,
+        "Synthetic traces generated from fixed seeds (SplitMix64, no file needed: the same \
+         requests on every machine), {} B objects, replayed one request at a time (a get, and on a \
+         miss a put). LRU … Belady are this tool's exact simulators (libCacheSim semantics); OPT \
+         is the optimum of a cache of that many entries that may decline to insert, so no cache \
+         can beat it. `moka` and `l1` get the capacity as a byte budget through `MemoryTier`'s \
+         per-entry weight, `nvme` through its record size, and `tiered` splits it {:.0} % RAM / \
+         {:.0} % NVMe. Hit %.\n",
+        synthetic::VALUE_SIZE,
+        ram_fraction * 100.0,
+        (1.0 - ram_fraction) * 100.0
+    );
+    let mut rows = Vec::new();
+    for w in synthetic::builtin() {
+        eprintln!("built-in workload {} ...", w.name);
+        let trace = w.generate();
+        let results = replay_many(w.name, &trace, &caps, &systems, ram_fraction, data_dir).await?;
+        for c in &caps {
+            let mut row = vec![w.name.to_owned(), c.label()];
+            for s in &systems {
+                row.push(
+                    results
+                        .iter()
+                        .find(|r| r.capacity == *c && r.system == *s)
+                        .map_or("–".into(), ReplayResult::cell),
+                );
+            }
+            rows.push(row);
+        }
+        all.extend(results);
+    }
+    let mut header = vec!["workload", "capacity"];
+    header.extend(systems.iter().map(|s| s.name()));
+    md.push_str(&table(&header, &rows));
+    let _ = writeln!(md);
+    for w in synthetic::builtin() {
+        let _ = writeln!(
+            md,
+            "- `{}`: {}, {} requests (`cache-bench replay --workload {}`).",
+            w.name,
+            w.describe(),
+            w.requests,
+            w.name
+        );
+    }
+    let _ = writeln!(md);
+    Ok(md)
 }
 
-fn known() -> Vec<Known> {
-    const MIB: u64 = 1 << 20;
-    let cp_total = 113_872.0;
-    let cp = |m: [u32; 4]| m.map(|m| Some((1.0 - f64::from(m) / cp_total) * 100.0)).to_vec();
-    vec![
-        Known {
-            file: "OLTP.lis.zst",
-            format: TraceFormat::Arc,
-            capacities: [250, 500, 1000, 2000, 5000].map(Capacity::Entries).to_vec(),
-            quick: vec![Capacity::Entries(1000)],
-            published: vec![
-                ("LRU", [16.47, 23.45, 32.83, 42.47, 53.65].map(Some).to_vec()),
-                ("W-TinyLFU", vec![Some(24.88), Some(33.73), Some(40.01), Some(46.09), None]),
-                ("ARC", vec![None, None, Some(38.93), Some(46.08), Some(55.25)]),
-                ("S3-FIFO", vec![None, None, Some(40.84), Some(47.01), Some(55.88)]),
-            ],
-        },
-        Known {
-            file: "cloudPhysicsIO.oracleGeneral.bin",
-            format: TraceFormat::OracleGeneral,
-            capacities: [128, 256, 512, 1024].map(|m| Capacity::Bytes(m * MIB)).to_vec(),
-            quick: vec![Capacity::Bytes(128 * MIB)],
-            published: vec![
-                ("LRU", cp([93_374, 89_783, 81_722, 71_704])),
-                ("FIFO", cp([93_403, 89_386, 84_025, 72_140])),
-                ("ARC", cp([90_252, 85_861, 74_297, 64_772])),
-                ("S3-FIFO", cp([89_307, 82_387, 76_791, 70_355])),
-                ("SIEVE", cp([91_699, 86_720, 76_707, 64_376])),
-                ("Belady", cp([79_256, 70_724, 61_594, 48_974])),
-            ],
-        },
-        Known {
-            file: "web07.trace.xz",
-            format: TraceFormat::Cache2k,
-            capacities: [1000, 5000].map(Capacity::Entries).to_vec(),
-            quick: [1000, 5000].map(Capacity::Entries).to_vec(),
-            published: vec![
-                ("LRU", vec![Some(50.41), Some(62.67)]),
-                ("ARC", vec![Some(53.04), Some(64.31)]),
-                ("FIFO", vec![Some(47.69), Some(60.54)]),
-                ("SIEVE", vec![Some(53.25), Some(64.00)]),
-                ("S3-FIFO", vec![Some(54.11), Some(64.01)]),
-            ],
-        },
-        Known {
-            file: "orm-busy.trace.xz",
-            format: TraceFormat::Cache2k,
-            capacities: [5000, 20_000].map(Capacity::Entries).to_vec(),
-            quick: Vec::new(),
-            published: vec![
-                ("LRU", vec![Some(85.46), Some(93.60)]),
-                ("ARC", vec![Some(85.74), Some(93.59)]),
-                ("FIFO", vec![Some(84.29), Some(92.17)]),
-                ("SIEVE", vec![Some(85.52), Some(93.94)]),
-                ("S3-FIFO", vec![Some(86.64), Some(94.13)]),
-            ],
-        },
-    ]
-}
-
-/// The per-trace section of the report, as Markdown.
+/// The per-trace section of the report, as Markdown; results are appended to `all`.
 async fn traces_report(
     dir: &Path,
     quick: bool,
@@ -387,77 +629,101 @@ async fn traces_report(
     ram_fraction: f64,
     data_dir: &Path,
     limit: Option<usize>,
+    all: &mut Vec<ReplayResult>,
 ) -> Result<String> {
     let mut md = String::new();
-    let mut all = Vec::new();
-    for k in known() {
-        let path = dir.join(k.file);
-        if !path.is_file() {
-            let _ = writeln!(md, "### {}\n\nnot found in the traces directory; skipped.\n", k.file);
-            continue;
-        }
+    let mut found = Vec::new();
+    for k in traces::known() {
+        let Some(path) = k.find(dir) else { continue };
         let caps = if quick { &k.quick } else { &k.capacities };
         if caps.is_empty() {
             let _ = writeln!(md, "### {}\n\nskipped in `--quick` mode.\n", k.file);
             continue;
         }
-        eprintln!("replaying {} ...", k.file);
-        let trace = load_trace(&path, Some(k.format), limit)?;
-        let (n, unique, _) = summary(&trace);
-        // The NVMe tier's reclaim policies are reported on the block trace the published
-        // byte-capacity results use.
-        let mut systems = systems.to_vec();
-        if k.file.starts_with("cloudPhysicsIO") {
-            systems.extend([ReplaySystem::Nvme, ReplaySystem::NvmeReinsert]);
-        }
-        let systems = &systems[..];
-        let results = replay_many(k.file, &trace, caps, systems, ram_fraction, data_dir).await?;
-        let mut header: Vec<String> = vec!["capacity".into()];
-        header.extend(k.published.iter().map(|(p, _)| format!("{p} (published)")));
-        header.extend(systems.iter().map(|s| s.name().to_owned()));
-        let rows: Vec<Vec<String>> = caps
-            .iter()
-            .map(|c| {
-                let i = k.capacities.iter().position(|x| x == c);
-                let mut row = vec![c.label()];
-                for (_, vals) in &k.published {
-                    row.push(i.and_then(|i| vals[i]).map_or("–".into(), |v| format!("{v:.2}")));
-                }
-                for s in systems {
-                    row.push(
-                        results
-                            .iter()
-                            .find(|r| r.capacity == *c && r.system == *s)
-                            .map_or("–".into(), |r| format!("{:.2}", r.hit_ratio * 100.0)),
-                    );
-                }
-                row
-            })
-            .collect();
-        let header: Vec<&str> = header.iter().map(String::as_str).collect();
-        let _ = writeln!(
-            md,
-            "### {} ({} requests, {} unique, hit %)\n\n{}",
-            k.file,
-            n,
-            unique,
-            table(&header, &rows)
-        );
-        if caps.len() > 1 {
-            let _ = mrc_plot(k.file, &results, systems)?;
-        }
-        all.extend(results);
+        eprintln!("replaying {} ...", path.display());
+        let trace = load_trace(&path, Some(k.format), &CsvOptions::default(), limit)?;
+        found.push(k.file);
+        md.push_str(&known_section(&k, &trace, caps, systems, ram_fraction, data_dir, all).await?);
+    }
+    if found.is_empty() {
+        let _ = writeln!(md, "No known trace in {}.\n", dir.display());
     }
     write_json("replay-traces.json", &all)?;
+    Ok(md)
+}
+
+async fn known_section(
+    k: &Known,
+    trace: &[Request],
+    caps: &[Capacity],
+    systems: &[ReplaySystem],
+    ram_fraction: f64,
+    data_dir: &Path,
+    all: &mut Vec<ReplayResult>,
+) -> Result<String> {
+    let mut md = String::new();
+    let (n, unique, _) = summary(trace);
+    // The NVMe tier's reclaim policies are reported on the block trace the published
+    // byte-capacity results use.
+    let mut systems = systems.to_vec();
+    if k.file.starts_with("cloudPhysicsIO") {
+        systems.extend([ReplaySystem::Nvme, ReplaySystem::NvmeReinsert]);
+    }
+    let results = replay_many(k.file, trace, caps, &systems, ram_fraction, data_dir).await?;
+    let systems = systems_of(&results);
+    let mut header: Vec<String> = vec!["capacity".into()];
+    header.extend(k.published.iter().map(|(p, _)| format!("{p} (published)")));
+    header.extend(systems.iter().map(|s| s.name().to_owned()));
+    let rows: Vec<Vec<String>> = caps
+        .iter()
+        .map(|c| {
+            let i = k.capacities.iter().position(|x| x == c);
+            let mut row = vec![c.label()];
+            for (_, vals) in &k.published {
+                row.push(i.and_then(|i| vals[i]).map_or("–".into(), |v| format!("{v:.2}")));
+            }
+            for s in &systems {
+                row.push(
+                    results
+                        .iter()
+                        .find(|r| r.capacity == *c && r.system == *s)
+                        .map_or("–".into(), ReplayResult::cell),
+                );
+            }
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let _ = writeln!(
+        md,
+        "### {} ({} requests, {} unique, hit %)\n\n{}",
+        k.file,
+        n,
+        unique,
+        table(&header, &rows)
+    );
+    if matches!(caps.first(), Some(Capacity::Bytes(_))) {
+        let _ = writeln!(
+            md,
+            "With sizes, Belady's rule is not optimal and OPT is the PFOO-U upper bound (reuse \
+             intervals by increasing byte-time until `capacity × requests` is spent): no cache of \
+             this capacity can beat it, but none may reach it either.\n"
+        );
+    }
+    if caps.len() > 1 {
+        let _ = mrc_plot(k.file, &results)?;
+    }
+    all.extend(results);
     Ok(md)
 }
 
 /// Flags of `report`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ReportArgs {
-    /// The traces directory (`shared/traces` beside the repository).
-    #[arg(long, default_value = "../shared/traces")]
-    traces: PathBuf,
+    /// The traces directory. Default: `../shared/traces` if it exists, else the directory in
+    /// `TIERED_CACHE_TRACES`, else none (the report then lists where to download the traces).
+    #[arg(long)]
+    traces: Option<PathBuf>,
     /// Fewer capacities and a shorter comparison (a couple of minutes on 2 cores).
     #[arg(long)]
     quick: bool,
@@ -473,9 +739,15 @@ pub(crate) struct ReportArgs {
     /// Operations of the comparison workload.
     #[arg(long)]
     compare_ops: Option<u64>,
-    /// Skip the traces section.
+    /// Skip the real traces section.
     #[arg(long)]
     no_traces: bool,
+    /// Skip the throughput comparisons (hit ratios only).
+    #[arg(long)]
+    no_compare: bool,
+    /// Exit non-zero (after writing the report) when one of our systems hits more often than OPT.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// `cache-bench report`.
@@ -483,6 +755,7 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
     let data_dir = output::out_dir().join("data");
     let cmd: Vec<String> = std::env::args().skip(1).collect();
     let mut md = String::new();
+    let mut all: Vec<ReplayResult> = Vec::new();
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
@@ -496,47 +769,68 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if cfg!(debug_assertions) { "Debug (numbers are not meaningful)" } else { "Release" }
     );
-    if let Some(n) = args.limit {
-        let _ = writeln!(
-            md,
-            "Only the first {n} requests of each trace are replayed: the published numbers do \
-             not apply to these rows.\n"
-        );
-    }
+    md.push_str(&builtin_report(args.quick, args.ram_fraction, &data_dir, &mut all).await?);
     if !args.no_traces {
-        let systems = [
-            ReplaySystem::Lru,
-            ReplaySystem::Fifo,
-            ReplaySystem::Moka,
-            ReplaySystem::L1,
-            ReplaySystem::Tiered,
-        ];
+        let dir = args.traces.clone().or_else(traces::default_dir);
         let _ = writeln!(md, "## Hit ratios on real traces\n");
+        if let Some(n) = args.limit {
+            let _ = writeln!(
+                md,
+                "Only the first {n} requests of each trace are replayed: the published numbers \
+                 do not apply to these rows.\n"
+            );
+        }
         let _ = writeln!(
             md,
             "Each trace is replayed once per capacity: a get, and on a miss a put of the object \
-             (its trace size, or 512 bytes where the trace has none). `LRU (reference)` and \
-             `FIFO (reference)` are this tool's exact simulators (libCacheSim semantics) and must \
-             equal the published LRU/FIFO columns; the published columns come from the traces' \
-             README (cloudPhysicsIO's miss counts converted to hit %). `moka` and `l1` get the \
-             byte budget of the capacity at the trace's mean object size including `MemoryTier`'s \
-             per-entry overhead; `tiered` splits the same capacity {:.0} % RAM / {:.0} % NVMe (NVMe \
-             written on eviction).\n",
+             (its trace size, or 512 bytes where the trace has none). LRU … Belady are this \
+             tool's exact simulators (libCacheSim semantics) and must equal the published columns \
+             of the same policy (the traces' README; cloudPhysicsIO's miss counts converted to hit \
+             %); OPT is the upper bound at the capacity. `moka` and `l1` get the byte budget of \
+             the capacity at the trace's mean object size including `MemoryTier`'s per-entry \
+             overhead; `tiered` splits the same capacity {:.0} % RAM / {:.0} % NVMe (NVMe written \
+             on eviction).\n",
             args.ram_fraction * 100.0,
             (1.0 - args.ram_fraction) * 100.0
         );
-        md.push_str(
-            &traces_report(
-                &args.traces,
-                args.quick,
-                &systems,
-                args.ram_fraction,
-                &data_dir,
-                args.limit,
-            )
-            .await?,
-        );
+        let systems = [
+            ReplaySystem::REFERENCES.as_slice(),
+            &[ReplaySystem::Moka, ReplaySystem::L1, ReplaySystem::Tiered],
+        ]
+        .concat();
+        if let Some(dir) = &dir {
+            md.push_str(
+                &traces_report(
+                    dir,
+                    args.quick,
+                    &systems,
+                    args.ram_fraction,
+                    &data_dir,
+                    args.limit,
+                    &mut all,
+                )
+                .await?,
+            );
+        }
+        md.push_str(&traces::missing_section(dir.as_deref()));
     }
+    if !args.no_compare {
+        md.push_str(&compare_sections(&args, &data_dir).await?);
+    }
+    md.push_str(&above_opt_section(&all, true));
+    println!("{md}");
+    if let Some(out) = &args.out {
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
+    }
+    if args.strict { strict_check(&all) } else { Ok(()) }
+}
+
+async fn compare_sections(args: &ReportArgs, data_dir: &Path) -> Result<String> {
+    let mut md = String::new();
     let (secs, keys) = if args.quick { (3.0, 50_000) } else { (10.0, 200_000) };
     let workload = Workload {
         keys,
@@ -551,7 +845,8 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         warmup_ops: args.compare_ops.map_or(keys, |n| n / 2),
         ..Workload::default()
     };
-    let stack = StackArgs { ram: 16 << 20, disk: 128 << 20, data_dir: Some(data_dir.clone()) };
+    let stack =
+        StackArgs { ram: 16 << 20, disk: 128 << 20, data_dir: Some(data_dir.to_path_buf()) };
     let mut systems = vec![
         SystemKind::Tiered,
         SystemKind::L1,
@@ -620,20 +915,12 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
          `l1` 0.93× the moka with a listener in the same run). So with this many fills `l1` \
          stays near 0.5× the `moka` row, while gets that hit stay near 0.9× \
          (`cargo xtask bench --micro`). Plots \
-         (SVG) and JSON are written under `target/bench/`."
+         (SVG) and JSON are written under `target/bench/`.\n"
     );
     if args.compare_ops.is_none() {
-        md.push_str(&hybrid_section(args.quick, &data_dir).await?);
+        md.push_str(&hybrid_section(args.quick, data_dir).await?);
     }
-    println!("{md}");
-    if let Some(out) = &args.out {
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
-        eprintln!("report written to {}", out.display());
-    }
-    Ok(())
+    Ok(md)
 }
 
 /// The side-by-side with foyer's `HybridCache` that issue-level targets are stated in: zipf
@@ -689,4 +976,123 @@ async fn hybrid_section(quick: bool, data_dir: &Path) -> Result<String> {
         let _ = writeln!(md, "\nHit ratios: {}.\n", hits.join(", "));
     }
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Determinism of our systems: the same trace replayed twice, one request at a time, must
+    //! give the same hits.
+
+    use super::*;
+
+    /// The first 20,000 requests of `zipf-0.9` at 1,000 entries, `n` times through `system`.
+    async fn runs(system: ReplaySystem, n: usize) -> Vec<u64> {
+        let trace: Vec<Request> =
+            synthetic::by_name("zipf-0.9").unwrap().generate().into_iter().take(20_000).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..n {
+            let (hits, _) = replay_system(
+                "determinism",
+                &trace,
+                Capacity::Entries(1000),
+                system,
+                0.1,
+                dir.path(),
+            )
+            .await
+            .unwrap();
+            runs.push(hits);
+        }
+        eprintln!("{}: hits of {n} runs: {runs:?}", system.name());
+        runs
+    }
+
+    async fn twice(system: ReplaySystem) -> (u64, u64) {
+        let r = runs(system, 2).await;
+        (r[0], r[1])
+    }
+
+    #[test]
+    fn above_opt_is_flagged_only_for_our_systems() {
+        let r = |system, hits| ReplayResult {
+            trace: "t".into(),
+            capacity: Capacity::Entries(10),
+            system,
+            requests: 100,
+            hits,
+            misses: 100 - hits,
+            hit_ratio: hits as f64 / 100.0,
+            elapsed_s: 0.0,
+            opt_hits: None,
+        };
+        let mut v =
+            vec![r(ReplaySystem::Opt, 50), r(ReplaySystem::Moka, 51), r(ReplaySystem::L1, 50)];
+        mark_opt(&mut v);
+        assert!(v[1].above_opt() && !v[2].above_opt() && !v[0].above_opt());
+        assert_eq!(v[1].cell(), "51.00 ⚠ above OPT");
+        assert!(strict_check(&v).is_err());
+        assert!(above_opt_section(&v, false).contains("moka"));
+        assert!(above_opt_section(&v[2..], false).is_empty());
+    }
+
+    // None of our systems replays deterministically (debug build, one task, 20,000 requests of
+    // zipf-0.9 at 1,000 entries; hits of five runs):
+    //
+    // - moka: 8509, 8522, 8510, 8462, 8484. moka's frequency sketch hashes keys with a random
+    //   seed per cache, and its pending tasks run when its buffers fill or time passes.
+    // - l1: 8558, 8517, 8537, 8511, 8468. moka's reasons, plus `MemoryTier`'s maintenance thread
+    //   (every 20 ms).
+    // - nvme: 6916, 6945, 6933, 6948, 6940. The writer thread indexes writes and reclaims
+    //   segments on its own schedule, so whether a get sees an entry of the oldest segment
+    //   depends on timing.
+    // - tiered: 7444, 7464, 7473, 7472, 7434. Both, plus demotions in background tasks.
+    //
+    // The exact tests are therefore ignored (run them with `--ignored`); the spread stays within
+    // 2 % and `replays_agree_within_five_percent` keeps it there.
+
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "nondeterministic: the NVMe writer thread reclaims segments on its own schedule (5 runs: 6916, 6945, 6933, 6948, 6940 hits)"]
+    async fn nvme_replays_deterministically() {
+        let (a, b) = twice(ReplaySystem::Nvme).await;
+        assert_eq!(a, b, "nvme: two runs, {a} and {b} hits");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "nondeterministic: moka's sketch has a random seed and its maintenance is timed (5 runs: 8558, 8517, 8537, 8511, 8468 hits)"]
+    async fn l1_replays_deterministically() {
+        let (a, b) = twice(ReplaySystem::L1).await;
+        assert_eq!(a, b, "l1: two runs, {a} and {b} hits");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "nondeterministic: moka's sketch has a random seed and its maintenance is timed (5 runs: 8509, 8522, 8510, 8462, 8484 hits)"]
+    async fn moka_replays_deterministically() {
+        let (a, b) = twice(ReplaySystem::Moka).await;
+        assert_eq!(a, b, "moka: two runs, {a} and {b} hits");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "nondeterministic: moka and the NVMe writer, plus background demotions (5 runs: 7444, 7464, 7473, 7472, 7434 hits)"]
+    async fn tiered_replays_deterministically() {
+        let (a, b) = twice(ReplaySystem::Tiered).await;
+        assert_eq!(a, b, "tiered: two runs, {a} and {b} hits");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn replays_agree_within_five_percent() {
+        for s in [ReplaySystem::Moka, ReplaySystem::L1, ReplaySystem::Nvme, ReplaySystem::Tiered] {
+            let (a, b) = twice(s).await;
+            let spread = a.abs_diff(b) as f64 / a.max(b).max(1) as f64;
+            assert!(spread <= 0.05, "{}: two runs, {a} and {b} hits", s.name());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "measurement: prints the hits of 5 runs per system"]
+    async fn spread_of_five_runs() {
+        for s in [ReplaySystem::Moka, ReplaySystem::L1, ReplaySystem::Nvme, ReplaySystem::Tiered] {
+            runs(s, 5).await;
+        }
+    }
 }

@@ -89,9 +89,12 @@ pub(crate) fn l1_weight(value: u64) -> u64 {
     ENTRY_OVERHEAD + "bench".len() as u64 + 8 + value
 }
 
-/// An approximate NVMe record size for `value` bytes (header, metadata, namespace and key).
+/// The NVMe record size of an entry of `value` bytes with a bench key (header, metadata,
+/// namespace and key, as `Record::encoded_len` counts them). The tier's budget also pays for
+/// segment headers and the unused tail of each segment, which this does not count.
 pub(crate) fn nvme_weight(value: u64) -> u64 {
-    cache_core::HEADER_LEN as u64 + 64 + value
+    let value = usize::try_from(value).unwrap_or(usize::MAX);
+    cache_core::Record::encoded_len(&key(&namespace(), 0), value) as u64
 }
 
 fn nvme(dir: &Path, budget: u64) -> Result<NvmeTier> {

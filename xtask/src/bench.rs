@@ -3,9 +3,12 @@
 //!
 //! - `cargo xtask bench`: builds the `cache-bench` binary in release and runs
 //!   `cache-bench report` on the embedded default stack (RAM + an NVMe directory under
-//!   `target/bench/` + the local filesystem as object store; no server needed) over the traces in
-//!   `../shared/traces`, then writes `docs/benchmarks.md` and prints it. Extra arguments go to
-//!   `cache-bench report` (e.g. `--out PATH`, `--traces DIR`).
+//!   `target/bench/` + the local filesystem as object store; no server needed), then writes
+//!   `docs/benchmarks.md` and prints it. The report always starts with the built-in synthetic
+//!   workloads (no file needed); real traces come from `../shared/traces` if it exists, else
+//!   from `$TIERED_CACHE_TRACES` (cache-bench picks the default; missing traces are listed once
+//!   with where to download them). Extra arguments go to `cache-bench report` (e.g. `--out
+//!   PATH`, `--traces DIR`, `--strict` to fail on a hit ratio above the optimum).
 //! - `--quick`: fewer capacities and a shorter comparison (a couple of minutes on 2 cores); the
 //!   report goes to `target/bench/benchmarks-quick.md` unless `--out` is given.
 //! - `--micro [ARGS...]`: the criterion bench `l1_get_hit` as before; `--quick` then shortens
@@ -37,7 +40,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     cmd!(sh, "{cargo} build --release -p cache-bench --bin cache-bench").run()?;
     let bin = crate::target_dir().join("release").join("cache-bench");
-    let mut report_args: Vec<&str> = vec!["report", "--traces", "../shared/traces"];
+    let mut report_args: Vec<&str> = vec!["report"];
     if quick {
         report_args.push("--quick");
     }
