@@ -49,6 +49,16 @@ impl Timestamp {
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// Whether this clock moves with real time, so that a duration measured on it can be handed
+    /// to a real-time timer (moka's per-entry expiry, say).
+    ///
+    /// `false` by default: a tier then expires entries only against [`Clock::now`] (on read,
+    /// and when it reclaims space), never with a timer that runs on real time and would expire
+    /// an entry the clock still calls live.
+    fn is_real_time(&self) -> bool {
+        false
+    }
 }
 
 /// The real wall clock.
@@ -63,6 +73,10 @@ impl Clock for SystemClock {
         )]
         let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn is_real_time(&self) -> bool {
+        true
     }
 }
 
@@ -111,6 +125,12 @@ mod tests {
         assert_eq!(clock.now(), Timestamp::from_millis(1_000));
         clock.advance(Duration::from_secs(2));
         assert_eq!(clock.now(), Timestamp::from_millis(3_000));
+    }
+
+    #[test]
+    fn only_the_system_clock_runs_in_real_time() {
+        assert!(SystemClock.is_real_time());
+        assert!(!ManualClock::new(Timestamp::ZERO).is_real_time());
     }
 
     #[test]

@@ -209,6 +209,26 @@ pub async fn ttl_expiry(f: &dyn TierFactory) {
     assert!(!tier.contains(&key("conf", "past")).await.expect("contains"));
 }
 
+/// Expiry follows the tier's clock, not real time: while the manual clock stands still, real
+/// time passing (here 60 ms, past the entry's 20 ms TTL) expires nothing. A tier that hands the
+/// TTL to a real-time timer loses live entries whenever a caller is slower than the TTL.
+pub async fn ttl_follows_the_clock(f: &dyn TierFactory) {
+    let (t, clock) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "ttl-clock");
+    let entry = Entry::new("live").with_ttl(&*clock, Duration::from_millis(20));
+    stored(tier.put(k.clone(), entry).await.expect("put"));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    tier.flush().await.expect("flush");
+    assert_eq!(
+        value_of(tier, &k).await.as_deref(),
+        Some(&b"live"[..]),
+        "expired by real time while the tier's clock stood still"
+    );
+    clock.advance(Duration::from_millis(20));
+    assert_eq!(value_of(tier, &k).await, None, "expired at its expiry time on the tier's clock");
+}
+
 /// Namespaces do not see each other, even when separators make the strings look alike.
 pub async fn namespace_isolation(f: &dyn TierFactory) {
     let (t, _) = build(f, 16 * MIB).await;
@@ -458,6 +478,7 @@ macro_rules! conformance_suite {
     ($factory:expr) => {
         $crate::conformance_suite!(@each $factory;
             put_get_remove, overwrite, contains, empty_value, large_value, ttl_expiry,
+            ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip);
     };

@@ -19,6 +19,20 @@ pub struct MemoryTierBuilder {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sink: Option<Arc<dyn EvictionSink>>,
     pub(crate) initial_entries: usize,
+    pub(crate) policy: EvictionPolicy,
+}
+
+/// How the RAM tier picks what to evict, and what to admit when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvictionPolicy {
+    /// moka's default: a newcomer is admitted only if it is requested more often (by a
+    /// frequency sketch) than the entry it would evict; the rest is LRU. Good on its own for
+    /// skewed, frequency-driven workloads; it turns away keys read twice at a short distance.
+    #[default]
+    TinyLfu,
+    /// Plain LRU: every write is admitted and the least recently used entry leaves. The right
+    /// front for a disk tier that filters what it keeps (an S3-FIFO-style small queue).
+    Lru,
 }
 
 impl MemoryTierBuilder {
@@ -28,6 +42,7 @@ impl MemoryTierBuilder {
             clock: Arc::new(SystemClock),
             sink: None,
             initial_entries: 0,
+            policy: EvictionPolicy::TinyLfu,
         }
     }
 
@@ -50,6 +65,13 @@ impl MemoryTierBuilder {
     #[must_use]
     pub fn initial_entries(mut self, n: usize) -> MemoryTierBuilder {
         self.initial_entries = n;
+        self
+    }
+
+    /// The eviction and admission policy (default: [`EvictionPolicy::TinyLfu`]).
+    #[must_use]
+    pub fn eviction_policy(mut self, policy: EvictionPolicy) -> MemoryTierBuilder {
+        self.policy = policy;
         self
     }
 

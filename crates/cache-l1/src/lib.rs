@@ -1,7 +1,8 @@
 //! `cache-l1`: the RAM tier of the tiered cache, on [`moka`].
 //!
 //! [`MemoryTier`] is bounded in bytes (a weigher counts key, value and a fixed per-entry
-//! overhead), expires entries at their own expiry time through moka's `Expiry`, feeds what it
+//! overhead), expires entries at their own expiry time (through moka's `Expiry` when the clock
+//! runs in real time; with any other clock, such as a test's manual clock, on read only), feeds what it
 //! evicts for size or expiry to an [`EvictionSink`](cache_core::EvictionSink) (so a tiered cache
 //! can demote it), coalesces concurrent loads of one missing key, and counts hits and misses
 //! (moka has no counters of its own).
@@ -39,6 +40,6 @@ mod builder;
 mod tier;
 
 pub use crate::{
-    builder::{ENTRY_OVERHEAD, MemoryTierBuilder},
+    builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder},
     tier::{MemoryTier, entry_weight},
 };

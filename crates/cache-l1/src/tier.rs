@@ -18,7 +18,7 @@ use cache_core::{
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::RwLock;
 
-use crate::builder::{ENTRY_OVERHEAD, MemoryTierBuilder};
+use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder};
 
 const NAME: &str = "l1";
 
@@ -172,11 +172,21 @@ impl MemoryTier {
             sink: RwLock::new(b.sink),
         });
         let listener_shared = shared.clone();
-        let cache = moka::future::Cache::builder()
+        let mut builder = moka::future::Cache::builder()
             .max_capacity(b.capacity_bytes)
             .initial_capacity(b.initial_entries)
             .weigher(|k: &Key, e: &Entry| weight(k, e).unwrap_or(u32::MAX))
-            .expire_after(EntryExpiry { shared: shared.clone() })
+            .eviction_policy(match b.policy {
+                EvictionPolicy::TinyLfu => moka::policy::EvictionPolicy::tiny_lfu(),
+                EvictionPolicy::Lru => moka::policy::EvictionPolicy::lru(),
+            });
+        // moka's expiry timer runs on real time. Given the TTL left on a clock that does not
+        // (a manual clock in tests), it would expire entries that clock still calls live, as
+        // soon as a caller is slower than the TTL. Expiry is checked on every read either way.
+        if shared.clock.is_real_time() {
+            builder = builder.expire_after(EntryExpiry { shared: shared.clone() });
+        }
+        let cache = builder
             .eviction_listener(move |key: Arc<Key>, entry: Entry, cause: RemovalCause| {
                 let cause = match cause {
                     RemovalCause::Size => EvictionCause::Capacity,
