@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use cache_core::{AdmissionPolicy, Clock, Error, PromotionPolicy, Result, SystemClock, Tier};
 
 use crate::{
-    policy::{PromoteAlways, WritePolicy},
+    policy::{DemotionFilter, PromoteAlways, WritePolicy},
     tiered::TieredCache,
 };
 
@@ -70,6 +70,7 @@ pub struct TieredBuilder {
     pub(crate) strict: bool,
     pub(crate) negative_ttl: Option<Duration>,
     pub(crate) demotion_queue_len: usize,
+    pub(crate) demotion_filter: DemotionFilter,
 }
 
 impl Default for TieredBuilder {
@@ -81,6 +82,7 @@ impl Default for TieredBuilder {
             strict: false,
             negative_ttl: None,
             demotion_queue_len: 4096,
+            demotion_filter: DemotionFilter::All,
         }
     }
 }
@@ -127,6 +129,16 @@ impl TieredBuilder {
     #[must_use]
     pub fn demotion_queue_len(mut self, len: usize) -> TieredBuilder {
         self.demotion_queue_len = len;
+        self
+    }
+
+    /// Which entries the top tier evicts are demoted to an
+    /// [`OnEviction`](WritePolicy::OnEviction) tier below it (default:
+    /// [`DemotionFilter::All`]). [`DemotionFilter::SecondChance`] is S3-FIFO's filter: only
+    /// entries read while in the top tier, or seen again soon after being dropped, go down.
+    #[must_use]
+    pub fn demotion_filter(mut self, filter: DemotionFilter) -> TieredBuilder {
+        self.demotion_filter = filter;
         self
     }
 

@@ -1,12 +1,15 @@
 //! Ready-made admission and promotion policies, and the per-tier write policy.
 
 mod admission;
+mod demotion;
 mod promotion;
 
 use std::time::Duration;
 
+pub(crate) use self::demotion::SecondChance;
 pub use self::{
     admission::{FrequencyFilter, RateLimit, SizeRange},
+    demotion::DemotionFilter,
     promotion::{PromoteAlways, PromoteNever, PromoteOnNthHit, PromoteUnderSize},
 };
 

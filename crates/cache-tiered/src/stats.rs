@@ -70,6 +70,7 @@ pub(crate) struct SlotStats {
     pub(crate) demotions_skipped_clean: AtomicU64,
     pub(crate) demotions_dropped: AtomicU64,
     pub(crate) demotions_superseded: AtomicU64,
+    pub(crate) demotions_filtered: AtomicU64,
     pub(crate) served_from_queue: AtomicU64,
     pub(crate) queue_depth: AtomicU64,
     pub(crate) write_failures: AtomicU64,
@@ -91,6 +92,7 @@ impl SlotStats {
             demotions_skipped_clean: AtomicU64::new(0),
             demotions_dropped: AtomicU64::new(0),
             demotions_superseded: AtomicU64::new(0),
+            demotions_filtered: AtomicU64::new(0),
             served_from_queue: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
@@ -134,6 +136,10 @@ pub struct TierReport {
     /// Demotions not written because a newer write, a removal or a clear of the key (or of a
     /// key sharing its ordering counter) ran after the eviction.
     pub demotions_superseded: u64,
+    /// Evictions from the top tier not demoted here by the
+    /// [`DemotionFilter::SecondChance`](crate::policy::DemotionFilter::SecondChance) filter:
+    /// not read while on top, and not seen again while the ghost remembered them.
+    pub demotions_filtered: u64,
     /// Gets answered from this tier's demotion queue: the entry had been evicted from the tier
     /// above and its demotion was not written yet (included in `served`).
     pub served_from_queue: u64,
@@ -161,6 +167,7 @@ impl TierReport {
             demotions_skipped_clean: s.demotions_skipped_clean.load(Relaxed),
             demotions_dropped: s.demotions_dropped.load(Relaxed),
             demotions_superseded: s.demotions_superseded.load(Relaxed),
+            demotions_filtered: s.demotions_filtered.load(Relaxed),
             served_from_queue: s.served_from_queue.load(Relaxed),
             queue_depth: s.queue_depth.load(Relaxed),
             write_failures: s.write_failures.load(Relaxed),

@@ -46,7 +46,7 @@ use tracing::Instrument;
 
 use crate::{
     builder::TieredBuilder,
-    policy::WritePolicy,
+    policy::{DemotionFilter, SecondChance, WritePolicy},
     stats::{SlotStats, TierReport, TieredStats},
 };
 
@@ -123,6 +123,52 @@ pub(crate) struct Slot {
     behind: Mutex<Option<mpsc::Sender<Job>>>,
     /// Demotions queued for this tier and not written yet, readable by `get` in the meantime.
     queued: Queued,
+    /// Promotions into this tier that are being written (or undone) right now.
+    promoting: Promoting,
+}
+
+/// The promotions being written into one tier, by key, with the snapshot each was taken at.
+///
+/// A promotion checks its snapshot, writes, and checks again, undoing the write if a foreground
+/// write or removal ran in between. Until that undo is done the tier may hold the older value,
+/// so `get` does not serve this tier's copy of a key while a promotion into it is no longer
+/// valid: it reads the tier below instead.
+#[derive(Default)]
+struct Promoting {
+    len: AtomicUsize,
+    shards: [Mutex<HashMap<u64, Vec<(u64, Snap)>>>; 16],
+}
+
+impl Promoting {
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<u64, Vec<(u64, Snap)>>> {
+        &self.shards[(key.hash().prefix_u64() >> 60) as usize]
+    }
+
+    fn insert(&self, id: u64, key: &Key, snap: Snap) {
+        self.len.fetch_add(1, Ordering::AcqRel);
+        self.shard(key).lock().entry(key.hash().prefix_u64()).or_default().push((id, snap));
+    }
+
+    fn remove(&self, id: u64, key: &Key) {
+        let mut shard = self.shard(key).lock();
+        let prefix = key.hash().prefix_u64();
+        if let Some(list) = shard.get_mut(&prefix) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                shard.remove(&prefix);
+            }
+        }
+        self.len.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether a promotion of `key` is in flight whose snapshot `valid` rejects.
+    fn any_invalid(&self, key: &Key, valid: impl Fn(Snap) -> bool) -> bool {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let shard = self.shard(key).lock();
+        shard.get(&key.hash().prefix_u64()).is_some_and(|l| l.iter().any(|(_, s)| !valid(*s)))
+    }
 }
 
 /// The demotions waiting in a tier's queue, by key: an evicted entry stays readable until its
@@ -199,6 +245,8 @@ pub(crate) struct Shared {
     /// write or removal there failed. Gets ignore those copies until a later write succeeds.
     stale: Mutex<HashSet<(usize, u64)>>,
     stale_len: AtomicUsize,
+    /// S3-FIFO's filter on demotions out of the top tier, if configured.
+    second_chance: Option<SecondChance>,
 }
 
 type Flight<T> = SharedFuture<BoxFuture<'static, T>>;
@@ -288,6 +336,13 @@ impl EvictionSink for DemotionSink {
             slot.stats.demotions_skipped_clean.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if self.from == 0
+            && let Some(filter) = &shared.second_chance
+            && !filter.admit(&ev.key)
+        {
+            slot.stats.demotions_filtered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let snap = shared.snap_evicted(&ev.key, &ev.entry);
         let id = shared.job_ids.fetch_add(1, Ordering::Relaxed) + 1;
         slot.queued.insert(id, &ev.key, &ev.entry, snap);
@@ -342,6 +397,7 @@ impl TieredCache {
                 clean: CleanSet::default(),
                 behind: Mutex::new(None),
                 queued: Queued::default(),
+                promoting: Promoting::default(),
             })
             .collect::<Vec<_>>();
         let shared = Arc::new(Shared {
@@ -366,6 +422,12 @@ impl TieredCache {
             sinks: Mutex::default(),
             stale: Mutex::default(),
             stale_len: AtomicUsize::new(0),
+            second_chance: match b.demotion_filter {
+                DemotionFilter::All => None,
+                DemotionFilter::SecondChance { ghost_entries } => {
+                    Some(SecondChance::new(ghost_entries))
+                }
+            },
         });
         for (i, slot) in shared.slots.iter().enumerate() {
             if let WritePolicy::Behind { queue_len, max_attempts, backoff } = slot.write {
@@ -485,12 +547,13 @@ impl TieredCache {
     /// Waits until every queued promotion, demotion and write-behind job has finished.
     pub async fn quiesce(&self) {
         loop {
+            // A `Notified` receives `notify_waiters` from the moment it is created, so the job
+            // that brings `pending` to zero after the check below still wakes this wait.
             let idle = self.shared.idle.notified();
             if self.shared.pending.load(Ordering::Acquire) == 0 {
                 return;
             }
-            // A timeout guards against a missed wake-up; the loop re-checks.
-            let _ = tokio::time::timeout(Duration::from_millis(50), idle).await;
+            idle.await;
         }
     }
 
@@ -630,15 +693,20 @@ impl Shared {
                 // Taken before any lower tier is read: see the module docs.
                 snap = Some(self.snap(key));
             }
-            if let Some((entry, queued_snap)) = slot.queued.get(key)
-                && !entry.is_expired(self.clock.now())
-                && self.still_valid(key, queued_snap)
-            {
-                // Evicted from the tier above, on its way to this one: serve it from the queue.
-                slot.stats.served.fetch_add(1, Ordering::Relaxed);
-                slot.stats.served_from_queue.fetch_add(1, Ordering::Relaxed);
-                self.stats.hit();
-                return Ok(Some(entry));
+            if let Some((entry, queued_snap)) = slot.queued.get(key) {
+                if !self.still_valid(key, queued_snap) {
+                    // A demotion that a later write or removal overtook may be landing in this
+                    // tier right now, before its undo: do not read this tier's copy.
+                    continue;
+                }
+                if !entry.is_expired(self.clock.now()) {
+                    // Evicted from the tier above, on its way to this one: serve it from the
+                    // queue.
+                    slot.stats.served.fetch_add(1, Ordering::Relaxed);
+                    slot.stats.served_from_queue.fetch_add(1, Ordering::Relaxed);
+                    self.stats.hit();
+                    return Ok(Some(entry));
+                }
             }
             // Time one get in eight per thread: two clock reads per RAM hit cost more than the
             // histogram is worth, and a sample describes the distribution as well.
@@ -652,11 +720,18 @@ impl Shared {
                     if entry.meta.expires_at.is_some() && entry.is_expired(self.clock.now()) {
                         continue;
                     }
-                    if self.is_stale(i, key) {
+                    if self.is_stale(i, key)
+                        || slot.promoting.any_invalid(key, |snap| self.still_valid(key, snap))
+                    {
                         continue;
                     }
                     slot.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.stats.hit();
+                    if i == 0
+                        && let Some(filter) = &self.second_chance
+                    {
+                        filter.touch(key);
+                    }
                     if let Some(snap) = snap {
                         self.maybe_promote(key, &entry, i, snap);
                     }
@@ -695,27 +770,43 @@ impl Shared {
         // Nearest tier first, so the value is never in a faster tier without the slower one.
         for j in (0..found_in).rev() {
             let slot = &self.slots[j];
-            if !self.still_valid(key, snap) || self.closed.load(Ordering::Acquire) {
-                return;
-            }
             if self.admit(slot, key, &entry) != Admission::Admit {
                 continue;
             }
-            if let Ok(PutOutcome::Stored) =
-                self.call(slot, slot.tier.put(key.clone(), entry.clone())).await
-            {
-                slot.clean.mark(key);
-                self.set_stale(j, key, false);
-                slot.stats.promotions.fetch_add(1, Ordering::Relaxed);
-                slot.stats.promotions_metric.increment(1);
-                if !self.still_valid(key, snap) {
-                    // A write or removal raced us: our copy may be older. Undo it.
-                    slot.clean.unmark(key);
-                    let _ = self.call(slot, slot.tier.remove(key)).await;
-                    return;
-                }
+            // Registered before the first check, so from the moment the write may land until
+            // its undo is done, `get` knows not to trust this tier's copy if the check fails.
+            let id = self.job_ids.fetch_add(1, Ordering::Relaxed) + 1;
+            slot.promoting.insert(id, key, snap);
+            let kept = self.promote_into(j, key, &entry, snap).await;
+            slot.promoting.remove(id, key);
+            if !kept {
+                return;
             }
         }
+    }
+
+    /// Writes a promoted copy into tier `j`; `false` if the snapshot no longer holds (the copy
+    /// was not written, or was undone).
+    async fn promote_into(&self, j: usize, key: &Key, entry: &Entry, snap: Snap) -> bool {
+        let slot = &self.slots[j];
+        if !self.still_valid(key, snap) || self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if let Ok(PutOutcome::Stored) =
+            self.call(slot, slot.tier.put(key.clone(), entry.clone())).await
+        {
+            slot.clean.mark(key);
+            self.set_stale(j, key, false);
+            slot.stats.promotions.fetch_add(1, Ordering::Relaxed);
+            slot.stats.promotions_metric.increment(1);
+            if !self.still_valid(key, snap) {
+                // A write or removal raced us: our copy may be older. Undo it.
+                slot.clean.unmark(key);
+                let _ = self.call(slot, slot.tier.remove(key)).await;
+                return false;
+            }
+        }
+        true
     }
 
     fn done(&self) {
@@ -774,6 +865,9 @@ impl Shared {
         self.begin_write(&key, Some(&entry));
         let mut report = PutReport { tiers: Vec::with_capacity(self.slots.len()) };
         let mut first_error = None;
+        if let Some(filter) = &self.second_chance {
+            filter.written(&key);
+        }
         for (i, slot) in self.slots.iter().enumerate() {
             slot.clean.unmark(&key);
             let outcome = self.put_one(slot, &key, &entry).await;

@@ -624,3 +624,166 @@ async fn queued_demotions_are_served_until_written() {
     let stats = cache.tiered_stats();
     assert!(stats.tiers[1].demotions > 100, "{stats:?}");
 }
+
+/// A tier that holds back puts of one value and, once told, every removal, so a test can stop a
+/// promotion between its write and its undo.
+#[derive(Debug)]
+struct HoldsPromotion<T> {
+    inner: T,
+    value: &'static str,
+    puts: tokio::sync::Semaphore,
+    removes: tokio::sync::Semaphore,
+    hold_removes: std::sync::atomic::AtomicBool,
+    /// Puts of `value` that reached the gate.
+    held: AtomicUsize,
+}
+
+impl<T> HoldsPromotion<T> {
+    fn new(inner: T, value: &'static str) -> HoldsPromotion<T> {
+        HoldsPromotion {
+            inner,
+            value,
+            puts: tokio::sync::Semaphore::new(0),
+            removes: tokio::sync::Semaphore::new(0),
+            hold_removes: std::sync::atomic::AtomicBool::new(true),
+            held: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: Tier> Tier for HoldsPromotion<T> {
+    fn name(&self) -> &'static str {
+        "holds"
+    }
+    async fn get(&self, key: &Key) -> cache_core::Result<Option<Entry>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: Key, entry: Entry) -> cache_core::Result<PutOutcome> {
+        if entry.value == self.value {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            self.puts.acquire().await.expect("open").forget();
+        }
+        self.inner.put(key, entry).await
+    }
+    async fn remove(&self, key: &Key) -> cache_core::Result<()> {
+        if self.hold_removes.load(Ordering::SeqCst) {
+            let _permit = self.removes.acquire().await.expect("open");
+        }
+        self.inner.remove(key).await
+    }
+    async fn clear_namespace(&self, ns: &Namespace) -> cache_core::Result<()> {
+        self.inner.clear_namespace(ns).await
+    }
+    fn usage(&self) -> cache_core::Usage {
+        self.inner.usage()
+    }
+    fn stats(&self) -> cache_core::StatsSnapshot {
+        self.inner.stats()
+    }
+    async fn flush(&self) -> cache_core::Result<()> {
+        self.inner.flush().await
+    }
+    async fn close(&self) -> cache_core::Result<()> {
+        self.inner.close().await
+    }
+}
+
+/// A promotion that a put overtook writes its older copy and then undoes it; in between, `get`
+/// must not serve that copy (it reads the tier below, which holds the newest value). The tier
+/// double stops the promotion exactly in that window, so this fails without the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
+    let c = clock();
+    let top = Arc::new(HoldsPromotion::new(l1(1 << 20, &c), "old"));
+    let bottom = Arc::new(l1(1 << 20, &c));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()))
+        .build()
+        .unwrap();
+    let k = key("overtaken");
+    let _ = bottom.put(k.clone(), Entry::new("old")).await.unwrap();
+    // A lower-tier hit: its promotion into the top tier waits at the top's gate.
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "old");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while top.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the promotion never started");
+        tokio::task::yield_now().await;
+    }
+    let _ = cache.put(k.clone(), Entry::new("new")).await.unwrap();
+    // Let the promotion write its older copy; its undo (a removal) is held back.
+    top.puts.add_permits(1);
+    while top.inner.get(&k).await.unwrap().map(|e| e.value) != Some("old".into()) {
+        assert!(Instant::now() < deadline, "the promotion never wrote its copy");
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        cache.get(&k).await.unwrap().unwrap().value,
+        "new",
+        "served the overtaken promotion's older copy"
+    );
+    top.hold_removes.store(false, Ordering::SeqCst);
+    top.removes.add_permits(1 << 20);
+    cache.quiesce().await;
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "new");
+    assert!(top.inner.get(&k).await.unwrap().is_none_or(|e| e.value == "new"));
+}
+
+/// S3-FIFO's filter between RAM and the tier below: what was read while in RAM is demoted, a
+/// key that was never read is dropped and remembered by the ghost, and the same key evicted
+/// again while the ghost remembers it is demoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_chance_demotes_what_was_read_and_what_came_back() {
+    let c = clock();
+    let top = Arc::new(
+        MemoryTier::builder(64 * 1024)
+            .clock(c.clone())
+            .eviction_policy(cache_l1::EvictionPolicy::Lru)
+            .build(),
+    );
+    let bottom = Arc::new(l1(64 << 20, &c));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .demotion_filter(crate::policy::DemotionFilter::second_chance(1_000))
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()).write(WritePolicy::OnEviction))
+        .build()
+        .unwrap();
+    let value = || Entry::new(vec![7u8; 1000]);
+    let fill = |round: u32| {
+        let cache = cache.clone();
+        let top = top.clone();
+        async move {
+            for i in 0..200 {
+                let _ = cache.put(key(&format!("fill{round}-{i}")), value()).await.unwrap();
+            }
+            top.flush().await.unwrap();
+            cache.quiesce().await;
+        }
+    };
+    for i in 0..20 {
+        let _ = cache.put(key(&format!("read{i}")), value()).await.unwrap();
+        assert!(cache.get(&key(&format!("read{i}"))).await.unwrap().is_some());
+    }
+    for i in 0..20 {
+        let _ = cache.put(key(&format!("once{i}")), value()).await.unwrap();
+    }
+    fill(0).await;
+    for i in 0..20 {
+        assert!(bottom.get(&key(&format!("read{i}"))).await.unwrap().is_some(), "read{i}");
+        assert!(bottom.get(&key(&format!("once{i}"))).await.unwrap().is_none(), "once{i}");
+    }
+    let stats = cache.tiered_stats();
+    assert!(stats.tiers[1].demotions_filtered >= 150, "{stats:?}");
+    assert_eq!(stats.tiers[1].demotions, 20, "{stats:?}");
+    // The one-hit wonders come back while the ghost (1,000 tags) still remembers them.
+    for i in 0..20 {
+        let _ = cache.put(key(&format!("once{i}")), value()).await.unwrap();
+    }
+    fill(1).await;
+    for i in 0..20 {
+        assert!(bottom.get(&key(&format!("once{i}"))).await.unwrap().is_some(), "once{i} again");
+    }
+}
