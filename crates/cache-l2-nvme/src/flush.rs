@@ -264,7 +264,14 @@ impl Writer {
             | Op::Remove { shard, tag, seq, room: r, ack: None, .. } = op
                 && *seq != 0
             {
-                self.sh.pending.remove_if(*shard, *tag, *seq);
+                let read_while_pending = self.sh.pending.remove_if(*shard, *tag, *seq);
+                if read_while_pending
+                    && self.sh.reinsert_hits
+                    && let Some(slot) = self.sh.index.get(*shard, *tag)
+                {
+                    // The record was read before it reached the index: a hit all the same.
+                    self.sh.index.mark_hit(*shard, *tag, slot);
+                }
                 room += *r as usize;
                 if let Some(e) = self.errors[i].take() {
                     self.sh.defer_error(e);

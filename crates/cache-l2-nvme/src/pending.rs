@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 
 use crate::{format::SHARDS, index::TagHasher, parts::Parts};
 
-type Shard = HashMap<u32, (u64, Parts), BuildHasherDefault<TagHasher>>;
+/// (version, record, read since it was entered).
+type Shard = HashMap<u32, (u64, Parts, bool), BuildHasherDefault<TagHasher>>;
 
 /// Records queued but not yet written, by (shard, tag).
 #[derive(Debug)]
@@ -47,7 +48,7 @@ impl Pending {
     /// 0). Called with the writer's queue lock held.
     pub(crate) fn insert(&self, shard: usize, tag: u32, record: Parts) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        if self.shards[shard].lock().insert(tag, (seq, record)).is_none() {
+        if self.shards[shard].lock().insert(tag, (seq, record, false)).is_none() {
             self.len.fetch_add(1, Ordering::AcqRel);
         }
         seq
@@ -58,7 +59,19 @@ impl Pending {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.shards[shard].lock().get(&tag).map(|(_, b)| b.clone())
+        self.shards[shard].lock().get(&tag).map(|(_, b, _)| b.clone())
+    }
+
+    /// Like [`Pending::get`], and remembers that the record was read, so the writer can carry
+    /// the hit into the index (for hit-based reinsertion).
+    pub(crate) fn read(&self, shard: usize, tag: u32) -> Option<Parts> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut s = self.shards[shard].lock();
+        let (_, b, hit) = s.get_mut(&tag)?;
+        *hit = true;
+        Some(b.clone())
     }
 
     /// Whether anything is pending for (shard, tag).
@@ -66,13 +79,16 @@ impl Pending {
         self.len.load(Ordering::Acquire) != 0 && self.shards[shard].lock().contains_key(&tag)
     }
 
-    /// Drops the entry for (shard, tag) if it is still version `seq`.
-    pub(crate) fn remove_if(&self, shard: usize, tag: u32, seq: u64) {
+    /// Drops the entry for (shard, tag) if it is still version `seq`; `true` if it was read
+    /// while pending.
+    pub(crate) fn remove_if(&self, shard: usize, tag: u32, seq: u64) -> bool {
         let mut s = self.shards[shard].lock();
-        if s.get(&tag).is_some_and(|(v, _)| *v == seq) {
-            s.remove(&tag);
+        if s.get(&tag).is_some_and(|(v, _, _)| *v == seq) {
+            let hit = s.remove(&tag).is_some_and(|(_, _, hit)| hit);
             self.len.fetch_sub(1, Ordering::AcqRel);
+            return hit;
         }
+        false
     }
 
     /// Entries held.

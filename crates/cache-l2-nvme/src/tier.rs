@@ -322,7 +322,7 @@ impl NvmeTier {
         self.check_open()?;
         let sh = &*self.shared;
         let (shard, tag) = locate(key.hash());
-        if let Some(bytes) = sh.pending.get(shard, tag) {
+        if let Some(bytes) = sh.pending.read(shard, tag) {
             return Ok(self.pending_hit(key, bytes));
         }
         let Some(slot) = sh.index.get(shard, tag) else {
