@@ -6,9 +6,17 @@
 //!   allowed only behind the `testkit` feature (the conformance suite needs tokio).
 //!   The tier crates (`cache-l1`, `cache-l2-nvme`, `cache-l2-rocks`, `cache-l3-object`) never
 //!   depend on each other or on `cache-tiered`. Dev-dependencies are exempt.
-//! - **Lints**: every member's `Cargo.toml` has `[lints] workspace = true`.
-//! - **File headers**: every `.rs` file under `crates/`, `xtask/`, `tests/` and `benches/`
-//!   starts with a `//!` line saying what the file is for.
+//! - **Lints and MSRV**: every member's `Cargo.toml` has `[lints] workspace = true` and
+//!   `rust-version.workspace = true`, so the workspace's `rust-version` is the one MSRV
+//!   (`cargo xtask ci` checks that the running rustc is at least that).
+//! - **Unused dependencies**: every dependency a member declares is named in its sources as a
+//!   path (`name::…`, `use name`, `extern crate name`, with `-` read as `_`): normal
+//!   dependencies in `src/` (and the other library and binary targets), build dependencies in the
+//!   build script, dev-dependencies anywhere in the crate (`src/`, `tests/`, `benches/`,
+//!   `examples/`). A dependency used only through a feature or a macro goes into
+//!   [`UNUSED_DEP_EXEMPTIONS`] with the reason.
+//! - **File headers**: every `.rs` file under `crates/`, `xtask/`, `tests/`, `benches/` and
+//!   `torture/` starts with a `//!` line saying what the file is for.
 //!
 //! The same checks run as the `tidy` unit test of this crate, so `cargo nextest run` enforces
 //! them too.
@@ -34,6 +42,13 @@ const TIERS: &[&str] = &["cache-l1", "cache-l2-nvme", "cache-l2-rocks", "cache-l
 const COMPOSER: &str = "cache-tiered";
 /// Directories (relative to the root) whose `.rs` files must start with `//!`.
 const HEADER_DIRS: &[&str] = &["crates", "xtask", "tests", "benches", "torture"];
+/// Dependencies that are declared but never named as a path in the crate's sources, and why
+/// that is right: (package, dependency, reason). A dependency that is only there to turn on a
+/// feature of another crate, or whose macros expand to paths of a re-exporting crate, belongs
+/// here; one that is simply unused belongs nowhere.
+const UNUSED_DEP_EXEMPTIONS: &[(&str, &str, &str)] = &[];
+/// Source directories of a crate that hold dev-dependency users besides its targets.
+const DEV_DIRS: &[&str] = &["src", "tests", "benches", "examples"];
 
 /// Runs every check, prints each problem, and fails if there is any.
 pub(crate) fn run() -> Result<()> {
@@ -53,7 +68,8 @@ fn check() -> Result<Vec<String>> {
     let root = crate::project_root();
     let metadata = cargo_metadata(&root)?;
     let mut problems = check_dependencies(&metadata)?;
-    problems.extend(check_lints_inherited(&metadata)?);
+    problems.extend(check_inherited(&metadata)?);
+    problems.extend(check_unused_dependencies(&metadata)?);
     problems.extend(check_file_headers(&root)?);
     Ok(problems)
 }
@@ -74,6 +90,8 @@ fn cargo_metadata(root: &Path) -> Result<Value> {
 /// One declared dependency of a workspace member.
 struct Dependency<'a> {
     name: &'a str,
+    /// The name the crate is known by in the dependent's code if renamed (`rename = …`).
+    rename: Option<&'a str>,
     /// `None` for a normal dependency, else `"dev"` or `"build"`.
     kind: Option<&'a str>,
     optional: bool,
@@ -103,6 +121,7 @@ fn dependencies(package: &Value) -> Vec<Dependency<'_>> {
         .filter_map(|d| {
             Some(Dependency {
                 name: d["name"].as_str()?,
+                rename: d["rename"].as_str(),
                 kind: d["kind"].as_str(),
                 optional: d["optional"].as_bool().unwrap_or(false),
             })
@@ -174,8 +193,8 @@ fn check_dependencies(metadata: &Value) -> Result<Vec<String>> {
     Ok(problems)
 }
 
-/// Checks that every member inherits the workspace lint table.
-fn check_lints_inherited(metadata: &Value) -> Result<Vec<String>> {
+/// Checks that every member inherits the workspace lint table and `rust-version`.
+fn check_inherited(metadata: &Value) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for (name, package) in members(metadata)? {
         let manifest = PathBuf::from(package["manifest_path"].as_str().context("no manifest")?);
@@ -187,8 +206,121 @@ fn check_lints_inherited(metadata: &Value) -> Result<Vec<String>> {
                 relative(&manifest).display()
             ));
         }
+        if !inherits_workspace_rust_version(&text) {
+            problems.push(format!(
+                "{} (package {name}) lacks `rust-version.workspace = true` in [package]: the \
+                 workspace's rust-version is the MSRV of every crate",
+                relative(&manifest).display()
+            ));
+        }
     }
     Ok(problems)
+}
+
+/// Whether a manifest's `[package]` table has `rust-version.workspace = true` (or the inline
+/// form).
+fn inherits_workspace_rust_version(manifest: &str) -> bool {
+    let squash = |line: &str| line.split('#').next().unwrap_or("").replace([' ', '\t'], "");
+    let mut table: Option<String> = None;
+    for line in manifest.lines().map(squash) {
+        if line.starts_with('[') {
+            table = Some(line);
+        } else if table.as_deref() == Some("[package]")
+            && (line == "rust-version.workspace=true" || line == "rust-version={workspace=true}")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Checks that every declared dependency of every member is named in its sources.
+fn check_unused_dependencies(metadata: &Value) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (name, package) in members(metadata)? {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().context("no manifest")?);
+        let dir = manifest.parent().context("manifest without a directory")?;
+        // The files of the library and binary targets (which may live outside `src/`), of the
+        // build script, and every Rust file of the crate (for dev-dependencies).
+        let (mut normal, mut build, mut all) = (Vec::new(), Vec::new(), Vec::new());
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let Some(src) = target["src_path"].as_str().map(Path::new) else { continue };
+            let kinds: Vec<&str> =
+                target["kind"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let root = src.parent().unwrap_or(src);
+            if kinds.contains(&"custom-build") {
+                build.push(src.to_path_buf());
+            } else if kinds.iter().any(|k| matches!(*k, "lib" | "rlib" | "bin" | "proc-macro")) {
+                collect_rust_files(root, &mut normal)?;
+            }
+        }
+        for sub in DEV_DIRS {
+            collect_rust_files(&dir.join(sub), &mut all)?;
+        }
+        all.extend(normal.iter().cloned());
+        all.extend(build.iter().cloned());
+        let read = |files: &mut Vec<PathBuf>| -> Result<String> {
+            files.sort();
+            files.dedup();
+            let mut text = String::new();
+            for file in files.iter() {
+                text += &fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                text.push('\n');
+            }
+            Ok(text)
+        };
+        let (normal, build, all) = (read(&mut normal)?, read(&mut build)?, read(&mut all)?);
+        let mut seen = Vec::new();
+        for dep in dependencies(package) {
+            let ident = dep.rename.unwrap_or(dep.name).replace('-', "_");
+            let (text, where_) = match dep.kind {
+                None => (&normal, "its library and binary sources"),
+                Some("build") => (&build, "its build script"),
+                _ => (&all, "any of its sources"),
+            };
+            if seen.contains(&(dep.name, dep.kind)) || names_crate(text, &ident) {
+                continue;
+            }
+            seen.push((dep.name, dep.kind));
+            if UNUSED_DEP_EXEMPTIONS.iter().any(|(p, d, _)| p == &name && d == &dep.name) {
+                continue;
+            }
+            let section = match dep.kind {
+                None => "[dependencies]",
+                Some("build") => "[build-dependencies]",
+                _ => "[dev-dependencies]",
+            };
+            problems.push(format!(
+                "{}: {section} `{}` is never named in {where_} (no `{ident}::` or `use {ident}`): \
+                 remove it, or list it in UNUSED_DEP_EXEMPTIONS (xtask/src/tidy.rs) with the reason",
+                relative(&manifest).display(),
+                dep.name
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Whether `text` names the crate `ident` as a path: `ident::…` (not as the tail of a longer
+/// path), `use ident` or `extern crate ident`.
+fn names_crate(text: &str, ident: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(ident).any(|(at, _)| {
+        let before = &text[..at];
+        let after = &text[at + ident.len()..];
+        if before.ends_with(|c: char| is_ident(c) || c == ':') || after.starts_with(is_ident) {
+            return false;
+        }
+        if after.starts_with("::") {
+            return true;
+        }
+        let word = before.trim_end();
+        let last = word.rsplit(|c: char| !is_ident(c)).next().unwrap_or("");
+        word.len() < before.len()
+            && (last == "use"
+                || (last == "crate" && word[..word.len() - 5].trim_end().ends_with("extern")))
+    })
 }
 
 /// Whether a manifest has `[lints]` with `workspace = true` (or the dotted/inline forms).
@@ -263,7 +395,10 @@ fn relative(path: &Path) -> PathBuf {
 mod tests {
     use serde_json::json;
 
-    use super::{check, check_dependencies, inherits_workspace_lints};
+    use super::{
+        check, check_dependencies, inherits_workspace_lints, inherits_workspace_rust_version,
+        names_crate,
+    };
 
     /// The real workspace passes every rule (so `cargo nextest run` enforces tidy).
     #[test]
@@ -351,5 +486,32 @@ mod tests {
         assert!(inherits_workspace_lints("lints = { workspace = true } # inherit\n"));
         assert!(!inherits_workspace_lints("[lints]\n[features]\nworkspace = true\n"));
         assert!(!inherits_workspace_lints("[lints.rust]\nmissing_docs = \"warn\"\n"));
+    }
+
+    #[test]
+    fn rust_version_forms() {
+        assert!(inherits_workspace_rust_version("[package]\nrust-version.workspace = true\n"));
+        assert!(inherits_workspace_rust_version("[package]\nrust-version = { workspace = true }"));
+        assert!(!inherits_workspace_rust_version("[package]\nrust-version = \"1.95\"\n"));
+        assert!(!inherits_workspace_rust_version("[lints]\nrust-version.workspace = true\n"));
+        assert!(!inherits_workspace_rust_version("[package]\n# rust-version.workspace = true\n"));
+    }
+
+    #[test]
+    fn crate_names_as_paths() {
+        assert!(names_crate("use bytes::Bytes;", "bytes"));
+        assert!(names_crate("fn f() -> bytes::Bytes {}", "bytes"));
+        assert!(names_crate("#[tokio::main]", "tokio"));
+        assert!(names_crate("pub use object_store;", "object_store"));
+        assert!(names_crate("extern crate   libc;", "libc"));
+        assert!(names_crate("//! [`moka::future::Cache`]", "moka"));
+        // Words and other paths that only look like the crate.
+        assert!(!names_crate("a budget in bytes (key + value)", "bytes"));
+        assert!(!names_crate("let bytes = v.len();", "bytes"));
+        assert!(!names_crate("use cache_core::bytes::Bytes;", "bytes"));
+        assert!(!names_crate("my_bytes::f()", "bytes"));
+        assert!(!names_crate("bytes_used::f()", "bytes"));
+        assert!(!names_crate("reuse bytes", "bytes"));
+        assert!(!names_crate("crate bytes", "bytes"));
     }
 }
