@@ -2,10 +2,12 @@
 //!
 //! Tasks (one module each):
 //!
-//! - `ci [--fast] [--fail-fast]`: the whole CI recipe (see `ci.rs`); `.ci/run` and the GitHub
-//!   workflow both call it.
-//! - `tidy`: dependency-direction, manifest and `//!` header rules (see `tidy.rs`); also a
-//!   `#[test]`, so `cargo nextest run` enforces it.
+//! - `ci [--fast] [--fail-fast] [--only STEP,...]`: the whole CI recipe (see `ci.rs`): a check of the
+//!   prerequisites, then fmt, clippy, doc, the feature check, nextest, doctests, tidy,
+//!   cargo-deny, the quick torture run and the bench smoke; `.ci/run` (which first installs what
+//!   a fresh machine lacks) and the GitHub workflow both call it.
+//! - `tidy`: dependency-direction, manifest (lints, MSRV, unused dependencies) and `//!` header
+//!   rules (see `tidy.rs`); also a `#[test]`, so `cargo nextest run` enforces it.
 //! - `s3 start|stop|env|status`: a throw-away SeaweedFS S3 server on 127.0.0.1 for the
 //!   integration tests in `tests/` (see `s3.rs`).
 //! - `torture [--quick] [-- ARGS]`: the reliability campaigns (crash, corruption, outage, full
@@ -38,11 +40,16 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  ci [--fast] [--fail-fast]   run the CI recipe: fmt, clippy, doc, nextest (with a local S3
-                              server), doctests, tidy, bench smoke
-                              --fast: skip clippy, doc and the bench smoke
+  ci [--fast] [--fail-fast] [--only STEP,...]
+                              run the CI recipe: check the prerequisites, then fmt, clippy,
+                              doc, features (each crate, each feature alone), nextest (with a
+                              local S3 server), doctests, tidy, deny (cargo-deny: licenses,
+                              bans, sources), torture --quick, bench smoke
+                              --fast: skip clippy, doc, features, deny and the bench smoke
                               --fail-fast: stop at the first failing step
-  tidy                        check dependency direction, manifests and `//!` file headers
+                              --only STEP,...: run only the named steps
+  tidy                        check dependency direction, manifests (lints, rust-version,
+                              unused dependencies) and `//!` file headers
   s3 start|stop|env|status    manage the local SeaweedFS S3 server used by `tests/`
   torture [--quick] [-- ARGS] the reliability campaigns; --quick: the short form CI runs;
                               report in target/torture/ (full run: copy into RELIABILITY.md)
