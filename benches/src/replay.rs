@@ -228,6 +228,9 @@ pub(crate) struct ReplayResult {
     /// OPT's hits at the same capacity, when it was computed.
     #[serde(default)]
     pub(crate) opt_hits: Option<u64>,
+    /// Belady's hits at the same capacity, when it was computed.
+    #[serde(default)]
+    pub(crate) belady_hits: Option<u64>,
 }
 
 impl ReplayResult {
@@ -236,26 +239,44 @@ impl ReplayResult {
         self.system.is_ours() && self.opt_hits.is_some_and(|opt| self.hits > opt)
     }
 
-    /// `73.10`, or `73.10 ⚠ above OPT`.
+    /// More hits than Belady's rule with a bytes capacity: possible (with sizes the rule is not
+    /// optimal, and a cache may decline to insert), but worth a look.
+    pub(crate) fn above_belady(&self) -> bool {
+        self.system.is_ours()
+            && matches!(self.capacity, Capacity::Bytes(_))
+            && self.belady_hits.is_some_and(|b| self.hits > b)
+    }
+
+    /// `73.10`, `73.10 ⚠ above OPT`, or `73.10 (above Belady)`.
     pub(crate) fn cell(&self) -> String {
         if self.above_opt() {
             format!("{:.2} ⚠ above OPT", self.hit_ratio * 100.0)
+        } else if self.above_belady() {
+            format!("{:.2} (above Belady)", self.hit_ratio * 100.0)
         } else {
             format!("{:.2}", self.hit_ratio * 100.0)
         }
     }
 }
 
-/// Fills `opt_hits` of every result from the OPT row of the same trace and capacity.
+/// Fills `opt_hits` and `belady_hits` of every result from the OPT and Belady rows of the same
+/// trace and capacity.
 fn mark_opt(results: &mut [ReplayResult]) {
-    let opts: Vec<(String, Capacity, u64)> = results
-        .iter()
-        .filter(|r| r.system == ReplaySystem::Opt)
-        .map(|r| (r.trace.clone(), r.capacity, r.hits))
-        .collect();
+    let of = |results: &[ReplayResult], system| -> Vec<(String, Capacity, u64)> {
+        results
+            .iter()
+            .filter(|r| r.system == system)
+            .map(|r| (r.trace.clone(), r.capacity, r.hits))
+            .collect()
+    };
+    let opts = of(results, ReplaySystem::Opt);
+    let beladys = of(results, ReplaySystem::Belady);
+    let find = |v: &[(String, Capacity, u64)], r: &ReplayResult| {
+        v.iter().find(|(t, c, _)| *t == r.trace && *c == r.capacity).map(|&(_, _, h)| h)
+    };
     for r in results.iter_mut() {
-        r.opt_hits =
-            opts.iter().find(|(t, c, _)| *t == r.trace && *c == r.capacity).map(|&(_, _, h)| h);
+        r.opt_hits = find(&opts, r);
+        r.belady_hits = find(&beladys, r);
     }
 }
 
@@ -364,6 +385,7 @@ async fn replay_many(
                 hit_ratio: hits as f64 / (hits + misses).max(1) as f64,
                 elapsed_s: start.elapsed().as_secs_f64(),
                 opt_hits: None,
+                belady_hits: None,
             });
         }
     }
@@ -577,7 +599,8 @@ async fn builtin_report(
          requests on every machine), {} B objects, replayed one request at a time (a get, and on a \
          miss a put). LRU … Belady are this tool's exact simulators (libCacheSim semantics); OPT \
          is the optimum of a cache of that many entries that may decline to insert, so no cache \
-         can beat it. `moka` and `l1` get the capacity as a byte budget through `MemoryTier`'s \
+         can beat it (Belady's rule always inserts, so a cache that declines, as moka's admission \
+         does, may beat Belady but not OPT: results are checked against OPT). `moka` and `l1` get the capacity as a byte budget through `MemoryTier`'s \
          per-entry weight, `nvme` through its record size, and `tiered` splits it {:.0} % RAM / \
          {:.0} % NVMe. Hit %.\n",
         synthetic::VALUE_SIZE,
@@ -707,7 +730,9 @@ async fn known_section(
             md,
             "With sizes, Belady's rule is not optimal and OPT is the PFOO-U upper bound (reuse \
              intervals by increasing byte-time until `capacity × requests` is spent): no cache of \
-             this capacity can beat it, but none may reach it either.\n"
+             this capacity can beat it, but none may reach it either. A result between Belady and \
+             OPT reads `(above Belady)`: possible, since a cache may favour small objects or \
+             decline to insert, but worth a look.\n"
         );
     }
     if caps.len() > 1 {
@@ -1025,6 +1050,7 @@ mod tests {
             hit_ratio: hits as f64 / 100.0,
             elapsed_s: 0.0,
             opt_hits: None,
+            belady_hits: None,
         };
         let mut v =
             vec![r(ReplaySystem::Opt, 50), r(ReplaySystem::Moka, 51), r(ReplaySystem::L1, 50)];

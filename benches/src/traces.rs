@@ -176,13 +176,13 @@ pub(crate) fn missing_section(dir: Option<&Path>) -> String {
     let _ = writeln!(md, "### Traces not found\n");
     let _ = writeln!(
         md,
-        "{} Their rows above are missing; the built-in workloads do not need them. \
+        "{} Their rows are missing above; the built-in workloads do not need them. \
          `cache-bench traces fetch --dir DIR` downloads them (with `curl`) and checks their \
          sha256; then pass `--traces DIR` or set `{ENV}=DIR`.\n",
         match dir {
-            Some(d) => format!("Not in {}:", d.display()),
+            Some(d) => format!("Not in {}.", d.display()),
             None => format!(
-                "No traces directory: neither `../shared/traces` nor `{ENV}` names one. Missing:"
+                "No traces directory: neither `../shared/traces` exists nor does `{ENV}` name one."
             ),
         }
     );
