@@ -20,6 +20,7 @@ pub struct MemoryTierBuilder {
     pub(crate) sink: Option<Arc<dyn EvictionSink>>,
     pub(crate) initial_entries: usize,
     pub(crate) policy: EvictionPolicy,
+    pub(crate) hash_seed: Option<u64>,
 }
 
 /// How the RAM tier picks what to evict, and what to admit when it is full.
@@ -43,6 +44,7 @@ impl MemoryTierBuilder {
             sink: None,
             initial_entries: 0,
             policy: EvictionPolicy::TinyLfu,
+            hash_seed: None,
         }
     }
 
@@ -75,8 +77,65 @@ impl MemoryTierBuilder {
         self
     }
 
+    /// Seeds the hash of keys inside the tier (default: a random seed per tier). moka's
+    /// hash table and its TinyLFU frequency sketch use this hash, so with the default two
+    /// identical runs may admit and evict differently; a fixed seed makes a single-threaded
+    /// replay reproducible. Keys are already BLAKE3 digests: the seed keeps their bucket
+    /// positions unpredictable to someone choosing keys.
+    #[must_use]
+    pub fn hash_seed(mut self, seed: u64) -> MemoryTierBuilder {
+        self.hash_seed = Some(seed);
+        self
+    }
+
     /// Builds the tier.
     pub fn build(self) -> MemoryTier {
         MemoryTier::from_builder(self)
+    }
+}
+
+/// Hashes a [`Key`](cache_core::Key) (which feeds this hasher the first 8 bytes of its
+/// BLAKE3 digest) by mixing it with a seed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeededKeyHash {
+    seed: u64,
+}
+
+impl SeededKeyHash {
+    pub(crate) fn new(seed: Option<u64>) -> SeededKeyHash {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let seed = seed.unwrap_or_else(|| std::hash::RandomState::new().build_hasher().finish());
+        SeededKeyHash { seed }
+    }
+}
+
+impl std::hash::BuildHasher for SeededKeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.seed)
+    }
+}
+
+/// See [`SeededKeyHash`].
+#[derive(Debug)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        // splitmix64's finaliser: every input bit reaches every output bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
     }
 }

@@ -18,15 +18,18 @@ use cache_core::{
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::RwLock;
 
-use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder};
+use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder, SeededKeyHash};
 
 const NAME: &str = "l1";
+
+/// The moka cache behind the tier, hashing keys with the tier's seed.
+type Moka = moka::future::Cache<Key, Entry, SeededKeyHash>;
 
 /// The RAM tier: a byte-bounded `moka::future::Cache` of [`Entry`] values.
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct MemoryTier {
-    cache: moka::future::Cache<Key, Entry>,
+    cache: Moka,
     shared: Arc<Shared>,
     capacity_bytes: u64,
     closed: AtomicBool,
@@ -51,7 +54,7 @@ struct Maintenance {
 }
 
 impl Maintenance {
-    fn start(cache: moka::future::Cache<Key, Entry>) -> Maintenance {
+    fn start(cache: Moka) -> Maintenance {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let spawned =
@@ -202,7 +205,7 @@ impl MemoryTier {
                     sink.on_evict(Evicted { key: Key::clone(&key), entry, cause });
                 }
             })
-            .build();
+            .build_with_hasher(SeededKeyHash::new(b.hash_seed));
         MemoryTier {
             maintenance: Maintenance::start(cache.clone()),
             cache,
