@@ -227,29 +227,30 @@ mod tests {
             assert_eq!(a.len() as u64, w.requests, "{}", w.name);
             assert_eq!(a, w.generate(), "{} twice", w.name);
         }
-        // A fingerprint of every trace: a change of generator shows up here.
+        // A fingerprint of every trace (FNV-1a over the ids): a change of generator, sampler
+        // or parameters shows up here, and the published tables would change with it.
         let fp: Vec<(&str, u64)> = builtin()
             .iter()
             .map(|w| {
-                let h = w
-                    .generate()
-                    .iter()
-                    .fold(0u64, |h, r| (h ^ r.id).wrapping_mul(0x100_0000_01b3).rotate_left(7));
+                let h = w.generate().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, r| {
+                    r.id.to_le_bytes()
+                        .iter()
+                        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+                });
                 (w.name, h)
             })
             .collect();
-        let again: Vec<(&str, u64)> = builtin()
-            .iter()
-            .map(|w| {
-                let h = w
-                    .generate()
-                    .iter()
-                    .fold(0u64, |h, r| (h ^ r.id).wrapping_mul(0x100_0000_01b3).rotate_left(7));
-                (w.name, h)
-            })
-            .collect();
-        assert_eq!(fp, again);
+        assert_eq!(fp, PINNED);
     }
+
+    const PINNED: [(&str, u64); 6] = [
+        ("zipf-0.7", 0xf83be6be027343cd),
+        ("zipf-0.9", 0x87986db2ebd33d2c),
+        ("zipf-1.1", 0x3a4f5c5fdb653eb4),
+        ("scan", 0x9ec3ab6f6af85fe8),
+        ("loop", 0x2951c5642ad2c14e),
+        ("shift", 0),
+    ];
 
     #[test]
     fn loop_defeats_lru_and_fifo_exactly() {
