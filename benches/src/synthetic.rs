@@ -249,7 +249,7 @@ mod tests {
         ("zipf-1.1", 0x3a4f5c5fdb653eb4),
         ("scan", 0x9ec3ab6f6af85fe8),
         ("loop", 0x2951c5642ad2c14e),
-        ("shift", 0),
+        ("shift", 0x51a503f775513033),
     ];
 
     #[test]
