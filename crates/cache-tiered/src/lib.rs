@@ -9,6 +9,9 @@
 //!   entries that came from it unchanged (clean) and expired ones. Demotions are queued and
 //!   written in batches (`put_many`); until its demotion is written an evicted entry is still
 //!   served from the queue, so a slow disk never turns an eviction into a miss.
+//! - **demotion filter**: [`DemotionFilter::SecondChance`](policy::DemotionFilter) is
+//!   S3-FIFO's filter between the top tier and an `OnEviction` tier: only entries read while
+//!   on top, or seen again while a ghost of recently dropped keys remembers them, go down.
 //! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
 //!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
@@ -37,6 +40,37 @@
 //! assert!(v.is_some());
 //! # Ok::<(), cache_core::Error>(()) }).unwrap();
 //! ```
+
+//!
+//! # Choosing the policies of a RAM → disk stack
+//!
+//! The defaults (RAM with moka's TinyLFU, every eviction demoted, every lower hit promoted)
+//! keep whatever the RAM tier lets go. For the best hit ratio at a given number of bytes, give
+//! the stack S3-FIFO's shape: the RAM tier is the small queue (plain LRU, about a tenth of
+//! the bytes), the disk tier the main queue (FIFO with hit-based reinsertion), and the filter
+//! between them keeps one-hit wonders out of the disk tier; lower hits stay where they are.
+//!
+//! ```
+//! use cache_l1::{EvictionPolicy, MemoryTier};
+//! use cache_tiered::{
+//!     TierOptions, TieredCache, WritePolicy,
+//!     policy::{DemotionFilter, PromoteNever},
+//! };
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let disk_entries = 100_000; // what the disk tier holds: its budget / the mean record size
+//! let cache = TieredCache::builder()
+//!     .tier(MemoryTier::builder(16 << 20).eviction_policy(EvictionPolicy::Lru).build())
+//!     .tier(TierOptions::new(MemoryTier::builder(256 << 20).build()).write(WritePolicy::OnEviction))
+//!     .demotion_filter(DemotionFilter::second_chance(disk_entries))
+//!     .promotion(PromoteNever)
+//!     .build()?;
+//! # let _ = cache;
+//! # Ok::<(), cache_core::Error>(()) }).unwrap();
+//! ```
+//!
+//! (With the NVMe tier below, also turn on its `reinsert_hits`.) `docs/benchmarks.md` has the
+//! hit ratios of both configurations next to each tier alone and the published policies.
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "l1", feature = "nvme", feature = "object"))]
