@@ -65,11 +65,20 @@ pub(crate) struct Budgets {
     pub(crate) disk: u64,
 }
 
+/// The seed of `MemoryTier`'s key hash in every bench system: with a fixed seed moka's TinyLFU
+/// admits and evicts the same way on every run (a replay is then reproducible, as far as the
+/// tiers' own threads allow).
+pub(crate) const HASH_SEED: u64 = 0x5EED_CA5E;
+
+/// Raw moka's hasher: SipHash with fixed keys instead of `RandomState`'s random ones, for the
+/// same reason.
+pub(crate) type FixedHash = std::hash::BuildHasherDefault<std::hash::DefaultHasher>;
+
 /// A built system.
 pub(crate) enum System {
     Tiered(TieredCache),
     Tier(Arc<dyn Tier>),
-    Moka(moka::future::Cache<Key, Bytes>),
+    Moka(moka::future::Cache<Key, Bytes, FixedHash>),
     Foyer(foyer::HybridCache<u64, Vec<u8>>),
     Store(Arc<dyn ObjectStore>),
 }
@@ -127,7 +136,7 @@ impl System {
             SystemKind::Tiered | SystemKind::Tiered3 => {
                 let mut b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)
-                    .tier(MemoryTier::builder(budgets.ram.max(1)).build())
+                    .tier(MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build())
                     .tier(
                         TierOptions::new(nvme(&dir.join("nvme"), budgets.disk)?)
                             .write(WritePolicy::OnEviction),
@@ -137,9 +146,9 @@ impl System {
                 }
                 System::Tiered(b.build()?)
             }
-            SystemKind::L1 => {
-                System::Tier(Arc::new(MemoryTier::builder(budgets.ram.max(1)).build()))
-            }
+            SystemKind::L1 => System::Tier(Arc::new(
+                MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build(),
+            )),
             SystemKind::Nvme => System::Tier(Arc::new(nvme(&dir, budgets.disk)?)),
             SystemKind::NvmeReinsert => {
                 System::Tier(Arc::new(nvme_with(&dir, budgets.disk, true)?))
@@ -151,7 +160,7 @@ impl System {
                     .weigher(|k: &Key, v: &Bytes| {
                         u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
                     })
-                    .build(),
+                    .build_with_hasher(FixedHash::default()),
             ),
             SystemKind::Foyer => {
                 let _ = std::fs::remove_dir_all(&dir);
