@@ -136,11 +136,14 @@ pub(crate) struct Slot {
 #[derive(Default)]
 struct Promoting {
     len: AtomicUsize,
-    shards: [Mutex<HashMap<u64, Vec<(u64, Snap)>>>; 16],
+    shards: [Mutex<PromotingShard>; 16],
 }
 
+/// Key hash prefix → (promotion id, snapshot) of each promotion of the key in flight.
+type PromotingShard = HashMap<u64, Vec<(u64, Snap)>>;
+
 impl Promoting {
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<u64, Vec<(u64, Snap)>>> {
+    fn shard(&self, key: &Key) -> &Mutex<PromotingShard> {
         &self.shards[(key.hash().prefix_u64() >> 60) as usize]
     }
 
