@@ -6,10 +6,13 @@ use std::{path::Path, sync::Arc};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use cache_core::{Entry, Key, Namespace, Tier};
-use cache_l1::{ENTRY_OVERHEAD, MemoryTier, entry_weight};
+use cache_l1::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTier, entry_weight};
 use cache_l2_nvme::{Durability, NvmeTier, NvmeTierBuilder};
 use cache_l3_object::{ObjectTier, ObjectTierBuilder};
-use cache_tiered::{TierOptions, TieredCache, WritePolicy};
+use cache_tiered::{
+    TierOptions, TieredCache, WritePolicy,
+    policy::{DemotionFilter, PromoteNever},
+};
 use foyer::DeviceBuilder as _;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path as ObjPath,
@@ -24,6 +27,9 @@ pub(crate) enum SystemKind {
     Tiered,
     /// Our stack with the object tier (local filesystem) under RAM + NVMe.
     Tiered3,
+    /// Our stack with the library's default policies: TinyLFU RAM, every eviction demoted to
+    /// the NVMe tier (FIFO reclaim), every NVMe hit promoted.
+    TieredDefaults,
     /// `MemoryTier` alone.
     L1,
     /// The NVMe tier alone.
@@ -45,6 +51,7 @@ impl SystemKind {
         match self {
             SystemKind::Tiered => "tiered (ram+nvme)",
             SystemKind::Tiered3 => "tiered (ram+nvme+object)",
+            SystemKind::TieredDefaults => "tiered, defaults (ram+nvme)",
             SystemKind::L1 => "l1 (ram)",
             SystemKind::Nvme => "nvme",
             SystemKind::NvmeReinsert => "nvme (reinsert hits)",
@@ -76,8 +83,10 @@ pub(crate) type FixedHash = std::hash::BuildHasherDefault<std::hash::DefaultHash
 
 /// A built system.
 pub(crate) enum System {
-    Tiered(TieredCache),
-    Tier(Arc<dyn Tier>),
+    /// The stack, and its NVMe tier (to wait for its writer in replays).
+    Tiered(TieredCache, Option<Arc<NvmeTier>>),
+    /// One tier, and the same tier as an NVMe tier if it is one.
+    Tier(Arc<dyn Tier>, Option<Arc<NvmeTier>>),
     Moka(moka::future::Cache<Key, Bytes, FixedHash>),
     Foyer(foyer::HybridCache<u64, Vec<u8>>),
     Store(Arc<dyn ObjectStore>),
@@ -134,26 +143,45 @@ impl System {
         let dir = dir.join(format!("{kind:?}").to_lowercase());
         Ok(match kind {
             SystemKind::Tiered | SystemKind::Tiered3 => {
+                // S3-FIFO's shape (see cache-tiered's docs): an LRU RAM tier as the small
+                // queue, the NVMe tier with hit-based reinsertion as the main queue, the
+                // second-chance filter between them, and no promotion.
+                let disk = Arc::new(nvme_with(&dir.join("nvme"), budgets.disk, true)?);
                 let mut b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)
-                    .tier(MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build())
+                    .demotion_filter(DemotionFilter::second_chance())
+                    .promotion(PromoteNever)
                     .tier(
-                        TierOptions::new(nvme(&dir.join("nvme"), budgets.disk)?)
-                            .write(WritePolicy::OnEviction),
-                    );
+                        MemoryTier::builder(budgets.ram.max(1))
+                            .eviction_policy(EvictionPolicy::Lru)
+                            .hash_seed(HASH_SEED)
+                            .build(),
+                    )
+                    .tier(TierOptions::from_arc(disk.clone()).write(WritePolicy::OnEviction));
                 if kind == SystemKind::Tiered3 {
                     b = b.tier(object(&dir.join("object"), None).await?);
                 }
-                System::Tiered(b.build()?)
+                System::Tiered(b.build()?, Some(disk))
             }
-            SystemKind::L1 => System::Tier(Arc::new(
-                MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build(),
-            )),
-            SystemKind::Nvme => System::Tier(Arc::new(nvme(&dir, budgets.disk)?)),
-            SystemKind::NvmeReinsert => {
-                System::Tier(Arc::new(nvme_with(&dir, budgets.disk, true)?))
+            SystemKind::TieredDefaults => {
+                let disk = Arc::new(nvme(&dir.join("nvme"), budgets.disk)?);
+                let b = TieredCache::builder()
+                    .demotion_queue_len(1 << 16)
+                    .tier(MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build())
+                    .tier(TierOptions::from_arc(disk.clone()).write(WritePolicy::OnEviction));
+                System::Tiered(b.build()?, Some(disk))
             }
-            SystemKind::Object => System::Tier(Arc::new(object(&dir, Some(budgets.disk)).await?)),
+            SystemKind::L1 => System::Tier(
+                Arc::new(MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build()),
+                None,
+            ),
+            SystemKind::Nvme | SystemKind::NvmeReinsert => {
+                let t = Arc::new(nvme_with(&dir, budgets.disk, kind == SystemKind::NvmeReinsert)?);
+                System::Tier(t.clone(), Some(t))
+            }
+            SystemKind::Object => {
+                System::Tier(Arc::new(object(&dir, Some(budgets.disk)).await?), None)
+            }
             SystemKind::Moka => System::Moka(
                 moka::future::Cache::builder()
                     .max_capacity(budgets.ram.max(1))
@@ -196,8 +224,8 @@ impl System {
     /// Looks `id` up; whether it hit.
     pub(crate) async fn get(&self, ns: &Namespace, id: u64) -> Result<bool> {
         Ok(match self {
-            System::Tiered(c) => c.get(&key(ns, id)).await?.is_some(),
-            System::Tier(t) => t.get(&key(ns, id)).await?.is_some(),
+            System::Tiered(c, _) => c.get(&key(ns, id)).await?.is_some(),
+            System::Tier(t, _) => t.get(&key(ns, id)).await?.is_some(),
             System::Moka(m) => m.get(&key(ns, id)).await.is_some(),
             System::Foyer(f) => f.get(&id).await?.is_some(),
             System::Store(s) => match s.get(&obj_path(id)).await {
@@ -214,10 +242,10 @@ impl System {
     /// Stores `value` under `id`.
     pub(crate) async fn put(&self, ns: &Namespace, id: u64, value: Bytes) -> Result<()> {
         match self {
-            System::Tiered(c) => {
+            System::Tiered(c, _) => {
                 let _ = c.put(key(ns, id), Entry::new(value)).await?;
             }
-            System::Tier(t) => {
+            System::Tier(t, _) => {
                 // A value larger than a tier's budget is `Invalid`: a rejection, not a failure.
                 match t.put(key(ns, id), Entry::new(value)).await {
                     Ok(_) => {}
@@ -236,14 +264,36 @@ impl System {
         Ok(())
     }
 
+    /// Brings a system to the state its configured capacity describes, after each request of
+    /// a single-threaded replay: moka's pending evictions run, queued demotions are written,
+    /// and the NVMe writer has written what was put (its pending buffer is RAM outside the
+    /// disk budget). Without it a replay measures how far background work lagged, not the
+    /// policy, and two runs differ.
+    pub(crate) async fn replay_step(&self) -> Result<()> {
+        match self {
+            System::Tiered(c, nvme) => {
+                c.tiers()[0].flush().await?;
+                c.quiesce().await;
+                if let Some(n) = nvme {
+                    n.wait_written().await?;
+                }
+            }
+            System::Tier(_, Some(n)) => n.wait_written().await?,
+            System::Tier(t, None) => t.flush().await?,
+            System::Moka(m) => m.run_pending_tasks().await,
+            System::Foyer(_) | System::Store(_) => {}
+        }
+        Ok(())
+    }
+
     /// Waits for background work (demotions, maintenance) so counters settle.
     pub(crate) async fn settle(&self) -> Result<()> {
         match self {
-            System::Tiered(c) => {
+            System::Tiered(c, _) => {
                 c.quiesce().await;
                 c.flush().await?;
             }
-            System::Tier(t) => t.flush().await?,
+            System::Tier(t, _) => t.flush().await?,
             System::Moka(m) => m.run_pending_tasks().await,
             System::Foyer(_) | System::Store(_) => {}
         }
@@ -253,8 +303,8 @@ impl System {
     /// Closes what needs closing.
     pub(crate) async fn close(self) -> Result<()> {
         match self {
-            System::Tiered(c) => c.close().await?,
-            System::Tier(t) => t.close().await?,
+            System::Tiered(c, _) => c.close().await?,
+            System::Tier(t, _) => t.close().await?,
             System::Foyer(f) => f.close().await?,
             System::Moka(_) | System::Store(_) => {}
         }
@@ -264,7 +314,7 @@ impl System {
     /// One line per tier of the tiered stack: what it served, promoted, demoted, dropped.
     pub(crate) fn tier_lines(&self) -> Vec<String> {
         match self {
-            System::Tiered(c) => c
+            System::Tiered(c, _) => c
                 .tiered_stats()
                 .tiers
                 .iter()
@@ -293,7 +343,7 @@ impl System {
     /// Per-tier served counts of the tiered stack, for the report.
     pub(crate) fn tier_served(&self) -> Vec<(String, u64)> {
         match self {
-            System::Tiered(c) => {
+            System::Tiered(c, _) => {
                 c.tiered_stats().tiers.iter().map(|t| (t.tier.tier.to_owned(), t.served)).collect()
             }
             _ => Vec::new(),

@@ -58,11 +58,10 @@
 //! };
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let disk_entries = 100_000; // what the disk tier holds: its budget / the mean record size
 //! let cache = TieredCache::builder()
 //!     .tier(MemoryTier::builder(16 << 20).eviction_policy(EvictionPolicy::Lru).build())
 //!     .tier(TierOptions::new(MemoryTier::builder(256 << 20).build()).write(WritePolicy::OnEviction))
-//!     .demotion_filter(DemotionFilter::second_chance(disk_entries))
+//!     .demotion_filter(DemotionFilter::second_chance())
 //!     .promotion(PromoteNever)
 //!     .build()?;
 //! # let _ = cache;

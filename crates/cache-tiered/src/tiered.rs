@@ -341,10 +341,16 @@ impl EvictionSink for DemotionSink {
         }
         if self.from == 0
             && let Some(filter) = &shared.second_chance
-            && !filter.admit(&ev.key)
         {
-            slot.stats.demotions_filtered.fetch_add(1, Ordering::Relaxed);
-            return;
+            if filter.wants_size()
+                && let Some(entries) = slot.tier.usage().entries
+            {
+                filter.resize(entries);
+            }
+            if !filter.admit(&ev.key) {
+                slot.stats.demotions_filtered.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         let snap = shared.snap_evicted(&ev.key, &ev.entry);
         let id = shared.job_ids.fetch_add(1, Ordering::Relaxed) + 1;

@@ -26,18 +26,22 @@ pub enum DemotionFilter {
     /// was written there, or if its key is in the ghost of recently dropped keys; otherwise it
     /// is dropped and its key's tag enters the ghost.
     SecondChance {
-        /// Most tags the ghost remembers (8 bytes of tag, about 24 bytes of RAM each). S3-FIFO
-        /// sizes it like the main queue's entry count.
-        ghost_entries: usize,
+        /// Most tags the ghost remembers (about 40 bytes of RAM each). `None`: as many as the
+        /// tier below holds entries (read from its `usage()`, at least 256), which is how
+        /// S3-FIFO sizes it (like its main queue).
+        ghost_entries: Option<usize>,
     },
 }
 
 impl DemotionFilter {
-    /// [`DemotionFilter::SecondChance`] with a ghost of `ghost_entries` tags.
-    pub const fn second_chance(ghost_entries: usize) -> DemotionFilter {
-        DemotionFilter::SecondChance { ghost_entries }
+    /// [`DemotionFilter::SecondChance`] with a ghost sized like the tier below.
+    pub const fn second_chance() -> DemotionFilter {
+        DemotionFilter::SecondChance { ghost_entries: None }
     }
 }
+
+/// The smallest ghost an adaptive [`DemotionFilter::SecondChance`] keeps.
+pub(crate) const MIN_GHOST: usize = 256;
 
 /// Bits of the "read since written" set: 128 KiB. A collision can only demote an entry that
 /// was not read (a wasted write) or, after a clear, drop one that was (the ghost gives it its
@@ -48,6 +52,10 @@ const TOUCHED_BITS: usize = 1 << 20;
 pub(crate) struct SecondChance {
     touched: Box<[AtomicU64]>,
     ghost: Mutex<Ghost>,
+    /// Whether the ghost follows the tier below's entry count.
+    adaptive: bool,
+    /// Admissions asked since the ghost's size was last refreshed.
+    asked: AtomicU64,
 }
 
 impl std::fmt::Debug for SecondChance {
@@ -85,14 +93,16 @@ impl std::hash::Hasher for TagHasher {
 }
 
 impl SecondChance {
-    pub(crate) fn new(ghost_entries: usize) -> SecondChance {
+    pub(crate) fn new(ghost_entries: Option<usize>) -> SecondChance {
         SecondChance {
+            adaptive: ghost_entries.is_none(),
+            asked: AtomicU64::new(0),
             touched: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
             ghost: Mutex::new(Ghost {
                 order: VecDeque::new(),
                 live: HashMap::default(),
                 next: 0,
-                cap: ghost_entries.max(1),
+                cap: ghost_entries.unwrap_or(MIN_GHOST).max(1),
             }),
         }
     }
@@ -117,6 +127,17 @@ impl SecondChance {
         if self.touched[word].load(Ordering::Relaxed) & mask != 0 {
             self.touched[word].fetch_and(!mask, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the ghost's size should be refreshed from the tier below (every 256 calls).
+    pub(crate) fn wants_size(&self) -> bool {
+        self.adaptive && self.asked.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
+    }
+
+    /// Sizes the ghost like a tier holding `entries` entries.
+    pub(crate) fn resize(&self, entries: u64) {
+        let cap = usize::try_from(entries).unwrap_or(usize::MAX).max(MIN_GHOST);
+        self.ghost.lock().cap = cap;
     }
 
     /// Whether `key`, just evicted from the top tier, should be demoted; a key that is not
@@ -162,7 +183,7 @@ mod tests {
 
     #[test]
     fn read_entries_are_demoted_and_one_hit_wonders_get_a_second_chance() {
-        let f = SecondChance::new(2);
+        let f = SecondChance::new(Some(2));
         f.written(&key(1));
         f.touch(&key(1));
         assert!(f.admit(&key(1)), "read while in the top tier");
@@ -180,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_rewrite_clears_the_read_mark() {
-        let f = SecondChance::new(16);
+        let f = SecondChance::new(Some(16));
         f.touch(&key(7));
         f.written(&key(7));
         assert!(!f.admit(&key(7)));

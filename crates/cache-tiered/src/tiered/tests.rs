@@ -746,7 +746,7 @@ async fn second_chance_demotes_what_was_read_and_what_came_back() {
     let bottom = Arc::new(l1(64 << 20, &c));
     let cache = TieredCache::builder()
         .clock(c.clone())
-        .demotion_filter(crate::policy::DemotionFilter::second_chance(1_000))
+        .demotion_filter(crate::policy::DemotionFilter::SecondChance { ghost_entries: Some(1_000) })
         .tier(TierOptions::from_arc(top.clone()))
         .tier(TierOptions::from_arc(bottom.clone()).write(WritePolicy::OnEviction))
         .build()
