@@ -274,11 +274,17 @@ impl System {
             System::Tiered(c, nvme) => {
                 c.tiers()[0].flush().await?;
                 c.quiesce().await;
-                if let Some(n) = nvme {
+                if let Some(n) = nvme
+                    && n.pending_writes() > 0
+                {
                     n.wait_written().await?;
                 }
             }
-            System::Tier(_, Some(n)) => n.wait_written().await?,
+            System::Tier(_, Some(n)) => {
+                if n.pending_writes() > 0 {
+                    n.wait_written().await?;
+                }
+            }
             System::Tier(t, None) => t.flush().await?,
             System::Moka(m) => m.run_pending_tasks().await,
             System::Foyer(_) | System::Store(_) => {}

@@ -66,7 +66,7 @@ pub struct NvmeTierBuilder {
     pub(crate) verify_on_read: bool,
     pub(crate) reinsert_hits: bool,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) max_pending: u32,
+    pub(crate) max_pending: Option<u32>,
 }
 
 impl NvmeTierBuilder {
@@ -80,7 +80,7 @@ impl NvmeTierBuilder {
             verify_on_read: true,
             reinsert_hits: false,
             clock: system_clock(),
-            max_pending: DEFAULT_MAX_PENDING,
+            max_pending: None,
         }
     }
 
@@ -118,14 +118,16 @@ impl NvmeTierBuilder {
         self
     }
 
-    /// The size of the pending-write buffer in bytes (default 64 MiB, at least 1). With
+    /// The size of the pending-write buffer in bytes (at least 1; default: an eighth of the
+    /// budget, between 1 MiB and [`DEFAULT_MAX_PENDING`]). The buffer is RAM outside the disk
+    /// budget, and what it holds is readable, so it is bounded relative to the budget. With
     /// [`Durability::None`] and [`Durability::Periodic`], `put` hands its encoded record to the
     /// writer thread and returns; records wait in this buffer (and are served from it) until
     /// they are written. When it is full, `put` waits for room: nothing is dropped. A record
     /// larger than the buffer waits until it is empty.
     #[must_use]
     pub fn max_pending_bytes(mut self, bytes: u32) -> NvmeTierBuilder {
-        self.max_pending = bytes.max(1);
+        self.max_pending = Some(bytes.max(1));
         self
     }
 
@@ -134,6 +136,15 @@ impl NvmeTierBuilder {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> NvmeTierBuilder {
         self.clock = clock;
         self
+    }
+
+    /// The pending buffer's size: as configured, or an eighth of the budget within 1 MiB ..=
+    /// [`DEFAULT_MAX_PENDING`].
+    pub(crate) fn effective_max_pending(&self) -> u32 {
+        self.max_pending.unwrap_or_else(|| {
+            let eighth = u32::try_from(self.capacity / 8).unwrap_or(u32::MAX);
+            eighth.clamp(1 << 20, DEFAULT_MAX_PENDING)
+        })
     }
 
     /// The segment size derived from the configuration and the budget (and the check of the
@@ -226,5 +237,14 @@ mod tests {
         }
         // Nothing was created for a refused configuration to lock.
         NvmeTierBuilder::new(dir.path(), 64 << 20).open_blocking().unwrap();
+    }
+
+    #[test]
+    fn the_pending_buffer_is_bounded_by_the_budget() {
+        let b = |budget: u64| NvmeTierBuilder::new("unused", budget);
+        assert_eq!(b(1 << 20).effective_max_pending(), 1 << 20, "at least 1 MiB");
+        assert_eq!(b(128 << 20).effective_max_pending(), 16 << 20, "an eighth");
+        assert_eq!(b(4 << 30).effective_max_pending(), 64 << 20, "at most 64 MiB");
+        assert_eq!(b(128 << 20).max_pending_bytes(4096).effective_max_pending(), 4096);
     }
 }

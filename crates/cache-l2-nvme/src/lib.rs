@@ -66,8 +66,8 @@
 //!   to `namespaces.log` and syncs it: O(1) on disk. Entries of the namespace older than the
 //!   marker are misses from then on (and after restarts) and are dropped at reclaim.
 //! - **Staged writes.** With [`Durability::None`] and [`Durability::Periodic`], `put` encodes
-//!   its record on the caller's task, enters it in a bounded in-memory pending buffer (64 MiB
-//!   by default, [`NvmeTierBuilder::max_pending_bytes`]), queues it to the writer thread and
+//!   its record on the caller's task, enters it in a bounded in-memory pending buffer (an
+//!   eighth of the budget by default, 1 to 64 MiB, [`NvmeTierBuilder::max_pending_bytes`]), queues it to the writer thread and
 //!   returns `Stored` without waiting for the write. `get` consults the buffer before the index,
 //!   so a caller reads its own writes (such a hit is a copy: the record is still in two parts);
 //!   the writer drops an entry once its index update is published. When the buffer is full, `put` waits for room: nothing is dropped. So, as with
