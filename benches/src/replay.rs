@@ -594,6 +594,7 @@ async fn builtin_report(
     quick: bool,
     ram_fraction: f64,
     data_dir: &Path,
+    limit: Option<usize>,
     all: &mut Vec<ReplayResult>,
 ) -> Result<String> {
     let caps: Vec<Capacity> = if quick {
@@ -622,7 +623,10 @@ async fn builtin_report(
     let mut rows = Vec::new();
     for w in synthetic::builtin() {
         eprintln!("built-in workload {} ...", w.name);
-        let trace = w.generate();
+        let mut trace = w.generate();
+        if let Some(n) = limit {
+            trace.truncate(n);
+        }
         let results = replay_many(w.name, &trace, &caps, &systems, ram_fraction, data_dir).await?;
         for c in &caps {
             let mut row = vec![w.name.to_owned(), c.label()];
@@ -806,7 +810,9 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if cfg!(debug_assertions) { "Debug (numbers are not meaningful)" } else { "Release" }
     );
-    md.push_str(&builtin_report(args.quick, args.ram_fraction, &data_dir, &mut all).await?);
+    md.push_str(
+        &builtin_report(args.quick, args.ram_fraction, &data_dir, args.limit, &mut all).await?,
+    );
     if !args.no_traces {
         let dir = args.traces.clone().or_else(traces::default_dir);
         let _ = writeln!(md, "## Hit ratios on real traces\n");
@@ -1037,7 +1043,7 @@ mod tests {
     /// The first 20,000 requests of `zipf-0.9` at 1,000 entries, `n` times through `system`.
     async fn runs(system: ReplaySystem, n: usize) -> Vec<u64> {
         let trace: Vec<Request> =
-            synthetic::by_name("zipf-0.9").unwrap().generate().into_iter().take(20_000).collect();
+            synthetic::by_name("zipf-0.9").unwrap().generate().into_iter().take(10_000).collect();
         let dir = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
         for _ in 0..n {
