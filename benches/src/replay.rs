@@ -1100,6 +1100,21 @@ mod tests {
     // debug runs of 20,000 requests spread by 1-2 %: l1 8485-8564 hits, nvme 6894-6948,
     // tiered 7435-7475; release runs of the whole zipf-0.9 by 12 points, once above OPT).
 
+    /// A loop over 1,011 keys fits a 5,000-entry stack: after the first pass (cold misses) and
+    /// the second (each key is then in the ghost, so its eviction from RAM is demoted), every
+    /// request hits. The ghost is sized by the NVMe tier's capacity: sized by its entry count
+    /// it started at its minimum while the tier was empty, forgot every key before it came back,
+    /// and the stack stayed empty (0 % hits).
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_tiered_stack_keeps_a_loop_that_fits() {
+        let trace: Vec<Request> =
+            synthetic::by_name("loop").unwrap().generate().into_iter().take(20_000).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let run = |s| replay_system("loop", &trace, Capacity::Entries(5000), s, 0.1, dir.path());
+        assert_eq!(run(ReplaySystem::Tiered).await.unwrap(), (20_000 - 2022, 2022));
+        assert_eq!(run(ReplaySystem::L1).await.unwrap(), (20_000 - 1011, 1011));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn nvme_replays_deterministically() {
         for s in [ReplaySystem::Nvme, ReplaySystem::NvmeReinsert] {

@@ -342,10 +342,14 @@ impl EvictionSink for DemotionSink {
         if self.from == 0
             && let Some(filter) = &shared.second_chance
         {
-            if filter.wants_size()
-                && let Some(entries) = slot.tier.usage().entries
+            let bytes = (ev.key.namespace().as_str().len()
+                + ev.key.key_bytes().len()
+                + ev.entry.value.len()
+                + cache_core::HEADER_LEN) as u64;
+            if filter.wants_size(bytes)
+                && let Some(capacity) = slot.tier.usage().capacity
             {
-                filter.resize(entries);
+                filter.resize(capacity);
             }
             if !filter.admit(&ev.key) {
                 slot.stats.demotions_filtered.fetch_add(1, Ordering::Relaxed);

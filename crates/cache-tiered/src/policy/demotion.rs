@@ -26,9 +26,10 @@ pub enum DemotionFilter {
     /// was written there, or if its key is in the ghost of recently dropped keys; otherwise it
     /// is dropped and its key's tag enters the ghost.
     SecondChance {
-        /// Most tags the ghost remembers (about 40 bytes of RAM each). `None`: as many as the
-        /// tier below holds entries (read from its `usage()`, at least 256), which is how
-        /// S3-FIFO sizes it (like its main queue).
+        /// Most tags the ghost remembers (about 40 bytes of RAM each). `None`: as many entries
+        /// as the tier below can hold (its capacity from `usage()` over the mean size of the
+        /// entries evicted so far; at least 256), which is how S3-FIFO sizes it (like its main
+        /// queue).
         ghost_entries: Option<usize>,
     },
 }
@@ -56,6 +57,9 @@ pub(crate) struct SecondChance {
     adaptive: bool,
     /// Admissions asked since the ghost's size was last refreshed.
     asked: AtomicU64,
+    /// Bytes and count of the entries asked about (for their mean size).
+    seen_bytes: AtomicU64,
+    seen: AtomicU64,
 }
 
 impl std::fmt::Debug for SecondChance {
@@ -97,6 +101,8 @@ impl SecondChance {
         SecondChance {
             adaptive: ghost_entries.is_none(),
             asked: AtomicU64::new(0),
+            seen_bytes: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
             touched: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
             ghost: Mutex::new(Ghost {
                 order: VecDeque::new(),
@@ -129,13 +135,23 @@ impl SecondChance {
         }
     }
 
-    /// Whether the ghost's size should be refreshed from the tier below (every 256 calls).
-    pub(crate) fn wants_size(&self) -> bool {
-        self.adaptive && self.asked.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
+    /// Counts an evicted entry of `bytes` (key and value) toward the mean entry size; whether
+    /// the ghost's size should be refreshed from the tier below now (every 256 calls).
+    pub(crate) fn wants_size(&self, bytes: u64) -> bool {
+        if !self.adaptive {
+            return false;
+        }
+        self.seen_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        self.asked.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
     }
 
-    /// Sizes the ghost like a tier holding `entries` entries.
-    pub(crate) fn resize(&self, entries: u64) {
+    /// Sizes the ghost like a tier of `capacity` bytes holding entries of the mean size seen.
+    pub(crate) fn resize(&self, capacity: u64) {
+        let mean = (self.seen_bytes.load(Ordering::Relaxed)
+            / self.seen.load(Ordering::Relaxed).max(1))
+        .max(1);
+        let entries = capacity / mean;
         let cap = usize::try_from(entries).unwrap_or(usize::MAX).max(MIN_GHOST);
         self.ghost.lock().cap = cap;
     }
@@ -197,6 +213,16 @@ mod tests {
             assert!(!f.admit(&key(k)));
         }
         assert!(!f.admit(&key(2)), "the ghost holds two tags: key 2 aged out");
+    }
+
+    #[test]
+    fn an_adaptive_ghost_is_sized_by_the_capacity_below() {
+        let f = SecondChance::new(None);
+        assert!(f.wants_size(1000), "the first call refreshes");
+        f.resize(1_000_000);
+        assert_eq!(f.ghost.lock().cap, 1000, "1 MB below, 1 kB entries");
+        f.resize(1000);
+        assert_eq!(f.ghost.lock().cap, MIN_GHOST);
     }
 
     #[test]
