@@ -3,8 +3,8 @@
 //!
 //! Before any step, [`check_prerequisites`] looks for every tool and library the steps use
 //! (rustc at least the workspace's `rust-version`, rustfmt, clippy, cargo-nextest, a C and C++
-//! compiler, `libclang.so` for RocksDB's bindgen, `kill`, and a Python that can make a
-//! virtualenv for the S3 server) and fails at once, one line per missing piece with the command
+//! compiler, `libclang.so` for RocksDB's bindgen, `kill`, a Python that can make a
+//! virtualenv for the S3 server, and `redis-server`) and fails at once, one line per missing piece with the command
 //! that installs it, rather than deep into a build. `bash .ci/run` installs them.
 //!
 //! Steps, in order:
@@ -20,7 +20,9 @@
 //! 5. `nextest`: `cargo nextest run --workspace --all-features --profile ci`, with an S3 server
 //!    for the integration tests in `tests/`: the one named by `AWS_ENDPOINT` and `S3_BUCKET` if
 //!    both are set (MinIO in GitHub Actions), else a local SeaweedFS that this step starts (or
-//!    reuses, see `s3.rs`), with its variables exported to the tests
+//!    reuses, see `s3.rs`), with its variables exported to the tests; and a `redis-server` for
+//!    the Redis tier's tests: the one named by `TIERED_CACHE_REDIS_URL` if set, else a local one
+//!    this step starts (or reuses, see `redis.rs`), with `TIERED_CACHE_REDIS_URL` exported
 //! 6. `doctest`: `cargo test --doc --workspace --all-features` (nextest does not run doctests)
 //! 7. `tidy`: `cargo xtask tidy`, in process
 //! 8. `deny`: `cargo deny check licenses bans sources` (the policy is `deny.toml`); skipped with
@@ -48,7 +50,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::s3::TestServer;
+use crate::{redis::TestRedis, s3::TestServer};
 
 /// What every step gets.
 struct Ctx {
@@ -56,6 +58,8 @@ struct Ctx {
     cargo: String,
     /// The S3 server for the tests; dropping it stops a server this run started.
     s3: Option<TestServer>,
+    /// The Redis server for the tests; dropping it stops a server this run started.
+    redis: Option<TestRedis>,
 }
 
 /// One step of the recipe.
@@ -100,7 +104,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "nextest",
-        display: "cargo nextest run --workspace --all-features --profile ci (with an S3 server)",
+        display: "cargo nextest run --workspace --all-features --profile ci (with S3 and Redis servers)",
         slow: false,
         skip: never,
         run: nextest,
@@ -166,7 +170,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
 
     let start = Instant::now();
-    let mut ctx = Ctx { sh: crate::shell()?, cargo: crate::cargo(), s3: None };
+    let mut ctx = Ctx { sh: crate::shell()?, cargo: crate::cargo(), s3: None, redis: None };
     check_prerequisites(&ctx, fast)?;
     let mut outcomes = Vec::new();
     let mut stopped = false;
@@ -204,7 +208,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
         }
     }
-    // Stop the S3 server (if this run started it) before the summary.
+    // Stop the S3 and Redis servers (if this run started them) before the summary.
     drop(ctx);
 
     eprintln!("\n==> summary");
@@ -249,9 +253,14 @@ fn nextest(ctx: &mut Ctx) -> Result<()> {
     if ctx.s3.is_none() {
         ctx.s3 = Some(TestServer::for_tests(&ctx.sh)?);
     }
-    let Ctx { sh, cargo, s3 } = ctx;
+    if ctx.redis.is_none() {
+        ctx.redis = Some(TestRedis::for_tests()?);
+    }
+    let Ctx { sh, cargo, s3, redis } = ctx;
     let mut command = cmd!(sh, "{cargo} nextest run --workspace --all-features --profile ci");
-    for (name, value) in s3.as_ref().map(TestServer::env).unwrap_or_default() {
+    let s3_env = s3.as_ref().map(TestServer::env).unwrap_or_default();
+    let redis_env = redis.as_ref().map(TestRedis::env).unwrap_or_default();
+    for (name, value) in s3_env.iter().chain(redis_env) {
         command = command.env(name, value);
     }
     command.run()?;
@@ -408,6 +417,15 @@ fn check_prerequisites(ctx: &Ctx, fast: bool) -> Result<()> {
     }
     if let Some(m) = check_python_venv(sh, &apt) {
         missing.push(m);
+    }
+    if env::var_os(crate::redis::URL_ENV).is_none() && crate::redis::find_redis_server().is_none() {
+        missing.push(Missing {
+            what: format!(
+                "`redis-server` (the Redis tier's tests; or set {} to a server of your own)",
+                crate::redis::URL_ENV
+            ),
+            install: apt("redis-server"),
+        });
     }
 
     if missing.is_empty() {

@@ -10,6 +10,8 @@
 //!   rules (see `tidy.rs`); also a `#[test]`, so `cargo nextest run` enforces it.
 //! - `s3 start|stop|env|status`: a throw-away SeaweedFS S3 server on 127.0.0.1 for the
 //!   integration tests in `tests/` (see `s3.rs`).
+//! - `redis start|stop|env|status`: a throw-away `redis-server` on 127.0.0.1 for the Redis
+//!   tier's tests (see `redis.rs`).
 //! - `torture [--quick] [-- ARGS]`: the reliability campaigns (crash, corruption, outage, full
 //!   disk, fuzzing, hostile input, secrets) of the `cache-torture` binary (see `torture.rs`).
 //! - `bench [--quick | --micro] [ARGS...]`: the `cache-bench` report (trace replays and the
@@ -23,6 +25,7 @@
 
 mod bench;
 mod ci;
+mod redis;
 mod s3;
 mod tidy;
 mod torture;
@@ -51,6 +54,7 @@ tasks:
   tidy                        check dependency direction, manifests (lints, rust-version,
                               unused dependencies) and `//!` file headers
   s3 start|stop|env|status    manage the local SeaweedFS S3 server used by `tests/`
+  redis start|stop|env|status manage the local redis-server used by the Redis tier's tests
   torture [--quick] [-- ARGS] the reliability campaigns; --quick: the short form CI runs;
                               report in target/torture/ (full run: copy into RELIABILITY.md)
   bench [--quick|--micro]     the cache-bench report (trace replays, comparison with moka
@@ -80,6 +84,7 @@ fn run() -> Result<()> {
             tidy::run()
         }
         Some("s3") => s3::run(&rest),
+        Some("redis") => redis::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("torture") => torture::run(&rest),
         None | Some("help" | "-h" | "--help") => {
