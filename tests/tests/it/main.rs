@@ -9,6 +9,7 @@
 //! Add a scenario as a new module `<area>_<topic>.rs` here (e.g. `s3_tier_conformance.rs`,
 //! `tiered_end_to_end.rs`) and list it below.
 
+mod cached_object_store;
 mod harness;
 mod l3_object;
 mod s3_credentials;
