@@ -133,6 +133,7 @@ mod error;
 mod flush;
 mod format;
 mod index;
+mod io;
 mod namespace;
 mod parts;
 mod pending;
@@ -144,6 +145,11 @@ mod tier;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+/// The IO journal behind the `io-trace` feature, for power-loss tests.
+#[cfg(feature = "io-trace")]
+#[doc(hidden)]
+pub use crate::io::trace as io_trace;
 
 pub use crate::{
     builder::{

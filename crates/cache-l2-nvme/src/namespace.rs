@@ -7,8 +7,6 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    io::Write,
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
 };
 
@@ -17,6 +15,7 @@ use cache_core::NamespaceId;
 use crate::{
     error::{NvmeError, io_err},
     format::{NSLOG_ENTRY_LEN, NSLOG_FILE, NSLOG_HEADER_LEN, NsMarker, decode_nslog, nslog_header},
+    io,
 };
 
 /// Markers rewritten into a fresh log when the log holds more than this many.
@@ -66,11 +65,11 @@ impl NsLog {
                     &NsMarker { namespace: *ns, lsn: *lsn, cleared_at_ms: 0 }.encode(),
                 );
             }
-            let mut f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-            f.write_all(&body).map_err(|e| io_err("write", &tmp, e))?;
-            f.sync_all().map_err(|e| io_err("sync", &tmp, e))?;
+            let f = io::create_truncate(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+            io::write_at(&f, &tmp, &body, 0).map_err(|e| io_err("write", &tmp, e))?;
+            io::sync_all(&f, &tmp).map_err(|e| io_err("sync", &tmp, e))?;
             drop(f);
-            std::fs::rename(&tmp, &path).map_err(|e| io_err("rename into place", &path, e))?;
+            io::rename(&tmp, &path).map_err(|e| io_err("rename into place", &path, e))?;
             sync_dir(dir)?;
         }
         let file = OpenOptions::new()
@@ -84,10 +83,9 @@ impl NsLog {
 
     /// Appends a marker and syncs it.
     pub(crate) fn append(&mut self, marker: NsMarker) -> Result<(), NvmeError> {
-        self.file
-            .write_all_at(&marker.encode(), self.len)
+        io::write_at(&self.file, &self.path, &marker.encode(), self.len)
             .map_err(|e| io_err("append to", &self.path, e))?;
-        self.file.sync_data().map_err(|e| io_err("sync", &self.path, e))?;
+        io::sync_data(&self.file, &self.path).map_err(|e| io_err("sync", &self.path, e))?;
         self.len += NSLOG_ENTRY_LEN as u64;
         Ok(())
     }
@@ -95,5 +93,5 @@ impl NsLog {
 
 /// `fsync` on a directory, making created, renamed and unlinked names durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), NvmeError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("sync the directory", dir, e))
+    io::sync_dir(dir).map_err(|e| io_err("sync the directory", dir, e))
 }

@@ -58,7 +58,7 @@ pub(crate) fn reclaim(
         }
     }
     sh.stats.evict(removed - kept);
-    if let Err(e) = std::fs::remove_file(&victim.path) {
+    if let Err(e) = crate::io::unlink(&victim.path) {
         tracing::warn!(path = %victim.path.display(), error = %e, "cannot unlink a reclaimed segment");
     }
     sh.bytes_used.fetch_sub(victim.size, Ordering::Relaxed);

@@ -78,7 +78,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         let Some(name) = name.to_str() else { continue };
         let path = item.path();
         if name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(&path);
+            let _ = crate::io::unlink(&path);
             continue;
         }
         let Some(id) = parse_segment_file_name(name) else { continue };
@@ -95,7 +95,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
                 // one cannot be read. Either way its entries are misses.
                 tracing::warn!(path = %path.display(), %reason, "removing an unreadable segment");
                 report.bad_segments += 1;
-                std::fs::remove_file(&path).map_err(|e| io_err("remove", &path, e))?;
+                crate::io::unlink(&path).map_err(|e| io_err("remove", &path, e))?;
             }
             Err(e) => return Err(e),
         }

@@ -9,18 +9,18 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::{fd::AsRawFd, unix::fs::FileExt},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
 };
 
 use bytes::Bytes;
-use fs4::fs_std::FileExt as _;
 use memmap2::{Mmap, MmapOptions};
 
 use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
+    io,
 };
 
 /// One live segment.
@@ -67,22 +67,12 @@ impl Segment {
         created_at_ms: u64,
     ) -> Result<Segment, NvmeError> {
         let path = dir.join(segment_file_name(id));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err("create segment", &path, e))?;
+        let file = io::create_new(&path).map_err(|e| io_err("create segment", &path, e))?;
         let result = (|| {
-            match file.allocate(size) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                    file.set_len(size).map_err(|e| io_err("size segment", &path, e))?;
-                }
-                Err(e) => return Err(io_err("preallocate segment", &path, e)),
-            }
+            io::allocate(&file, &path, size)
+                .map_err(|e| io_err("preallocate segment", &path, e))?;
             let header = SegmentHeader { id, size, created_at_ms };
-            file.write_all_at(&header.encode(), 0)
+            io::write_at(&file, &path, &header.encode(), 0)
                 .map_err(|e| io_err("write segment header", &path, e))?;
             map(&file, size, &path)
         })();
@@ -91,7 +81,7 @@ impl Segment {
             Err(e) => {
                 // Nothing was published from it: remove the half-made file.
                 drop(file);
-                let _ = std::fs::remove_file(&path);
+                let _ = io::unlink(&path);
                 Err(e)
             }
         }
@@ -132,8 +122,7 @@ impl Segment {
 
     /// Appends `bytes` at `offset` (a region never written before).
     pub(crate) fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), NvmeError> {
-        self.file
-            .write_all_at(bytes, offset)
+        io::write_at(&self.file, &self.path, bytes, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.dirty.store(true, Ordering::Release);
         Ok(())
@@ -147,39 +136,8 @@ impl Segment {
         value: &[u8],
         offset: u64,
     ) -> Result<(), NvmeError> {
-        let (mut head, mut value, mut offset) = (head, value, offset);
-        while !head.is_empty() || !value.is_empty() {
-            let iov = [
-                libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
-                libc::iovec { iov_base: value.as_ptr() as *mut libc::c_void, iov_len: value.len() },
-            ];
-            let at = libc::off_t::try_from(offset).map_err(|_| {
-                io_err(
-                    "append to segment",
-                    &self.path,
-                    std::io::Error::from_raw_os_error(libc::EFBIG),
-                )
-            })?;
-            // SAFETY: both iovecs describe live, initialised slices borrowed for the call, and
-            // `pwritev` only reads from them; the descriptor is owned by `self.file`.
-            let n = unsafe { libc::pwritev(self.file.as_raw_fd(), iov.as_ptr(), 2, at) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(io_err("append to segment", &self.path, e));
-            }
-            if n == 0 {
-                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                return Err(io_err("append to segment", &self.path, e));
-            }
-            let n = n as usize;
-            offset += n as u64;
-            let from_head = n.min(head.len());
-            head = &head[from_head..];
-            value = &value[n - from_head..];
-        }
+        io::write_parts_at(&self.file, &self.path, head, value, offset)
+            .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }
@@ -187,7 +145,7 @@ impl Segment {
     /// `fdatasync` if anything was written since the last sync.
     pub(crate) fn sync_if_dirty(&self) -> Result<(), NvmeError> {
         if self.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = self.file.sync_data()
+            && let Err(e) = io::sync_data(&self.file, &self.path)
         {
             self.dirty.store(true, Ordering::Release);
             return Err(io_err("sync segment", &self.path, e));

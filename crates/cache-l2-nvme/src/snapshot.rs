@@ -8,7 +8,7 @@
 //! write, so a later unclean run can never be read with a stale snapshot, and open does not wait
 //! for an `fsync` (which, on a busy disk, can take far longer than the load).
 
-use std::{collections::BTreeMap, fs::File, io::Write, path::Path, sync::Arc};
+use std::{collections::BTreeMap, fs::File, path::Path, sync::Arc};
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -18,6 +18,7 @@ use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SNAPSHOT_FILE, Snapshot, SnapshotView},
     index::{HIT_BIT, Index, LEN_IN_HEADER},
+    io,
     namespace::sync_dir,
     segment::Segment,
     tier::Shared,
@@ -37,11 +38,11 @@ pub(crate) fn write(sh: &Shared, next_segment: u64) -> Result<(), NvmeError> {
     let bytes = snap.encode();
     let path = sh.dir.join(SNAPSHOT_FILE);
     let tmp = sh.dir.join(format!("{SNAPSHOT_FILE}.{}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
-    f.write_all(&bytes).map_err(|e| io_err("write", &tmp, e))?;
-    f.sync_all().map_err(|e| io_err("sync", &tmp, e))?;
+    let f = io::create_truncate(&tmp).map_err(|e| io_err("create", &tmp, e))?;
+    io::write_at(&f, &tmp, &bytes, 0).map_err(|e| io_err("write", &tmp, e))?;
+    io::sync_all(&f, &tmp).map_err(|e| io_err("sync", &tmp, e))?;
     drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("rename into place", &path, e))?;
+    io::rename(&tmp, &path).map_err(|e| io_err("rename into place", &path, e))?;
     sync_dir(&sh.dir)
 }
 
@@ -105,7 +106,7 @@ pub(crate) fn load(
 /// trusted after a later unclean run, and open does not wait for the sync.
 pub(crate) fn remove(dir: &Path) -> Result<bool, NvmeError> {
     let path = dir.join(SNAPSHOT_FILE);
-    match std::fs::remove_file(&path) {
+    match io::unlink(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("remove the stale snapshot", &path, e)),

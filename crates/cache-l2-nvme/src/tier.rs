@@ -154,6 +154,13 @@ impl Shared {
     /// Syncs every dirty segment and, if names changed, the directory.
     pub(crate) fn sync_all(&self) -> Result<(), NvmeError> {
         let _pass = self.sync_lock.lock();
+        crate::io::pass_begin(&self.dir);
+        self.sync_pass()?;
+        crate::io::pass_end(&self.dir);
+        Ok(())
+    }
+
+    fn sync_pass(&self) -> Result<(), NvmeError> {
         let pending = std::mem::take(&mut *self.unsynced.lock());
         for (i, seg) in pending.iter().enumerate() {
             if let Err(e) = seg.sync_if_dirty() {
