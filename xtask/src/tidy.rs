@@ -4,8 +4,9 @@
 //!   `cache-core` has no normal dependency on a runtime or backing store (`tokio`, `moka`,
 //!   `rocksdb`, `object_store`, `memmap2`) nor on any other internal crate; an optional one is
 //!   allowed only behind the `testkit` feature (the conformance suite needs tokio).
-//!   The tier crates (`cache-l1`, `cache-l2-nvme`, `cache-l2-rocks`, `cache-l3-object`) never
-//!   depend on each other or on `cache-tiered`. Dev-dependencies are exempt.
+//!   The tier crates (`cache-l1`, `cache-l2-nvme`, `cache-l2-rocks`, `cache-l3-object`,
+//!   `cache-remote-redis`) never depend on each other or on `cache-tiered`. Dev-dependencies
+//!   are exempt.
 //! - **Lints and MSRV**: every member's `Cargo.toml` has `[lints] workspace = true` and
 //!   `rust-version.workspace = true`, so the workspace's `rust-version` is the one MSRV
 //!   (`cargo xtask ci` checks that the running rustc is at least that).
@@ -37,7 +38,8 @@ const CORE_FORBIDDEN: &[&str] = &["tokio", "moka", "rocksdb", "object_store", "m
 /// The only `cache-core` feature allowed to enable a forbidden optional dependency.
 const CORE_TEST_FEATURE: &str = "testkit";
 /// The tier crates: each depends on `cache-core` and its backing crate, never on a sibling.
-const TIERS: &[&str] = &["cache-l1", "cache-l2-nvme", "cache-l2-rocks", "cache-l3-object"];
+const TIERS: &[&str] =
+    &["cache-l1", "cache-l2-nvme", "cache-l2-rocks", "cache-l3-object", "cache-remote-redis"];
 /// The crate that composes the tiers; no tier may depend on it.
 const COMPOSER: &str = "cache-tiered";
 /// Directories (relative to the root) whose `.rs` files must start with `//!`.

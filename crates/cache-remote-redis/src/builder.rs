@@ -1,0 +1,229 @@
+//! Configuration of a [`RedisTier`]: the server, key prefix, timeouts, reconnect backoff, expiry
+//! slack, byte budget and clock, and the start-up check `build` makes.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use cache_core::{Clock, Error, ErrorKind, Result, system_clock};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::{
+    error::RedisError,
+    layout::Layout,
+    tier::{RedisTier, Settings, TIER},
+};
+
+/// Redis's own limit on one string value (`proto-max-bulk-len` defaults to 512 MiB).
+const REDIS_MAX_VALUE: u64 = 512 * 1024 * 1024;
+
+/// Builds a [`RedisTier`]. Start from [`RedisTier::builder`].
+///
+/// Defaults: prefix `tc`, a 2 s timeout per call, 1 s to connect, reconnects with exponential
+/// backoff from 50 ms up to 2 s, 5 s of expiry slack, no byte budget, records up to 512 MiB, the
+/// system clock.
+#[must_use]
+pub struct RedisTierBuilder {
+    url: String,
+    prefix: String,
+    operation_timeout: Duration,
+    connect_timeout: Duration,
+    reconnect_min_delay: Duration,
+    reconnect_max_delay: Duration,
+    expiry_slack: Duration,
+    budget: Option<u64>,
+    max_record_len: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for RedisTierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTierBuilder")
+            // The URL may hold a password: show only where it points.
+            .field("url", &redacted(&self.url))
+            .field("prefix", &self.prefix)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("expiry_slack", &self.expiry_slack)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTierBuilder {
+    pub(crate) fn new(url: impl Into<String>) -> RedisTierBuilder {
+        RedisTierBuilder {
+            url: url.into(),
+            prefix: "tc".to_owned(),
+            operation_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            reconnect_min_delay: Duration::from_millis(50),
+            reconnect_max_delay: Duration::from_secs(2),
+            expiry_slack: Duration::from_secs(5),
+            budget: None,
+            max_record_len: REDIS_MAX_VALUE,
+            clock: system_clock(),
+        }
+    }
+
+    /// The prefix of every key (`{prefix}:{namespace id}:…`): 1 to 128 characters of
+    /// `[A-Za-z0-9_./-]`. Tiers (or tests) that share a server use different prefixes.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisTierBuilder {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest any call to Redis may take (a `tokio::time::timeout` around it, and the
+    /// connection's response timeout). Past it the call fails with `Unavailable`.
+    pub fn operation_timeout(mut self, timeout: Duration) -> RedisTierBuilder {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The timeout of one connection attempt (at build and on every reconnect).
+    pub fn connect_timeout(mut self, timeout: Duration) -> RedisTierBuilder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The backoff between reconnect attempts after the connection broke: exponential from
+    /// `min` up to `max`, with jitter. Calls made while disconnected fail with `Unavailable`
+    /// at once rather than waiting.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> RedisTierBuilder {
+        self.reconnect_min_delay = min;
+        self.reconnect_max_delay = max;
+        self
+    }
+
+    /// How much longer than its TTL Redis keeps an entry. The tier's clock decides expiry
+    /// (an entry past its expiry is a miss whatever Redis still holds); Redis's own expiry
+    /// (`PX`) only reclaims the memory, and the slack keeps it from dropping an entry that a
+    /// clock running behind the server's still calls live.
+    pub fn expiry_slack(mut self, slack: Duration) -> RedisTierBuilder {
+        self.expiry_slack = slack;
+        self
+    }
+
+    /// An in-process byte budget: the tier keeps an account of the entries it wrote, least
+    /// recently used first, and deletes the oldest to stay within it. Without it (the default)
+    /// memory is bounded by the server's `maxmemory` and its eviction policy alone. The
+    /// account is per tier instance: what other nodes wrote is not counted.
+    pub fn budget(mut self, bytes: u64) -> RedisTierBuilder {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// The largest record accepted (at most Redis's 512 MiB string limit); larger puts fail
+    /// with `Invalid`.
+    pub fn max_record_len(mut self, bytes: u64) -> RedisTierBuilder {
+        self.max_record_len = bytes.min(REDIS_MAX_VALUE);
+        self
+    }
+
+    /// The clock that decides expiry (the system clock by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> RedisTierBuilder {
+        self.clock = clock;
+        self
+    }
+
+    /// Connects and checks the server with a `PING`.
+    ///
+    /// # Errors
+    /// `Invalid` for a malformed URL or prefix, or credentials the server refuses;
+    /// `Unavailable` if the server cannot be reached within the connect and operation timeouts.
+    pub async fn build(self) -> Result<RedisTier> {
+        let layout = Layout::new(&self.prefix)?;
+        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid(TIER, "timeouts must be longer than zero"));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
+            Error::invalid(TIER, format!("bad redis url {}", redacted(&self.url))).with_source(e)
+        })?;
+        let conn =
+            connect(client, &self.url, self.config(), self.connect_timeout, self.operation_timeout)
+                .await?;
+        let settings = Settings {
+            operation_timeout: self.operation_timeout,
+            expiry_slack: self.expiry_slack,
+            budget: self.budget,
+            max_record_len: self.max_record_len,
+        };
+        Ok(RedisTier::from_parts(conn, layout, settings, self.clock))
+    }
+
+    fn config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.operation_timeout))
+            .set_min_delay(self.reconnect_min_delay)
+            .set_max_delay(self.reconnect_max_delay)
+            .set_number_of_retries(usize::MAX)
+    }
+}
+
+/// Opens a connection manager and pings the server, within the timeouts.
+pub(crate) async fn connect(
+    client: redis::Client,
+    url: &str,
+    config: ConnectionManagerConfig,
+    connect_timeout: Duration,
+    operation_timeout: Duration,
+) -> Result<ConnectionManager> {
+    let url = redacted(url);
+    let mut conn = ConnectionManager::new_lazy_with_config(client, config)
+        .map_err(|e| Error::from(RedisError::client("connect", e)))?;
+    let ping = async {
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok::<_, redis::RedisError>(pong)
+    };
+    match tokio::time::timeout(connect_timeout + operation_timeout, ping).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Unavailable,
+            TIER,
+            format!(
+                "no answer from redis at {url} within {:?}",
+                connect_timeout + operation_timeout
+            ),
+        )),
+        Ok(Err(e)) => {
+            let err = Error::from(RedisError::client("connect", e));
+            Err(Error::new(err.kind(), TIER, format!("cannot reach redis at {url}: {err}")))
+        }
+        Ok(Ok(_)) => Ok(conn),
+    }
+}
+
+/// `url` without a password (`redis://user:secret@host` becomes `redis://user:***@host`).
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or(auth, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redacted("redis://:hunter2@10.0.0.1:6379/0"), "redis://:***@10.0.0.1:6379/0");
+        assert_eq!(redacted("redis://app:pw@h/"), "redis://app:***@h/");
+        assert_eq!(redacted("redis://127.0.0.1/"), "redis://127.0.0.1/");
+        let b = RedisTier::builder("redis://:hunter2@h/");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_invalid() {
+        for b in [
+            RedisTier::builder("not a url"),
+            RedisTier::builder("redis://127.0.0.1:1/").prefix("has:colon"),
+            RedisTier::builder("redis://127.0.0.1:1/").operation_timeout(Duration::ZERO),
+        ] {
+            assert_eq!(b.build().await.unwrap_err().kind(), ErrorKind::Invalid);
+        }
+    }
+}

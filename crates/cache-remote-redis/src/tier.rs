@@ -1,0 +1,601 @@
+//! [`RedisTier`]: the [`Tier`] implementation over a Redis (or Valkey) server.
+
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cache_core::{
+    Clock, Entry, Error, Key, Namespace, PutOutcome, Record, Rejection, Result, StatsSnapshot,
+    Tier, TierStats, Timestamp, Usage, async_trait, check_record_key,
+};
+use parking_lot::Mutex;
+use redis::{Script, aio::ConnectionManager};
+use tokio::task::JoinSet;
+
+use crate::{
+    budget::{Ledger, Victim},
+    builder::RedisTierBuilder,
+    error::RedisError,
+    layout::{CLEAR_SCRIPT, DEL_SCRIPT, GET_SCRIPT, Layout, PUT_SCRIPT},
+};
+
+/// The tier's name in errors, stats and metrics.
+pub(crate) const TIER: &str = "redis";
+
+/// Entries per script call of `get_many` and `remove`.
+const GET_BATCH: usize = 256;
+/// Entries, and record bytes, per script call of `put_many`.
+const PUT_BATCH: usize = 64;
+const PUT_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Keys per `SCAN` step of a namespace sweep.
+const SWEEP_COUNT: usize = 1000;
+
+/// The settings [`RedisTierBuilder::build`] hands to the tier.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) operation_timeout: Duration,
+    pub(crate) expiry_slack: Duration,
+    pub(crate) budget: Option<u64>,
+    pub(crate) max_record_len: u64,
+}
+
+/// A cache tier on a Redis or Valkey server, shared by every node that points at it.
+///
+/// See the [crate documentation](crate) for the key layout, expiry, namespaces, budget and
+/// failure behaviour.
+#[derive(Clone)]
+pub struct RedisTier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    layout: Layout,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    stats: TierStats,
+    ledger: Option<Mutex<Ledger>>,
+    closed: AtomicBool,
+    background: Mutex<JoinSet<()>>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    get: Script,
+    put: Script,
+    del: Script,
+    clear: Script,
+}
+
+/// One entry on its way to Redis.
+struct Write {
+    key: Key,
+    record: Bytes,
+    /// `PX` in milliseconds, 0 for no expiry.
+    px: u64,
+}
+
+impl RedisTier {
+    /// A builder for a tier on the server at `url` (`redis://host:port/db`,
+    /// `redis://:password@host/`, `redis+unix:///path`).
+    pub fn builder(url: impl Into<String>) -> RedisTierBuilder {
+        RedisTierBuilder::new(url)
+    }
+
+    pub(crate) fn from_parts(
+        conn: ConnectionManager,
+        layout: Layout,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> RedisTier {
+        let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
+        RedisTier {
+            inner: Arc::new(Inner {
+                conn,
+                layout,
+                settings,
+                clock,
+                stats: TierStats::new(TIER),
+                ledger,
+                closed: AtomicBool::new(false),
+                background: Mutex::new(JoinSet::new()),
+                scripts: Scripts {
+                    get: Script::new(GET_SCRIPT),
+                    put: Script::new(PUT_SCRIPT),
+                    del: Script::new(DEL_SCRIPT),
+                    clear: Script::new(CLEAR_SCRIPT),
+                },
+            }),
+        }
+    }
+
+    /// The prefix every key of this tier starts with.
+    pub fn prefix(&self) -> &str {
+        self.inner.layout.prefix()
+    }
+
+    /// The Redis key that holds `key` while its namespace is at `epoch` (see the crate docs for
+    /// the layout). For tools and tests that inspect the server; the tier itself never reads a
+    /// key without its namespace's current epoch.
+    pub fn redis_key(&self, key: &Key, epoch: u64) -> String {
+        self.inner.layout.entry_key(key.namespace().id(), &epoch.to_string(), key.hash())
+    }
+
+    /// The Redis key holding the epoch of `namespace`.
+    pub fn epoch_key(&self, namespace: &Namespace) -> String {
+        self.inner.layout.epoch_key(namespace)
+    }
+
+    /// A clone of the connection (it multiplexes and reconnects by itself), for callers that
+    /// share the tier's connection, such as benches that compare with raw commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+}
+
+impl fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisTier")
+            .field("prefix", &inner.layout.prefix())
+            .field("settings", &inner.settings)
+            .field("closed", &inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(Error::closed(TIER)) } else { Ok(()) }
+    }
+
+    /// Runs one Redis call under the operation timeout.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> std::result::Result<T, RedisError> {
+        let timeout = self.settings.operation_timeout;
+        match tokio::time::timeout(timeout, fut).await {
+            Err(_) => Err(RedisError::Timeout { op, timeout }),
+            Ok(result) => result.map_err(|e| RedisError::client(op, e)),
+        }
+    }
+
+    /// The stored records of `keys`, checked; `None` for a miss (absent, corrupt, expired).
+    async fn get_records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        self.check_open()?;
+        let chunks = keys.chunks(GET_BATCH).map(|chunk| async move {
+            let mut invocation = self.scripts.get.prepare_invoke();
+            for key in chunk {
+                let (epoch_key, hash) = self.layout.script_key(key);
+                invocation.key(epoch_key).arg(hash);
+            }
+            let mut conn = self.conn.clone();
+            let got: Vec<Option<Vec<u8>>> =
+                self.run("get", invocation.invoke_async(&mut conn)).await?;
+            if got.len() != chunk.len() {
+                return Err(RedisError::Unexpected {
+                    op: "get",
+                    what: format!("{} values for {} keys", got.len(), chunk.len()),
+                });
+            }
+            Ok(got)
+        });
+        let answers = futures::future::try_join_all(chunks).await?;
+        let now = self.clock.now();
+        let mut out = Vec::with_capacity(keys.len());
+        let mut corrupt = Vec::new();
+        for (key, bytes) in keys.iter().zip(answers.into_iter().flatten()) {
+            let Some(bytes) = bytes else {
+                out.push(None);
+                continue;
+            };
+            let record = match Record::decode(Bytes::from(bytes)) {
+                Ok(r) if r.matches(key) && !r.is_tombstone() => r,
+                Ok(_) => {
+                    self.on_corrupt(key, "the entry holds a record of another key", &mut corrupt);
+                    out.push(None);
+                    continue;
+                }
+                Err(e) => {
+                    self.on_corrupt(key, e.message(), &mut corrupt);
+                    out.push(None);
+                    continue;
+                }
+            };
+            if record.meta().is_expired(now) {
+                // Redis drops it by itself within the expiry slack.
+                out.push(None);
+                continue;
+            }
+            if let Some(ledger) = &self.ledger {
+                ledger.lock().touch(key.hash());
+            }
+            out.push(Some(record));
+        }
+        if !corrupt.is_empty()
+            && let Err(e) = self.delete(&corrupt).await
+        {
+            tracing::warn!(error = %e, "deleting corrupt entries from redis failed");
+        }
+        Ok(out)
+    }
+
+    fn on_corrupt(&self, key: &Key, why: &str, corrupt: &mut Vec<Key>) {
+        self.stats.corrupt();
+        tracing::warn!(reason = why, "corrupt entry in the redis tier; deleting it");
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().remove(key.hash());
+        }
+        corrupt.push(key.clone());
+    }
+
+    /// Counts hits and misses of a lookup.
+    fn count<T>(&self, found: &[Option<T>]) {
+        for f in found {
+            if f.is_some() { self.stats.hit() } else { self.stats.miss() }
+        }
+    }
+
+    /// Prepares `entry` for writing: `None` if it has already expired.
+    fn prepare(&self, key: Key, mut entry: Entry, now: Timestamp) -> Result<Option<Write>> {
+        if entry.is_expired(now) {
+            return Ok(None);
+        }
+        entry.meta.stamp(now);
+        let len = Record::encoded_len(&key, entry.value.len()) as u64;
+        self.check_size(len)?;
+        let px = self.px(entry.meta.expires_at, now);
+        Ok(Some(Write { record: Record::encode(&key, &entry), key, px }))
+    }
+
+    /// Prepares an encoded record for writing, as it is.
+    fn prepare_record(&self, key: Key, record: Record, now: Timestamp) -> Result<Option<Write>> {
+        check_record_key(TIER, &key, &record)?;
+        if record.meta().created_at == Timestamp::ZERO {
+            return self.prepare(key, record.to_entry(), now);
+        }
+        if record.meta().is_expired(now) {
+            return Ok(None);
+        }
+        self.check_size(record.as_bytes().len() as u64)?;
+        let px = self.px(record.meta().expires_at, now);
+        Ok(Some(Write { key, record: record.into_bytes(), px }))
+    }
+
+    fn check_size(&self, len: u64) -> Result<()> {
+        if let Some(budget) = self.settings.budget
+            && len > budget
+        {
+            return Err(Error::invalid(
+                TIER,
+                format!("a record of {len} bytes cannot fit in the byte budget of {budget}"),
+            ));
+        }
+        let max = self.settings.max_record_len;
+        if len > max {
+            return Err(Error::invalid(
+                TIER,
+                format!("a record of {len} bytes is larger than the tier's limit of {max}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Redis's expiry for an entry expiring at `expires_at`: the time left by the tier's clock
+    /// plus the slack, so Redis never drops an entry the tier's clock still calls live.
+    fn px(&self, expires_at: Option<Timestamp>, now: Timestamp) -> u64 {
+        match expires_at {
+            None => 0,
+            Some(at) => {
+                let left = at.as_millis().saturating_sub(now.as_millis());
+                let slack =
+                    u64::try_from(self.settings.expiry_slack.as_millis()).unwrap_or(u64::MAX);
+                left.saturating_add(slack).max(1)
+            }
+        }
+    }
+
+    /// Writes entries (in order, so the last write of a key wins), accounts for them and evicts
+    /// to stay within the budget.
+    async fn write(&self, writes: Vec<Write>) -> Result<()> {
+        let mut start = 0;
+        while start < writes.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < writes.len()
+                && end - start < PUT_BATCH
+                && (end == start || bytes + writes[end].record.len() <= PUT_BATCH_BYTES)
+            {
+                bytes += writes[end].record.len();
+                end += 1;
+            }
+            let batch = &writes[start..end];
+            let mut invocation = self.scripts.put.prepare_invoke();
+            for w in batch {
+                let (epoch_key, hash) = self.layout.script_key(&w.key);
+                invocation.key(epoch_key).arg(hash).arg(w.px).arg(&w.record[..]);
+            }
+            let mut conn = self.conn.clone();
+            let written: usize = self.run("put", invocation.invoke_async(&mut conn)).await?;
+            if written != batch.len() {
+                return Err(RedisError::Unexpected {
+                    op: "put",
+                    what: format!("{written} entries written of {}", batch.len()),
+                }
+                .into());
+            }
+            for w in batch {
+                self.stats.insert();
+                self.account(&w.key, w.record.len() as u64).await;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Records a written entry in the budget account and evicts the oldest to stay within it.
+    async fn account(&self, key: &Key, size: u64) {
+        let Some(ledger) = &self.ledger else { return };
+        let victims = ledger.lock().insert(key.namespace().id(), *key.hash(), size);
+        if victims.is_empty() {
+            return;
+        }
+        match self.delete_victims(&victims).await {
+            Ok(()) => self.stats.evict(victims.len() as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting entries to stay within the budget failed");
+                let mut ledger = ledger.lock();
+                for v in victims {
+                    ledger.restore(v);
+                }
+            }
+        }
+    }
+
+    async fn delete_victims(&self, victims: &[Victim]) -> Result<()> {
+        for chunk in victims.chunks(GET_BATCH) {
+            let mut invocation = self.scripts.del.prepare_invoke();
+            for v in chunk {
+                invocation.key(self.layout.epoch_key_of(v.ns)).arg(v.hash.to_hex());
+            }
+            let mut conn = self.conn.clone();
+            let _: u64 = self.run("evict", invocation.invoke_async(&mut conn)).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the entries of `keys` (under their namespaces' current epochs).
+    async fn delete(&self, keys: &[Key]) -> Result<u64> {
+        if let Some(ledger) = &self.ledger {
+            let mut ledger = ledger.lock();
+            for key in keys {
+                ledger.remove(key.hash());
+            }
+        }
+        let mut removed = 0;
+        for chunk in keys.chunks(GET_BATCH) {
+            let mut invocation = self.scripts.del.prepare_invoke();
+            for key in chunk {
+                let (epoch_key, hash) = self.layout.script_key(key);
+                invocation.key(epoch_key).arg(hash);
+            }
+            let mut conn = self.conn.clone();
+            let n: u64 = self.run("delete", invocation.invoke_async(&mut conn)).await?;
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    /// Writes and deletes in the order of `items`: an entry that had already expired still
+    /// supersedes what its key held (it is deleted), so an older value never outlives a newer
+    /// write, and a later write of the same key wins again.
+    async fn put(&self, items: Vec<(Key, Option<Write>)>) -> Result<Vec<PutOutcome>> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut writes = Vec::with_capacity(items.len());
+        for (key, write) in items {
+            match write {
+                Some(w) => {
+                    writes.push(w);
+                    outcomes.push(PutOutcome::Stored);
+                }
+                None => {
+                    self.stats.reject();
+                    self.write(std::mem::take(&mut writes)).await?;
+                    self.delete(std::slice::from_ref(&key)).await?;
+                    outcomes.push(PutOutcome::Rejected(Rejection::Expired));
+                }
+            }
+        }
+        self.write(writes).await?;
+        Ok(outcomes)
+    }
+
+    async fn clear_namespace(self: &Arc<Self>, namespace: &Namespace) -> Result<()> {
+        self.check_open()?;
+        if let Some(ledger) = &self.ledger {
+            ledger.lock().clear_namespace(namespace.id());
+        }
+        let invocation = self.scripts.clear.key(self.layout.epoch_key(namespace));
+        let mut conn = self.conn.clone();
+        let (old, _new): (String, String) =
+            self.run("clear", invocation.invoke_async(&mut conn)).await?;
+        if old != "0" {
+            self.sweep_later(namespace, old);
+        }
+        Ok(())
+    }
+
+    /// Unlinks the entries of a namespace's old epoch in the background (`SCAN MATCH` in steps
+    /// of [`SWEEP_COUNT`], then `UNLINK`, which frees memory off Redis's main thread). They are
+    /// unreachable already; this only gives their memory back sooner than their expiry would.
+    fn sweep_later(self: &Arc<Self>, namespace: &Namespace, epoch: String) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let pattern = self.layout.epoch_pattern(namespace.id(), &epoch);
+        let mut tasks = self.background.lock();
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            let mut cursor = 0u64;
+            loop {
+                let mut conn = this.conn.clone();
+                let scan = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SWEEP_COUNT)
+                    .to_owned();
+                let step: std::result::Result<(u64, Vec<String>), _> =
+                    this.run("sweep", scan.query_async(&mut conn)).await;
+                let (next, keys) = match step {
+                    Ok(step) => step,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "sweeping a cleared namespace stopped");
+                        return;
+                    }
+                };
+                if !keys.is_empty() {
+                    let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+                    let done: std::result::Result<u64, _> =
+                        this.run("sweep", unlink.query_async(&mut conn)).await;
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "sweeping a cleared namespace stopped");
+                        return;
+                    }
+                }
+                if next == 0 {
+                    return;
+                }
+                cursor = next;
+            }
+        });
+    }
+
+    async fn drain_background(&self) {
+        let mut tasks = std::mem::take(&mut *self.background.lock());
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn usage(&self) -> Usage {
+        match &self.ledger {
+            None => Usage::default(),
+            Some(ledger) => {
+                let l = ledger.lock();
+                Usage { bytes_used: l.used, capacity: Some(l.capacity), entries: Some(l.entries()) }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Tier for RedisTier {
+    fn name(&self) -> &'static str {
+        TIER
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        let mut got = self.get_many(std::slice::from_ref(key)).await?;
+        Ok(got.pop().flatten())
+    }
+
+    async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
+        let mut out = self.put_many(vec![(key, entry)]).await?;
+        Ok(out.pop().expect("one outcome per entry"))
+    }
+
+    async fn remove(&self, key: &Key) -> Result<()> {
+        let inner = &self.inner;
+        let out = async {
+            inner.check_open()?;
+            inner.delete(std::slice::from_ref(key)).await?;
+            inner.stats.remove();
+            Ok(())
+        };
+        inner.stats.track(out.await)
+    }
+
+    async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
+        let out = self.inner.clear_namespace(namespace).await;
+        self.inner.stats.track(out)
+    }
+
+    fn usage(&self) -> Usage {
+        self.inner.usage()
+    }
+
+    fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot(self.usage())
+    }
+
+    async fn flush(&self) -> Result<()> {
+        let out = self.inner.check_open();
+        if out.is_ok() {
+            self.inner.drain_background().await;
+        }
+        self.inner.stats.track(out)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.drain_background().await;
+        Ok(())
+    }
+
+    /// One script call per 256 keys (all in flight at once on the multiplexed connection).
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Entry>>> {
+        let inner = &self.inner;
+        let out = inner.get_records(keys).await;
+        if let Ok(found) = &out {
+            inner.count(found);
+        }
+        let out = inner.stats.track(out)?;
+        Ok(out.into_iter().map(|r| r.map(|r| r.to_entry())).collect())
+    }
+
+    /// One script call per 64 entries or 4 MiB of records, in order, so the last write of a
+    /// key wins. On failure, entries before the failing call are stored.
+    async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
+        let inner = &self.inner;
+        let out = async {
+            inner.check_open()?;
+            let now = inner.clock.now();
+            let mut prepared = Vec::with_capacity(items.len());
+            for (key, entry) in items {
+                prepared.push((key.clone(), inner.prepare(key, entry, now)?));
+            }
+            inner.put(prepared).await
+        };
+        inner.stats.track(out.await)
+    }
+
+    async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
+        let inner = &self.inner;
+        let out = inner.get_records(std::slice::from_ref(key)).await;
+        if let Ok(found) = &out {
+            inner.count(found);
+        }
+        Ok(inner.stats.track(out)?.pop().flatten())
+    }
+
+    async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let out = async {
+            inner.check_open()?;
+            let write = inner.prepare_record(key.clone(), record, inner.clock.now())?;
+            inner.put(vec![(key, write)]).await
+        };
+        let mut out = inner.stats.track(out.await)?;
+        Ok(out.pop().expect("one outcome per record"))
+    }
+}
