@@ -42,8 +42,12 @@
 //!   the `metrics` facade): reads, chunk hits, coalesced and fetched chunks, bytes served from
 //!   the cache and from the origin, identity checks and the origin requests saved.
 //!
-//! A read holds the chunks of its range in memory before it returns (a `get` of a whole
-//! 1 GiB object holds 1 GiB, as `GetResult::bytes` would): use ranges for large objects.
+//! A `get` reads the first [`fetch_concurrency`](CachedObjectStoreBuilder::fetch_concurrency)
+//! chunks of its range before it returns (a change of the object meanwhile is retried with
+//! the new identity) and the rest as its body is polled, that many at a time, so a long body
+//! holds a bounded number of chunks; if the object changes at the origin while such a body is
+//! read, the body ends with `Error::Precondition`. `get_ranges` reads every range before it
+//! returns.
 //!
 //! # Example
 //!

@@ -653,20 +653,62 @@ impl Inner {
             if r.start < r.end {
                 for i in r.start / cs..=(r.end - 1) / cs {
                     let (bytes, source) = &chunks[&i];
-                    let base = i * cs;
-                    let from = (r.start.max(base) - base) as usize;
-                    let to = (r.end.min(base + cs) - base) as usize;
-                    let n = (to - from) as u64;
-                    match source {
-                        Source::Cache => self.stats.bytes_from_cache(n),
-                        Source::Origin => self.stats.bytes_from_origin(n),
-                    }
-                    parts.push(bytes.slice(from..to));
+                    parts.push(self.slice(r, i, bytes, *source));
                 }
             }
             out.push(parts);
         }
         Ok(out)
+    }
+
+    /// The part of chunk `index` (`bytes`) inside `range`, counted as coming from `source`.
+    fn slice(&self, range: &Range<u64>, index: u64, bytes: &Bytes, source: Source) -> Bytes {
+        let base = index * self.chunk_size;
+        let from = (range.start.max(base) - base) as usize;
+        let to = (range.end.min(base + self.chunk_size) - base) as usize;
+        let n = (to - from) as u64;
+        match source {
+            Source::Cache => self.stats.bytes_from_cache(n),
+            Source::Origin => self.stats.bytes_from_origin(n),
+        }
+        bytes.slice(from..to)
+    }
+
+    /// The chunks of `rest` (which starts at a chunk boundary) of version `id`, read as the
+    /// stream is polled, `fetch_concurrency` at a time. A change of the object during the read
+    /// ends the stream with [`Error::Precondition`], as the origin's own streams do.
+    fn lazy_tail(
+        self: &Arc<Inner>,
+        key: Key,
+        location: &Path,
+        id: Identity,
+        rest: Range<u64>,
+    ) -> BoxStream<'static, Result<Bytes>> {
+        let cs = self.chunk_size;
+        let (inner, location, tag) = (self.clone(), location.clone(), id.tag());
+        let id = Arc::new(id);
+        let concurrency = self.fetch_concurrency;
+        stream::iter(rest.start / cs..=(rest.end - 1) / cs)
+            .map(move |i| {
+                let (inner, key, location) = (inner.clone(), key.clone(), location.clone());
+                let (id, tag, rest) = (id.clone(), tag.clone(), rest.clone());
+                async move {
+                    match inner.chunk(&location, &id, &tag, i).await {
+                        Ok((i, bytes, source)) => Ok(inner.slice(&rest, i, &bytes, source)),
+                        Err(FetchError::Changed) => {
+                            inner.stats.changed_during_read(1);
+                            let _ = inner.cache.remove(&key).await;
+                            Err(Error::Precondition {
+                                path: location.to_string(),
+                                source: "the object changed at the origin during the read".into(),
+                            })
+                        }
+                        Err(FetchError::Origin(e)) => Err(share(&e)),
+                    }
+                }
+            })
+            .buffered(concurrency)
+            .boxed()
     }
 
     /// Reads `ranges` of the object at `location` (keyed `key`): resolves the identity, maps
@@ -841,10 +883,19 @@ impl ObjectStore for CachedObjectStore {
                 extensions: Default::default(),
             });
         }
+        // The first `fetch_concurrency` chunks are read before returning (so a change of the
+        // object is retried and an error is the call's); the rest of a longer range is read as
+        // the body is polled, so a long `get` holds a bounded number of chunks.
         let requested = options.range.clone();
-        let resolve = |size: u64| match &requested {
-            None => Some(std::iter::once(0..size).collect()),
-            Some(range) => range.as_range(size).ok().map(|r| std::iter::once(r).collect()),
+        let eager = inner.chunk_size * inner.fetch_concurrency as u64;
+        let full = |size: u64| match &requested {
+            None => Some(0..size),
+            Some(range) => range.as_range(size).ok(),
+        };
+        let resolve = |size: u64| {
+            let r = full(size)?;
+            let head_end = r.end.min((r.start / inner.chunk_size) * inner.chunk_size + eager);
+            Some(std::iter::once(r.start..head_end).collect())
         };
         match inner.read(&key, location, resolve).await? {
             Read::Passthrough => {
@@ -852,12 +903,17 @@ impl ObjectStore for CachedObjectStore {
                 inner.origin.get_opts(location, options).await
             }
             Read::Parts { id, mut ranges, mut parts } => {
-                let range = ranges.pop().unwrap_or_default();
-                let parts = parts.pop().unwrap_or_default();
+                let head = ranges.pop().unwrap_or_default();
+                let range = full(id.meta.size).unwrap_or_else(|| head.clone());
+                let parts = stream::iter(parts.pop().unwrap_or_default().into_iter().map(Ok));
+                let payload = if head.end < range.end {
+                    let tail = head.end..range.end;
+                    parts.chain(inner.lazy_tail(key, location, id.clone(), tail)).boxed()
+                } else {
+                    parts.boxed()
+                };
                 Ok(GetResult {
-                    payload: GetResultPayload::Stream(
-                        stream::iter(parts.into_iter().map(Ok)).boxed(),
-                    ),
+                    payload: GetResultPayload::Stream(payload),
                     meta: id.meta,
                     range,
                     attributes: id.attributes,

@@ -450,3 +450,28 @@ fn the_builder_rejects_bad_settings() {
     assert!(build(|b| b.chunk_size(64 << 20)).is_ok());
     assert_eq!(build(|b| b).unwrap().chunk_size(), 4 << 20);
 }
+
+#[tokio::test]
+async fn a_long_get_reads_its_tail_as_the_body_is_polled() {
+    let f = fixture(|b| b.fetch_concurrency(2).revalidate(Revalidate::Never));
+    let path = Path::from("long");
+    let size = 10 * CS + 7;
+    f.origin.inner.put(&path, data(size, 4).into()).await.unwrap();
+    let result = f.store.get(&path).await.unwrap();
+    assert_eq!(result.range, 0..size);
+    assert_eq!(f.store.stats().chunk_fetches, 2, "only the first two chunks before the body");
+    assert_eq!(result.bytes().await.unwrap(), data(size, 4));
+    assert_eq!(f.store.stats().chunk_fetches, 11);
+    let offset = f.store.get_opts(&path, GetOptions::new().with_range(Some(CS + 3..))).await;
+    assert_eq!(offset.unwrap().bytes().await.unwrap(), data(size, 4).slice(CS as usize + 3..));
+
+    // Changed at the origin between the call and the end of the body: the body fails.
+    let other = Path::from("long-changing");
+    f.origin.inner.put(&other, data(size, 5).into()).await.unwrap();
+    let result = f.store.get(&other).await.unwrap();
+    f.origin.inner.put(&other, data(size, 6).into()).await.unwrap();
+    let err = result.bytes().await.unwrap_err();
+    assert!(matches!(err, Error::Precondition { .. }), "{err:?}");
+    // The next read sees the new version.
+    assert_eq!(f.store.get(&other).await.unwrap().bytes().await.unwrap(), data(size, 6));
+}
