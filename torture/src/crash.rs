@@ -40,16 +40,16 @@ use crate::{
 };
 
 /// Keys the workload touches.
-const KEYS: u32 = 128;
+pub(crate) const KEYS: u32 = 128;
 /// Distinct keys written per round (one barrier per round).
 const OPS_PER_ROUND: usize = 12;
 /// A child stops writing after this many rounds (and waits to be killed), which bounds what one
 /// child adds to the directory.
-const MAX_ROUNDS: u64 = 300;
+pub(crate) const MAX_ROUNDS: u64 = 300;
 /// Largest value written.
 const MAX_VALUE: usize = 1500;
 /// The budget of the NVMe tiers and of the RocksDB tier.
-const BUDGET: u64 = 128 << 20;
+pub(crate) const BUDGET: u64 = 128 << 20;
 /// NVMe segment size (small, so every open starts a cheap new segment).
 const SEGMENT: u64 = 256 << 10;
 /// A fresh directory is used once the files of the current one exceed this (a quarter of the
@@ -60,7 +60,7 @@ const L1_BUDGET: u64 = 64 << 20;
 
 /// What is crashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Subject {
+pub(crate) enum Subject {
     Nvme,
     Rocks,
     Tiered,
@@ -83,7 +83,7 @@ impl Subject {
 
     /// The configuration used by the child in `mode` (rotating through durability levels and,
     /// for the tiered cache, write policies).
-    fn mode_name(self, mode: u64) -> &'static str {
+    pub(crate) fn mode_name(self, mode: u64) -> &'static str {
         match (self, mode % 3) {
             (Subject::Nvme, 0) => "durability none",
             (Subject::Nvme, 1) => "durability periodic 2 ms",
@@ -98,14 +98,19 @@ impl Subject {
     }
 }
 
-fn nvme_builder(dir: &Path, durability: NvmeDurability) -> NvmeTierBuilder {
+pub(crate) fn nvme_builder(dir: &Path, durability: NvmeDurability) -> NvmeTierBuilder {
     NvmeTierBuilder::new(dir, BUDGET).segment_size(SEGMENT).durability(durability)
 }
 
 /// A put that must be stored, or rejected only because the entry had already expired (the key
 /// then reads absent, as the model expects). In the tiered cache, every tier must have stored or
 /// queued it, so a full write-behind queue cannot pass for a loss.
-async fn put(tier: &dyn Tier, tiered: Option<&TieredCache>, k: u32, entry: Entry) -> Result<()> {
+pub(crate) async fn put(
+    tier: &dyn Tier,
+    tiered: Option<&TieredCache>,
+    k: u32,
+    entry: Entry,
+) -> Result<()> {
     let ok = |w: &TierWrite| {
         matches!(w, TierWrite::Stored | TierWrite::Deferred)
             || *w == TierWrite::Rejected(Rejection::Expired)
@@ -177,7 +182,7 @@ struct Opened {
 
 /// One planned operation on one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     /// Put `version` (expiring at `expires_ms`, 0 for never), `len` bytes.
     Put { version: u64, expires_ms: u64, len: usize },
     /// Remove the key.
@@ -185,10 +190,10 @@ enum Op {
 }
 
 /// What a key holds: `None` (absent) or a version and its expiry (0 = never).
-type State = Option<(u64, u64)>;
+pub(crate) type State = Option<(u64, u64)>;
 
 impl Op {
-    fn state(self) -> State {
+    pub(crate) fn state(self) -> State {
         match self {
             Op::Put { version, expires_ms, .. } => Some((version, expires_ms)),
             Op::Remove => None,
@@ -196,13 +201,13 @@ impl Op {
     }
 }
 
-fn key(k: u32) -> Key {
+pub(crate) fn key(k: u32) -> Key {
     Key::new("crash", format!("key-{k}")).expect("a valid key")
 }
 
 /// The operations of `round`, on distinct keys, derived from the seed. `base_ms` is the time the
 /// child was started (TTL puts expire relative to it, so the parent knows their expiry).
-fn round_ops(seed: u64, round: u64, base_ms: u64) -> Vec<(u32, Op)> {
+pub(crate) fn round_ops(seed: u64, round: u64, base_ms: u64) -> Vec<(u32, Op)> {
     let mut rng = StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut keys: Vec<u32> = (0..KEYS).collect();
     keys.shuffle(&mut rng);
@@ -224,11 +229,11 @@ fn round_ops(seed: u64, round: u64, base_ms: u64) -> Vec<(u32, Op)> {
         .collect()
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     system_clock().now().as_millis()
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
@@ -276,32 +281,36 @@ pub(crate) fn child_main(args: &[String]) -> Result<()> {
 
 /// Figures of one subject.
 #[derive(Debug, Default)]
-struct Figures {
-    kills: u64,
-    early_kills: u64,
-    acked_rounds: u64,
-    keys_checked: u64,
-    expected_present: u64,
-    in_flight_seen: u64,
-    wrong: u64,
-    corrupt: u64,
-    lost: u64,
-    read_errors: u64,
-    reopen: Vec<Duration>,
-    dirs: u64,
-    max_dir_bytes: u64,
-    problems: Vec<String>,
+pub(crate) struct Figures {
+    pub(crate) kills: u64,
+    pub(crate) early_kills: u64,
+    pub(crate) acked_rounds: u64,
+    pub(crate) keys_checked: u64,
+    pub(crate) expected_present: u64,
+    pub(crate) in_flight_seen: u64,
+    pub(crate) wrong: u64,
+    pub(crate) corrupt: u64,
+    pub(crate) lost: u64,
+    pub(crate) read_errors: u64,
+    pub(crate) reopen: Vec<Duration>,
+    pub(crate) dirs: u64,
+    pub(crate) max_dir_bytes: u64,
+    pub(crate) problems: Vec<String>,
+    /// Records the reopened tier counted corrupt are expected (torn sectors after a power cut),
+    /// not a problem; they are summed in `counted_corrupt`.
+    pub(crate) corrupt_expected: bool,
+    pub(crate) counted_corrupt: u64,
 }
 
 impl Figures {
-    fn problem(&mut self, what: String) {
+    pub(crate) fn problem(&mut self, what: String) {
         if self.problems.len() < 10 {
             self.problems.push(what);
         }
     }
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
     rd.flatten()
         .map(|e| match e.metadata() {
@@ -312,7 +321,7 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -418,10 +427,10 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
 }
 
 /// Where one child's output and stderr go.
-struct Child {
-    proc: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    reader: std::thread::JoinHandle<()>,
+pub(crate) struct Child {
+    pub(crate) proc: std::process::Child,
+    pub(crate) lines: mpsc::Receiver<String>,
+    pub(crate) reader: std::thread::JoinHandle<()>,
 }
 
 #[expect(clippy::too_many_arguments, reason = "the child's command line")]
@@ -435,11 +444,20 @@ fn spawn(
     base_ms: u64,
     mode: u64,
 ) -> Result<Child> {
-    let mut proc = Command::new(exe)
-        .arg("crash-child")
-        .arg(subject.name())
-        .arg(dir)
-        .args([start.to_string(), seed.to_string(), base_ms.to_string(), mode.to_string()])
+    let mut cmd = Command::new(exe);
+    cmd.arg("crash-child").arg(subject.name()).arg(dir).args([
+        start.to_string(),
+        seed.to_string(),
+        base_ms.to_string(),
+        mode.to_string(),
+    ]);
+    spawn_command(cmd, exe, stderr)
+}
+
+/// Starts `cmd` (a child of this binary) with its stdout read line by line into a channel and
+/// its stderr written to `stderr`.
+pub(crate) fn spawn_command(mut cmd: Command, exe: &Path, stderr: &Path) -> Result<Child> {
+    let mut proc = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(File::create(stderr)?))
@@ -564,7 +582,7 @@ fn campaign(
 
 /// Reopens `dir`, reads every key against the model, and updates the model to what was read.
 #[expect(clippy::too_many_arguments, reason = "the campaign's state, passed explicitly")]
-async fn check(
+pub(crate) async fn check(
     subject: Subject,
     dir: &Path,
     mode: u64,
@@ -656,7 +674,9 @@ async fn check(
         model.insert(k, observed);
     }
     let stats = tier.stats();
-    if stats.corrupted != 0 {
+    if f.corrupt_expected {
+        f.counted_corrupt += stats.corrupted;
+    } else if stats.corrupted != 0 {
         f.problem(format!("{what}: the reopened tier counted {} corrupt records", stats.corrupted));
     }
     if let Some(cap) = stats.usage.capacity

@@ -6,7 +6,8 @@
 //! acknowledged entry lost, a panic, an undetected corruption, a stall past the timeout, ...).
 //!
 //! The crash campaign re-runs this binary as its child process (`cache-torture crash-child
-//! ...`), so the child drives the tier in a separate process that can be killed with SIGKILL.
+//! ...`), so the child drives the tier in a separate process that can be killed with SIGKILL; the
+//! power-loss campaign does the same (`power-child`) with the NVMe tier's IO journal on.
 
 // A command-line tool reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -17,6 +18,7 @@ mod full_disk;
 mod fuzz;
 mod hostile;
 mod outage;
+mod power;
 mod report;
 mod secrets;
 
@@ -31,6 +33,7 @@ use crate::report::{Report, Section};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Campaign {
     Crash,
+    Power,
     Corruption,
     Outage,
     FullDisk,
@@ -40,8 +43,9 @@ enum Campaign {
 }
 
 impl Campaign {
-    const ALL: [Campaign; 7] = [
+    const ALL: [Campaign; 8] = [
         Campaign::Crash,
+        Campaign::Power,
         Campaign::Corruption,
         Campaign::Outage,
         Campaign::FullDisk,
@@ -53,6 +57,7 @@ impl Campaign {
     fn run(self, ctx: &Ctx) -> Result<Section> {
         match self {
             Campaign::Crash => crash::run(ctx),
+            Campaign::Power => power::run(ctx),
             Campaign::Corruption => corruption::run(ctx),
             Campaign::Outage => outage::run(ctx),
             Campaign::FullDisk => full_disk::run(ctx),
@@ -104,6 +109,15 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crash-child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if raw.get(1).map(String::as_str) == Some("power-child") {
+        return match power::child_main(&raw[2..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("power-child: {e:#}");
                 ExitCode::FAILURE
             }
         };
