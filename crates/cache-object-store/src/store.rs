@@ -765,7 +765,9 @@ async fn fetch(
 ) -> Result<Bytes, FetchError> {
     let options = GetOptions {
         range: Some(GetRange::Bounded(range.clone())),
-        if_match: id.meta.e_tag.clone(),
+        // `If-Match` compares strongly: a weak ETag never matches, so it is not sent (the
+        // answer's metadata is still checked against the identity).
+        if_match: id.meta.e_tag.clone().filter(|e| !e.starts_with("W/")),
         version: if id.meta.e_tag.is_none() { id.meta.version.clone() } else { None },
         ..GetOptions::default()
     };
