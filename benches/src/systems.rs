@@ -143,13 +143,14 @@ impl System {
         let dir = dir.join(format!("{kind:?}").to_lowercase());
         Ok(match kind {
             SystemKind::Tiered | SystemKind::Tiered3 => {
-                // S3-FIFO's shape (see cache-tiered's docs): an LRU RAM tier as the small
-                // queue, the NVMe tier with hit-based reinsertion as the main queue, the
-                // second-chance filter between them, and no promotion.
+                // A small queue in front of a main queue (see cache-tiered's docs): an LRU RAM
+                // tier as the small queue, the NVMe tier with hit-based reinsertion as the
+                // main queue, the TinyLFU-or-second-chance demotion filter between them, and
+                // no promotion.
                 let disk = Arc::new(nvme_with(&dir.join("nvme"), budgets.disk, true)?);
                 let mut b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)
-                    .demotion_filter(DemotionFilter::second_chance())
+                    .demotion_filter(DemotionFilter::tiny_lfu())
                     .promotion(PromoteNever)
                     .tier(
                         MemoryTier::builder(budgets.ram.max(1))

@@ -136,6 +136,9 @@ impl TieredBuilder {
     /// [`OnEviction`](WritePolicy::OnEviction) tier below it (default:
     /// [`DemotionFilter::All`]). [`DemotionFilter::SecondChance`] is S3-FIFO's filter: only
     /// entries read while in the top tier, or seen again soon after being dropped, go down.
+    /// [`DemotionFilter::TinyLfu`] is W-TinyLFU's: only entries requested more often than what
+    /// the tier below evicts go down; [`DemotionFilter::tiny_lfu`] applies both (either
+    /// suffices), which measured best.
     #[must_use]
     pub fn demotion_filter(mut self, filter: DemotionFilter) -> TieredBuilder {
         self.demotion_filter = filter;

@@ -9,9 +9,11 @@
 //!   entries that came from it unchanged (clean) and expired ones. Demotions are queued and
 //!   written in batches (`put_many`); until its demotion is written an evicted entry is still
 //!   served from the queue, so a slow disk never turns an eviction into a miss.
-//! - **demotion filter**: [`DemotionFilter::SecondChance`](policy::DemotionFilter) is
-//!   S3-FIFO's filter between the top tier and an `OnEviction` tier: only entries read while
-//!   on top, or seen again while a ghost of recently dropped keys remembers them, go down.
+//! - **demotion filter** between the top tier and an `OnEviction` tier below it
+//!   ([`DemotionFilter`](policy::DemotionFilter)): S3-FIFO's second chance (only entries read
+//!   while on top, or seen again while a ghost of recently dropped keys remembers them, go
+//!   down), W-TinyLFU's frequency test (only entries requested more often than what the tier
+//!   below lets go), or either.
 //! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
 //!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
@@ -46,9 +48,10 @@
 //!
 //! The defaults (RAM with moka's TinyLFU, every eviction demoted, every lower hit promoted)
 //! keep whatever the RAM tier lets go. For the best hit ratio at a given number of bytes, give
-//! the stack S3-FIFO's shape: the RAM tier is the small queue (plain LRU, about a tenth of
-//! the bytes), the disk tier the main queue (FIFO with hit-based reinsertion), and the filter
-//! between them keeps one-hit wonders out of the disk tier; lower hits stay where they are.
+//! the stack the shape of S3-FIFO and W-TinyLFU: the RAM tier is the small queue (plain LRU,
+//! about a tenth of the bytes), the disk tier the main queue (FIFO with hit-based
+//! reinsertion), and the filter between them ([`DemotionFilter::tiny_lfu`](policy::DemotionFilter::tiny_lfu))
+//! keeps one-hit wonders out of the disk tier; lower hits stay where they are.
 //!
 //! ```
 //! use cache_l1::{EvictionPolicy, MemoryTier};
@@ -61,7 +64,7 @@
 //! let cache = TieredCache::builder()
 //!     .tier(MemoryTier::builder(16 << 20).eviction_policy(EvictionPolicy::Lru).build())
 //!     .tier(TierOptions::new(MemoryTier::builder(256 << 20).build()).write(WritePolicy::OnEviction))
-//!     .demotion_filter(DemotionFilter::second_chance())
+//!     .demotion_filter(DemotionFilter::tiny_lfu())
 //!     .promotion(PromoteNever)
 //!     .build()?;
 //! # let _ = cache;

@@ -3,10 +3,11 @@
 mod admission;
 mod demotion;
 mod promotion;
+mod sketch;
 
 use std::time::Duration;
 
-pub(crate) use self::demotion::SecondChance;
+pub(crate) use self::demotion::Filter;
 pub use self::{
     admission::{FrequencyFilter, RateLimit, SizeRange},
     demotion::DemotionFilter,

@@ -46,7 +46,7 @@ use tracing::Instrument;
 
 use crate::{
     builder::TieredBuilder,
-    policy::{DemotionFilter, SecondChance, WritePolicy},
+    policy::{Filter, WritePolicy},
     stats::{SlotStats, TierReport, TieredStats},
 };
 
@@ -249,7 +249,8 @@ pub(crate) struct Shared {
     stale: Mutex<HashSet<(usize, u64)>>,
     stale_len: AtomicUsize,
     /// S3-FIFO's filter on demotions out of the top tier, if configured.
-    second_chance: Option<SecondChance>,
+    /// The demotion filter between the top tier and the one below (`None`: demote all).
+    demotion: Option<Filter>,
 }
 
 type Flight<T> = SharedFuture<BoxFuture<'static, T>>;
@@ -315,6 +316,24 @@ impl CleanSet {
     }
 }
 
+/// Tells the demotion filter what the tier below the top one evicts, when nothing is demoted
+/// from it.
+#[derive(Debug)]
+struct VictimSink {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl EvictionSink for VictimSink {
+    fn on_evict(&self, ev: Evicted) {
+        if ev.cause == EvictionCause::Capacity
+            && let Some(shared) = self.shared.upgrade()
+            && let Some(filter) = &shared.demotion
+        {
+            filter.evicted_below(&ev.key);
+        }
+    }
+}
+
 /// Receives evictions of one tier and queues them for the tier below.
 #[derive(Debug)]
 struct DemotionSink {
@@ -326,6 +345,12 @@ struct DemotionSink {
 impl EvictionSink for DemotionSink {
     fn on_evict(&self, ev: Evicted) {
         let Some(shared) = self.shared.upgrade() else { return };
+        if self.from == 1
+            && ev.cause == EvictionCause::Capacity
+            && let Some(filter) = &shared.demotion
+        {
+            filter.evicted_below(&ev.key);
+        }
         let to = self.from + 1;
         let slot = &shared.slots[to];
         if ev.cause == EvictionCause::Expired || ev.entry.is_expired(shared.clock.now()) {
@@ -340,7 +365,7 @@ impl EvictionSink for DemotionSink {
             return;
         }
         if self.from == 0
-            && let Some(filter) = &shared.second_chance
+            && let Some(filter) = &shared.demotion
         {
             let bytes = (ev.key.namespace().as_str().len()
                 + ev.key.key_bytes().len()
@@ -349,7 +374,8 @@ impl EvictionSink for DemotionSink {
             if filter.wants_size(bytes)
                 && let Some(capacity) = slot.tier.usage().capacity
             {
-                filter.resize(capacity);
+                let top = shared.slots[0].tier.usage().capacity.unwrap_or(0);
+                filter.resize(top, capacity);
             }
             if !filter.admit(&ev.key) {
                 slot.stats.demotions_filtered.fetch_add(1, Ordering::Relaxed);
@@ -413,6 +439,11 @@ impl TieredCache {
                 promoting: Promoting::default(),
             })
             .collect::<Vec<_>>();
+        let demotion_capacity = slots
+            .iter()
+            .take(2)
+            .map(|s| s.tier.usage().capacity.unwrap_or(0))
+            .fold(0u64, u64::saturating_add);
         let shared = Arc::new(Shared {
             slots,
             clock: b.clock,
@@ -435,12 +466,7 @@ impl TieredCache {
             sinks: Mutex::default(),
             stale: Mutex::default(),
             stale_len: AtomicUsize::new(0),
-            second_chance: match b.demotion_filter {
-                DemotionFilter::All => None,
-                DemotionFilter::SecondChance { ghost_entries } => {
-                    Some(SecondChance::new(ghost_entries))
-                }
-            },
+            demotion: Filter::new(b.demotion_filter, demotion_capacity),
         });
         for (i, slot) in shared.slots.iter().enumerate() {
             if let WritePolicy::Behind { queue_len, max_attempts, backoff } = slot.write {
@@ -469,6 +495,25 @@ impl TieredCache {
                 shared.sinks.lock().push(sink);
                 tokio::spawn(worker(shared.clone(), i, rx, 1, Duration::ZERO));
             }
+        }
+        let below_demotes = shared.slots.get(2).is_some_and(|s| s.write == WritePolicy::OnEviction);
+        if let (Some(filter), Some(below)) = (&shared.demotion, shared.slots.get(1))
+            && filter.needs_victims()
+            && !below_demotes
+        {
+            // The filter compares candidates with what the tier below lets go; a tier that
+            // demotes further reports it through its demotion sink instead.
+            let sink = Arc::new(VictimSink { shared: Arc::downgrade(&shared) });
+            below.tier.set_eviction_sink(sink).map_err(|e| {
+                Error::invalid(
+                    NAME,
+                    format!(
+                        "the TinyLFU demotion filter needs tier {} to report its evictions",
+                        below.tier.name()
+                    ),
+                )
+                .with_source(e)
+            })?;
         }
         Ok(TieredCache { _guard: Arc::new(Guard { shared: shared.clone() }), shared })
     }
@@ -697,6 +742,9 @@ impl Shared {
 
     async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<Entry>> {
         self.check_open()?;
+        if let Some(filter) = &self.demotion {
+            filter.requested(key);
+        }
         // A RAM hit is always ready: take part in tokio's cooperative budget, so a caller that
         // loops over hits still lets the demotion and promotion tasks run.
         tokio::task::coop::consume_budget().await;
@@ -740,10 +788,8 @@ impl Shared {
                     }
                     slot.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.stats.hit();
-                    if i == 0
-                        && let Some(filter) = &self.second_chance
-                    {
-                        filter.touch(key);
+                    if let Some(filter) = &self.demotion {
+                        filter.hit(i, key);
                     }
                     if let Some(snap) = snap {
                         self.maybe_promote(key, &entry, i, snap);
@@ -878,7 +924,7 @@ impl Shared {
         self.begin_write(&key, Some(&entry));
         let mut report = PutReport { tiers: Vec::with_capacity(self.slots.len()) };
         let mut first_error = None;
-        if let Some(filter) = &self.second_chance {
+        if let Some(filter) = &self.demotion {
             filter.written(&key);
         }
         for (i, slot) in self.slots.iter().enumerate() {

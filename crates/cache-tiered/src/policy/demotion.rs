@@ -1,11 +1,19 @@
-//! Which entries the top tier evicts are worth writing to the tier below: S3-FIFO's filter.
+//! Which entries the top tier evicts are worth writing to the tier below.
 //!
-//! A RAM tier in front of a disk tier written on eviction is S3-FIFO's structure: a small queue
-//! (RAM) in front of a main queue (disk). What S3-FIFO adds is the filter between them: most
-//! objects are requested once, so an entry leaves the small queue for the main queue only if it
-//! was hit while small, or if a ghost (the tags of keys recently dropped this way) remembers
-//! it; the others are dropped and their tag enters the ghost. The main queue then holds what was
-//! used twice, instead of every one-hit wonder the RAM tier let go.
+//! A RAM tier in front of a disk tier written on eviction is a small queue (RAM) in front of a
+//! main queue (disk): the shape of S3-FIFO and of W-TinyLFU (whose small queue is its window).
+//! Most objects are requested once, so what those policies add is the filter between the two:
+//!
+//! - S3-FIFO's second chance: an entry leaves the small queue for the main queue only if it was
+//!   hit while small, or if a ghost (the tags of keys recently dropped this way) remembers it;
+//!   the others are dropped and their tag enters the ghost.
+//! - W-TinyLFU's admission: a frequency sketch counts every request; an entry leaves the small
+//!   queue for the main queue only if its key was requested more often recently than a key the
+//!   main queue let go recently (the entry it displaces). Frequent keys of any age win, a loop
+//!   larger than the cache keeps the part that fits, and a scan never displaces the hot set.
+//!
+//! Either way the main queue holds what was used again, instead of every one-hit wonder the RAM
+//! tier let go.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -13,8 +21,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use cache_core::Key;
+use cache_core::{Key, KeyHash};
 use parking_lot::Mutex;
+
+use super::sketch::FrequencySketch;
 
 /// Which entries evicted from the top tier are demoted to an
 /// [`OnEviction`](crate::WritePolicy::OnEviction) tier below it.
@@ -32,12 +42,36 @@ pub enum DemotionFilter {
         /// queue).
         ghost_entries: Option<usize>,
     },
+    /// W-TinyLFU's admission: an evicted entry is demoted if its key's estimated recent
+    /// request count (a 4-bit count-min sketch of every `get`, halved every ten times as many
+    /// requests as the two tiers hold entries) is higher than that of a key the tier below
+    /// recently evicted for space (each candidate is compared with the next of the last 64
+    /// victims); otherwise it is dropped. Until the tier below first evicts, everything is
+    /// demoted.
+    ///
+    /// The tier below must report its evictions (the NVMe tier does); building fails if it
+    /// cannot. The sketch takes half a byte per counter, one counter per 512 bytes of the two
+    /// tiers' capacity (at least 1,024 and at most 2^24 counters: 8 MiB).
+    TinyLfu {
+        /// Also demote what [`DemotionFilter::SecondChance`] (with its adaptive ghost) would:
+        /// an entry read while on top, or seen again while the ghost remembers it. Frequency
+        /// alone keeps a hot set against scans and loops but is slow to let a new working set
+        /// in; recency alone lets in whatever was read twice in a row. Together they did best
+        /// on every trace the project measures (`docs/benchmarks.md`).
+        second_chance: bool,
+    },
 }
 
 impl DemotionFilter {
     /// [`DemotionFilter::SecondChance`] with a ghost sized like the tier below.
     pub const fn second_chance() -> DemotionFilter {
         DemotionFilter::SecondChance { ghost_entries: None }
+    }
+
+    /// [`DemotionFilter::TinyLfu`] with the second chance: an entry goes down if either test
+    /// says so.
+    pub const fn tiny_lfu() -> DemotionFilter {
+        DemotionFilter::TinyLfu { second_chance: true }
     }
 }
 
@@ -55,11 +89,35 @@ pub(crate) struct SecondChance {
     ghost: Mutex<Ghost>,
     /// Whether the ghost follows the tier below's entry count.
     adaptive: bool,
-    /// Admissions asked since the ghost's size was last refreshed.
+    sizes: MeanSize,
+}
+
+/// The mean size of the entries the top tier evicts, which turns a tier's byte capacity into
+/// an entry count.
+#[derive(Default)]
+struct MeanSize {
+    /// Entries counted since the estimate was last used.
     asked: AtomicU64,
-    /// Bytes and count of the entries asked about (for their mean size).
-    seen_bytes: AtomicU64,
+    /// Bytes and count of the entries counted.
+    bytes: AtomicU64,
     seen: AtomicU64,
+}
+
+impl MeanSize {
+    /// Counts an entry of `bytes`; whether a size derived from the mean should be refreshed
+    /// now (on the first call and every 256th).
+    fn count(&self, bytes: u64) -> bool {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        self.asked.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
+    }
+
+    /// How many entries of the mean size `capacity` bytes hold.
+    fn entries(&self, capacity: u64) -> u64 {
+        let mean =
+            (self.bytes.load(Ordering::Relaxed) / self.seen.load(Ordering::Relaxed).max(1)).max(1);
+        capacity / mean
+    }
 }
 
 impl std::fmt::Debug for SecondChance {
@@ -100,9 +158,7 @@ impl SecondChance {
     pub(crate) fn new(ghost_entries: Option<usize>) -> SecondChance {
         SecondChance {
             adaptive: ghost_entries.is_none(),
-            asked: AtomicU64::new(0),
-            seen_bytes: AtomicU64::new(0),
-            seen: AtomicU64::new(0),
+            sizes: MeanSize::default(),
             touched: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
             ghost: Mutex::new(Ghost {
                 order: VecDeque::new(),
@@ -119,7 +175,7 @@ impl SecondChance {
     }
 
     /// `key` was read from the top tier.
-    pub(crate) fn touch(&self, key: &Key) {
+    fn touch(&self, key: &Key) {
         let (word, mask) = SecondChance::bit(key);
         // Most hits find the bit set already: a load is cheaper than a read-modify-write.
         if self.touched[word].load(Ordering::Relaxed) & mask == 0 {
@@ -128,7 +184,7 @@ impl SecondChance {
     }
 
     /// `key` was written to the top tier: it has not been read there since.
-    pub(crate) fn written(&self, key: &Key) {
+    fn written(&self, key: &Key) {
         let (word, mask) = SecondChance::bit(key);
         if self.touched[word].load(Ordering::Relaxed) & mask != 0 {
             self.touched[word].fetch_and(!mask, Ordering::Relaxed);
@@ -137,28 +193,20 @@ impl SecondChance {
 
     /// Counts an evicted entry of `bytes` (key and value) toward the mean entry size; whether
     /// the ghost's size should be refreshed from the tier below now (every 256 calls).
-    pub(crate) fn wants_size(&self, bytes: u64) -> bool {
-        if !self.adaptive {
-            return false;
-        }
-        self.seen_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        self.asked.fetch_add(1, Ordering::Relaxed).is_multiple_of(256)
+    fn wants_size(&self, bytes: u64) -> bool {
+        self.adaptive && self.sizes.count(bytes)
     }
 
     /// Sizes the ghost like a tier of `capacity` bytes holding entries of the mean size seen.
-    pub(crate) fn resize(&self, capacity: u64) {
-        let mean = (self.seen_bytes.load(Ordering::Relaxed)
-            / self.seen.load(Ordering::Relaxed).max(1))
-        .max(1);
-        let entries = capacity / mean;
+    fn resize(&self, capacity: u64) {
+        let entries = self.sizes.entries(capacity);
         let cap = usize::try_from(entries).unwrap_or(usize::MAX).max(MIN_GHOST);
         self.ghost.lock().cap = cap;
     }
 
     /// Whether `key`, just evicted from the top tier, should be demoted; a key that is not
     /// enters the ghost.
-    pub(crate) fn admit(&self, key: &Key) -> bool {
+    fn admit(&self, key: &Key) -> bool {
         let (word, mask) = SecondChance::bit(key);
         let was_touched = self.touched[word].fetch_and(!mask, Ordering::Relaxed) & mask != 0;
         let tag = key.hash().prefix_u64();
@@ -172,6 +220,181 @@ impl SecondChance {
         }
         ghost.insert(tag);
         false
+    }
+}
+
+/// Victims of the tier below remembered for [`DemotionFilter::TinyLfu`]'s comparisons.
+const VICTIMS: usize = 64;
+
+/// The state behind [`DemotionFilter::TinyLfu`].
+pub(crate) struct TinyLfu {
+    sketch: FrequencySketch,
+    /// The keys the tier below evicted for space most recently, and which one the next
+    /// candidate is compared with: a candidate competes with one victim, as in W-TinyLFU, and
+    /// the next candidate with the next victim.
+    victims: Mutex<Victims>,
+    sizes: MeanSize,
+    /// With `second_chance`, S3-FIFO's filter, whose yes also demotes.
+    second_chance: Option<SecondChance>,
+}
+
+#[derive(Default)]
+struct Victims {
+    ring: Vec<KeyHash>,
+    /// Where the next victim is written once the ring is full.
+    next_write: usize,
+    /// Which victim the next candidate competes with.
+    next_read: usize,
+}
+
+impl TinyLfu {
+    /// A filter for a top tier and a tier below of `capacity` bytes together.
+    fn new(capacity: u64, second_chance: bool) -> TinyLfu {
+        let counters = usize::try_from(capacity / 512).unwrap_or(usize::MAX).min(1 << 24);
+        TinyLfu {
+            sketch: FrequencySketch::new(counters, u64::MAX),
+            victims: Mutex::default(),
+            sizes: MeanSize::default(),
+            second_chance: second_chance.then(|| SecondChance::new(None)),
+        }
+    }
+
+    fn admit(&self, key: &Key) -> bool {
+        // Asked first and always: a key it turns down enters its ghost.
+        let second_chance = self.second_chance.as_ref().is_some_and(|s| s.admit(key));
+        second_chance || self.more_frequent_than_a_victim(key)
+    }
+
+    /// W-TinyLFU's test: whether `key` was requested more often recently than the next victim
+    /// of the tier below (true while the tier below has evicted nothing).
+    fn more_frequent_than_a_victim(&self, key: &Key) -> bool {
+        let victim = {
+            let mut v = self.victims.lock();
+            if v.ring.is_empty() {
+                return true;
+            }
+            let i = v.next_read % v.ring.len();
+            v.next_read = i + 1;
+            v.ring[i]
+        };
+        self.sketch.estimate(key.hash()) > self.sketch.estimate(&victim)
+    }
+
+    fn evicted_below(&self, key: &Key) {
+        let mut v = self.victims.lock();
+        if v.ring.len() < VICTIMS {
+            v.ring.push(*key.hash());
+        } else {
+            let i = v.next_write % VICTIMS;
+            v.ring[i] = *key.hash();
+            v.next_write = i + 1;
+        }
+    }
+}
+
+/// The state of a [`DemotionFilter`] other than `All`.
+pub(crate) enum Filter {
+    SecondChance(SecondChance),
+    TinyLfu(TinyLfu),
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Filter::SecondChance(s) => s.fmt(f),
+            Filter::TinyLfu(t) => f.debug_tuple("TinyLfu").field(&t.sketch).finish(),
+        }
+    }
+}
+
+impl Filter {
+    /// The filter's state, for a top tier and a tier below of `capacity` bytes together.
+    pub(crate) fn new(filter: DemotionFilter, capacity: u64) -> Option<Filter> {
+        match filter {
+            DemotionFilter::All => None,
+            DemotionFilter::SecondChance { ghost_entries } => {
+                Some(Filter::SecondChance(SecondChance::new(ghost_entries)))
+            }
+            DemotionFilter::TinyLfu { second_chance } => {
+                Some(Filter::TinyLfu(TinyLfu::new(capacity, second_chance)))
+            }
+        }
+    }
+
+    /// Whether the filter needs to hear what the tier below evicts.
+    pub(crate) fn needs_victims(&self) -> bool {
+        matches!(self, Filter::TinyLfu(_))
+    }
+
+    /// `key` was requested (a `get`, hit or miss).
+    pub(crate) fn requested(&self, key: &Key) {
+        if let Filter::TinyLfu(t) = self {
+            t.sketch.increment(key.hash());
+        }
+    }
+
+    /// `key` was read from tier `tier` (0: the top).
+    pub(crate) fn hit(&self, tier: usize, key: &Key) {
+        match (self, tier) {
+            (Filter::SecondChance(s), 0) => s.touch(key),
+            (Filter::TinyLfu(TinyLfu { second_chance: Some(s), .. }), 0) => s.touch(key),
+            _ => {}
+        }
+    }
+
+    /// `key` was written to the top tier.
+    pub(crate) fn written(&self, key: &Key) {
+        match self {
+            Filter::SecondChance(s) => s.written(key),
+            Filter::TinyLfu(t) => {
+                if let Some(s) = &t.second_chance {
+                    s.written(key);
+                }
+            }
+        }
+    }
+
+    /// Counts an entry of `bytes` (key and value) evicted from the top tier; whether
+    /// [`Filter::resize`] should be called now.
+    pub(crate) fn wants_size(&self, bytes: u64) -> bool {
+        match self {
+            Filter::SecondChance(s) => s.wants_size(bytes),
+            Filter::TinyLfu(t) => {
+                if let Some(s) = &t.second_chance {
+                    s.sizes.count(bytes);
+                }
+                t.sizes.count(bytes)
+            }
+        }
+    }
+
+    /// Follows the tiers' capacities in bytes: the top tier's and the one below's.
+    pub(crate) fn resize(&self, top: u64, below: u64) {
+        match self {
+            Filter::SecondChance(s) => s.resize(below),
+            Filter::TinyLfu(t) => {
+                if let Some(s) = &t.second_chance {
+                    s.resize(below);
+                }
+                let entries = t.sizes.entries(top.saturating_add(below)).max(1);
+                t.sketch.set_period(entries.saturating_mul(10));
+            }
+        }
+    }
+
+    /// Whether `key`, just evicted from the top tier, should be demoted.
+    pub(crate) fn admit(&self, key: &Key) -> bool {
+        match self {
+            Filter::SecondChance(s) => s.admit(key),
+            Filter::TinyLfu(t) => t.admit(key),
+        }
+    }
+
+    /// The tier below evicted `key` for space.
+    pub(crate) fn evicted_below(&self, key: &Key) {
+        if let Filter::TinyLfu(t) = self {
+            t.evicted_below(key);
+        }
     }
 }
 
@@ -213,6 +436,57 @@ mod tests {
             assert!(!f.admit(&key(k)));
         }
         assert!(!f.admit(&key(2)), "the ghost holds two tags: key 2 aged out");
+    }
+
+    #[test]
+    fn tiny_lfu_demotes_what_is_requested_more_often_than_what_the_tier_below_let_go() {
+        let f = Filter::new(DemotionFilter::TinyLfu { second_chance: false }, 1 << 20).unwrap();
+        assert!(f.admit(&key(1)), "nothing evicted below yet: everything goes down");
+        f.evicted_below(&key(100));
+        f.requested(&key(100));
+        f.requested(&key(100));
+        f.requested(&key(1));
+        assert!(!f.admit(&key(1)), "requested once, the victim twice");
+        for _ in 0..2 {
+            f.requested(&key(1));
+        }
+        assert!(f.admit(&key(1)), "requested three times, the victim twice");
+        assert!(!f.admit(&key(2)), "never requested");
+    }
+
+    #[test]
+    fn tiny_lfu_compares_each_candidate_with_the_next_victim() {
+        let f = Filter::new(DemotionFilter::TinyLfu { second_chance: false }, 1 << 20).unwrap();
+        f.evicted_below(&key(100));
+        f.evicted_below(&key(101));
+        for _ in 0..3 {
+            f.requested(&key(100));
+        }
+        f.requested(&key(1));
+        assert!(!f.admit(&key(1)), "against key 100, requested 3 times");
+        assert!(f.admit(&key(1)), "against key 101, never requested");
+        assert!(!f.admit(&key(1)), "key 100 again");
+    }
+
+    #[test]
+    fn with_the_second_chance_either_test_demotes() {
+        let f = Filter::new(DemotionFilter::tiny_lfu(), 1 << 20).unwrap();
+        f.evicted_below(&key(100));
+        for _ in 0..3 {
+            f.requested(&key(100));
+        }
+        f.written(&key(1));
+        f.hit(0, &key(1));
+        assert!(f.admit(&key(1)), "read while on top, though less frequent than the victim");
+        f.written(&key(2));
+        assert!(!f.admit(&key(2)), "neither read on top nor frequent: dropped, into the ghost");
+        f.written(&key(2));
+        assert!(f.admit(&key(2)), "the ghost remembers it");
+        for _ in 0..5 {
+            f.requested(&key(3));
+        }
+        f.written(&key(3));
+        assert!(f.admit(&key(3)), "never read on top, but more frequent than the victim");
     }
 
     #[test]
