@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cache_core::{ErrorKind, ManualClock, Tier, Timestamp};
+use cache_core::{Entry, ErrorKind, Key, ManualClock, Namespace, Tier, Timestamp};
 use cache_l1::MemoryTier;
 use futures::{TryStreamExt, stream::BoxStream};
 use object_store::{
@@ -474,4 +474,80 @@ async fn a_long_get_reads_its_tail_as_the_body_is_polled() {
     assert!(matches!(err, Error::Precondition { .. }), "{err:?}");
     // The next read sees the new version.
     assert_eq!(f.store.get(&other).await.unwrap().bytes().await.unwrap(), data(size, 6));
+}
+
+/// A cache tier whose every call fails, as a disk that went away would.
+#[derive(Debug)]
+struct BrokenTier(cache_core::TierStats);
+
+#[async_trait]
+impl Tier for BrokenTier {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    async fn get(&self, _: &Key) -> cache_core::Result<Option<Entry>> {
+        Err(cache_core::Error::new(ErrorKind::Io, "broken", "disk gone"))
+    }
+    async fn put(&self, _: Key, _: Entry) -> cache_core::Result<cache_core::PutOutcome> {
+        Err(cache_core::Error::new(ErrorKind::Io, "broken", "disk gone"))
+    }
+    async fn remove(&self, _: &Key) -> cache_core::Result<()> {
+        Err(cache_core::Error::new(ErrorKind::Io, "broken", "disk gone"))
+    }
+    async fn clear_namespace(&self, _: &Namespace) -> cache_core::Result<()> {
+        Err(cache_core::Error::new(ErrorKind::Io, "broken", "disk gone"))
+    }
+    fn usage(&self) -> cache_core::Usage {
+        cache_core::Usage::default()
+    }
+    fn stats(&self) -> cache_core::StatsSnapshot {
+        self.0.snapshot(self.usage())
+    }
+    async fn flush(&self) -> cache_core::Result<()> {
+        Ok(())
+    }
+    async fn close(&self) -> cache_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_cache_never_fails_a_read() {
+    let origin = Arc::new(Counting::default());
+    let cache: Arc<dyn Tier> = Arc::new(BrokenTier(cache_core::TierStats::new("broken")));
+    let store = CachedObjectStore::builder(origin.clone(), cache).chunk_size(CS).build().unwrap();
+    let path = Path::from("through-a-broken-cache");
+    store.put(&path, data(3 * CS, 8).into()).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(store.get(&path).await.unwrap().bytes().await.unwrap(), data(3 * CS, 8));
+        let ranges = store.get_ranges(&path, &[5..10, CS - 1..2 * CS + 1]).await.unwrap();
+        assert_eq!(ranges[1], data(3 * CS, 8).slice(CS as usize - 1..2 * CS as usize + 1));
+    }
+    let stats = store.stats();
+    assert!(stats.cache_errors > 0, "{stats:?}");
+    assert_eq!(stats.chunk_hits, 0);
+    assert!(matches!(store.get(&Path::from("missing")).await, Err(Error::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn invalidate_forgets_an_object_changed_elsewhere() {
+    let f = fixture(|b| b.revalidate(Revalidate::Never));
+    let path = Path::from("changed/elsewhere");
+    f.origin.inner.put(&path, data(CS + 1, 1).into()).await.unwrap();
+    assert_eq!(
+        f.store.get_range(&path, CS..CS + 1).await.unwrap(),
+        data(CS + 1, 1).slice(CS as usize..)
+    );
+    f.origin.inner.put(&path, data(CS + 1, 2).into()).await.unwrap();
+    // The never policy keeps serving the cached chunk until told.
+    assert_eq!(
+        f.store.get_range(&path, CS..CS + 1).await.unwrap(),
+        data(CS + 1, 1).slice(CS as usize..)
+    );
+    f.store.invalidate(&path).await;
+    assert_eq!(
+        f.store.get_range(&path, CS..CS + 1).await.unwrap(),
+        data(CS + 1, 2).slice(CS as usize..)
+    );
+    assert_eq!(f.origin.heads(), 2);
 }
