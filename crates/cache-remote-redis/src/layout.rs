@@ -11,6 +11,12 @@
 //! entry in one round trip and atomically, so a put that races a clear lands either before it
 //! (and is cleared) or after it (under the new epoch), never in between.
 //!
+//! The tier also remembers each namespace's epoch as it last read it and, on that fast path,
+//! sends plain commands instead: `GET` (or `SET`) of the entry under the remembered epoch, then
+//! `GET` of the epoch key, pipelined. Epochs only grow, so if the epoch read after the entry is
+//! the remembered one, it was that epoch when the entry was read or written; otherwise the
+//! tier learns the new epoch and repeats the operation with the script.
+//!
 //! A missing epoch key (never written, or evicted by an `allkeys-*` maxmemory policy) reads as
 //! "no entries": gets miss, and the next put starts the namespace at an epoch taken from the
 //! server's clock in microseconds, far above any epoch an `INCR` sequence started earlier can
@@ -24,7 +30,7 @@ use crate::tier::TIER;
 pub(crate) const MAX_PREFIX_LEN: usize = 128;
 
 /// `GET` of many entries. `KEYS[i]` is the epoch key of entry `i`, `ARGV[i]` its key hash.
-/// Returns one bulk string or nil per entry.
+/// Returns one bulk string or nil per entry, then the epoch (or nil) of each entry's namespace.
 pub(crate) const GET_SCRIPT: &str = r"
 local out = {}
 local epochs = {}
@@ -40,14 +46,16 @@ for i = 1, #KEYS do
   else
     out[i] = false
   end
+  out[#KEYS + i] = e
 end
 return out
 ";
 
 /// `SET` of many entries. `KEYS[i]` is the epoch key of entry `i`; `ARGV[3i-2]` its key hash,
 /// `ARGV[3i-1]` its expiry in milliseconds (0 for none), `ARGV[3i]` the record. A missing epoch
-/// starts at the server's time in microseconds. Returns the number of entries written.
+/// starts at the server's time in microseconds. Returns the epoch each entry was written under.
 pub(crate) const PUT_SCRIPT: &str = r"
+local out = {}
 for i = 1, #KEYS do
   local ek = KEYS[i]
   local e = redis.call('GET', ek)
@@ -63,8 +71,9 @@ for i = 1, #KEYS do
   else
     redis.call('SET', k, ARGV[3 * i])
   end
+  out[i] = e
 end
-return #KEYS
+return out
 ";
 
 /// `DEL` of many entries. `KEYS[i]` is the epoch key of entry `i`, `ARGV[i]` its key hash.

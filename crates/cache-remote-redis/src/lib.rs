@@ -47,8 +47,12 @@
 //! increments it (one `INCR`, in a script): every entry of the old epoch is unreachable at
 //! once, on every node, and a background task then `SCAN`s for the old epoch's keys and
 //! `UNLINK`s them to give the memory back (`flush` waits for it). Gets and puts read the epoch
-//! and the entry in one round trip with a Lua script, atomically, so a put that races a clear
-//! is either cleared or written under the new epoch. The alternative, `SCAN` + `UNLINK` as the
+//! and the entry in one round trip, atomically, so a put that races a clear is either cleared
+//! or written under the new epoch: with a Lua script, or, once the tier knows the namespace's
+//! epoch, with plain pipelined commands (`GET`/`SET` of the entry under the known epoch, then
+//! `GET` of the epoch; epochs only grow, so an unchanged epoch proves the entry was read or
+//! written under it, and a changed one makes the tier learn it and redo the call with the
+//! script). The alternative, `SCAN` + `UNLINK` as the
 //! clear itself, walks the whole keyspace (SCAN cannot be limited to a prefix, only filtered),
 //! takes time in proportion to the server's total key count, and races concurrent puts: a put
 //! landing behind the cursor survives the clear. The epoch makes the clear O(1) and exact; the
@@ -88,6 +92,32 @@
 //! for the tiered cache, which falls through to the next tier), never a hang; while the
 //! connection manager reconnects, calls fail at once. Refused credentials are `Invalid`.
 //! Passwords in the URL never appear in `Debug` output or error messages.
+//!
+//! # Performance
+//!
+//! `benches/redis.rs` compares the tier with raw `GET`/`SET` of the same record bytes on the
+//! same server and connection, 64 requests in flight, in 9 interleaved pairs of rounds, and
+//! times a namespace clear:
+//!
+//! ```text
+//! cargo xtask redis start && eval "$(cargo xtask redis env)"
+//! cargo bench -p cache-remote-redis --bench redis
+//! ```
+//!
+//! On the 2-core development VM, shared with other builds (so absolute rates move by a factor
+//! of two between runs; the ratios less), one run gave (tier / raw, median of the rounds):
+//!
+//! | op | 1 KiB | 64 KiB |
+//! |---|---|---|
+//! | get | 0.39 | 0.77 |
+//! | put | 0.43 | 0.85 |
+//!
+//! A small get costs Redis two commands (the entry and the epoch) where the raw side sends
+//! one, and the tier verifies the record's checksum and key; the first version, a Lua script
+//! per call, reached 0.31–0.44 on every size. Clearing a namespace of 20,000 entries on a server
+//! holding 100,000 other keys: the epoch clear returned in 0.9–3.2 ms and its background sweep
+//! finished after about 0.5 s, while `SCAN MATCH` + `UNLINK` of the same keys, what a clear
+//! without epochs must do before returning, took 0.42–0.54 s.
 //!
 //! # Modules
 //!

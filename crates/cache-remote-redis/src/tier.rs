@@ -1,6 +1,7 @@
 //! [`RedisTier`]: the [`Tier`] implementation over a Redis (or Valkey) server.
 
 use std::{
+    collections::HashMap,
     fmt,
     future::Future,
     sync::{
@@ -12,8 +13,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, Key, Namespace, PutOutcome, Record, Rejection, Result, StatsSnapshot,
-    Tier, TierStats, Timestamp, Usage, async_trait, check_record_key,
+    Clock, Entry, Error, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection, Result,
+    StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_record_key,
 };
 use parking_lot::Mutex;
 use redis::{Script, aio::ConnectionManager};
@@ -65,6 +66,8 @@ struct Inner {
     closed: AtomicBool,
     background: Mutex<JoinSet<()>>,
     scripts: Scripts,
+    /// Each namespace's epoch as last read from Redis, for the fast path (see `layout`).
+    epochs: Mutex<HashMap<NamespaceId, Arc<str>>>,
 }
 
 struct Scripts {
@@ -112,6 +115,7 @@ impl RedisTier {
                     del: Script::new(DEL_SCRIPT),
                     clear: Script::new(CLEAR_SCRIPT),
                 },
+                epochs: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -172,23 +176,7 @@ impl Inner {
     /// The stored records of `keys`, checked; `None` for a miss (absent, corrupt, expired).
     async fn get_records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>> {
         self.check_open()?;
-        let chunks = keys.chunks(GET_BATCH).map(|chunk| async move {
-            let mut invocation = self.scripts.get.prepare_invoke();
-            for key in chunk {
-                let (epoch_key, hash) = self.layout.script_key(key);
-                invocation.key(epoch_key).arg(hash);
-            }
-            let mut conn = self.conn.clone();
-            let got: Vec<Option<Vec<u8>>> =
-                self.run("get", invocation.invoke_async(&mut conn)).await?;
-            if got.len() != chunk.len() {
-                return Err(RedisError::Unexpected {
-                    op: "get",
-                    what: format!("{} values for {} keys", got.len(), chunk.len()),
-                });
-            }
-            Ok(got)
-        });
+        let chunks = keys.chunks(GET_BATCH).map(|chunk| self.get_chunk(chunk));
         let answers = futures::future::try_join_all(chunks).await?;
         let now = self.clock.now();
         let mut out = Vec::with_capacity(keys.len());
@@ -227,6 +215,104 @@ impl Inner {
             tracing::warn!(error = %e, "deleting corrupt entries from redis failed");
         }
         Ok(out)
+    }
+
+    /// The stored bytes of `chunk`'s keys: on the fast path for namespaces whose epoch is
+    /// remembered and unchanged, else with the script.
+    async fn get_chunk(
+        &self,
+        chunk: &[Key],
+    ) -> std::result::Result<Vec<Option<Vec<u8>>>, RedisError> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; chunk.len()];
+        let mut slow = Vec::new();
+        let mut fast = Vec::new();
+        let mut checks: Vec<(NamespaceId, Arc<str>)> = Vec::new();
+        let mut pipe = redis::pipe();
+        for (i, key) in chunk.iter().enumerate() {
+            let ns = key.namespace().id();
+            match self.epoch_of(ns) {
+                Some(epoch) => {
+                    pipe.cmd("GET").arg(self.layout.entry_key(ns, &epoch, key.hash()));
+                    fast.push((i, ns));
+                    if !checks.iter().any(|(n, _)| *n == ns) {
+                        checks.push((ns, epoch));
+                    }
+                }
+                None => slow.push(i),
+            }
+        }
+        if !fast.is_empty() {
+            for (ns, _) in &checks {
+                pipe.cmd("GET").arg(self.layout.epoch_key_of(*ns));
+            }
+            let mut conn = self.conn.clone();
+            let mut got: Vec<Option<Vec<u8>>> =
+                self.run("get", pipe.query_async(&mut conn)).await?;
+            if got.len() != fast.len() + checks.len() {
+                return Err(unexpected("get", got.len(), fast.len() + checks.len()));
+            }
+            let epochs = got.split_off(fast.len());
+            let changed = self.check_epochs(&checks, epochs);
+            for ((i, ns), value) in fast.into_iter().zip(got) {
+                if changed.contains(&ns) { slow.push(i) } else { out[i] = value }
+            }
+        }
+        if !slow.is_empty() {
+            slow.sort_unstable();
+            let mut invocation = self.scripts.get.prepare_invoke();
+            for &i in &slow {
+                let (epoch_key, hash) = self.layout.script_key(&chunk[i]);
+                invocation.key(epoch_key).arg(hash);
+            }
+            let mut conn = self.conn.clone();
+            let mut got: Vec<Option<Vec<u8>>> =
+                self.run("get", invocation.invoke_async(&mut conn)).await?;
+            if got.len() != 2 * slow.len() {
+                return Err(unexpected("get", got.len(), 2 * slow.len()));
+            }
+            let epochs = got.split_off(slow.len());
+            for ((&i, value), epoch) in slow.iter().zip(got).zip(epochs) {
+                self.learn_epoch(chunk[i].namespace().id(), epoch.as_deref());
+                out[i] = value;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The remembered epoch of `ns`.
+    fn epoch_of(&self, ns: NamespaceId) -> Option<Arc<str>> {
+        self.epochs.lock().get(&ns).cloned()
+    }
+
+    /// Remembers the epoch of `ns` as read from Redis (`None`: it has none).
+    fn learn_epoch(&self, ns: NamespaceId, epoch: Option<&[u8]>) {
+        let mut epochs = self.epochs.lock();
+        match epoch.and_then(|e| std::str::from_utf8(e).ok()) {
+            Some(e) if epochs.get(&ns).is_some_and(|known| &**known == e) => {}
+            Some(e) => {
+                epochs.insert(ns, e.into());
+            }
+            None => {
+                epochs.remove(&ns);
+            }
+        }
+    }
+
+    /// Compares the epochs read after a fast-path operation with the remembered ones they
+    /// used; learns the new ones and returns the namespaces whose epoch changed.
+    fn check_epochs(
+        &self,
+        used: &[(NamespaceId, Arc<str>)],
+        read: Vec<Option<Vec<u8>>>,
+    ) -> Vec<NamespaceId> {
+        let mut changed = Vec::new();
+        for ((ns, epoch), now) in used.iter().zip(read) {
+            if now.as_deref() != Some(epoch.as_bytes()) {
+                self.learn_epoch(*ns, now.as_deref());
+                changed.push(*ns);
+            }
+        }
+        changed
     }
 
     fn on_corrupt(&self, key: &Key, why: &str, corrupt: &mut Vec<Key>) {
@@ -319,25 +405,73 @@ impl Inner {
                 end += 1;
             }
             let batch = &writes[start..end];
-            let mut invocation = self.scripts.put.prepare_invoke();
-            for w in batch {
-                let (epoch_key, hash) = self.layout.script_key(&w.key);
-                invocation.key(epoch_key).arg(hash).arg(w.px).arg(&w.record[..]);
-            }
-            let mut conn = self.conn.clone();
-            let written: usize = self.run("put", invocation.invoke_async(&mut conn)).await?;
-            if written != batch.len() {
-                return Err(RedisError::Unexpected {
-                    op: "put",
-                    what: format!("{written} entries written of {}", batch.len()),
-                }
-                .into());
-            }
+            self.write_batch(batch).await?;
             for w in batch {
                 self.stats.insert();
                 self.account(&w.key, w.record.len() as u64).await;
             }
             start = end;
+        }
+        Ok(())
+    }
+
+    /// Writes one batch: on the fast path for namespaces whose epoch is remembered and
+    /// unchanged, else (and again for those whose epoch changed meanwhile) with the script, in
+    /// the order of `batch`.
+    async fn write_batch(&self, batch: &[Write]) -> std::result::Result<(), RedisError> {
+        let mut slow = Vec::new();
+        let mut checks: Vec<(NamespaceId, Arc<str>)> = Vec::new();
+        let mut fast = Vec::new();
+        let mut pipe = redis::pipe();
+        for (i, w) in batch.iter().enumerate() {
+            let ns = w.key.namespace().id();
+            match self.epoch_of(ns) {
+                Some(epoch) => {
+                    let name = self.layout.entry_key(ns, &epoch, w.key.hash());
+                    let set = pipe.cmd("SET").arg(name).arg(&w.record[..]);
+                    if w.px > 0 {
+                        set.arg("PX").arg(w.px);
+                    }
+                    set.ignore();
+                    fast.push((i, ns));
+                    if !checks.iter().any(|(n, _)| *n == ns) {
+                        checks.push((ns, epoch));
+                    }
+                }
+                None => slow.push(i),
+            }
+        }
+        if !fast.is_empty() {
+            for (ns, _) in &checks {
+                pipe.cmd("GET").arg(self.layout.epoch_key_of(*ns));
+            }
+            let mut conn = self.conn.clone();
+            let epochs: Vec<Option<Vec<u8>>> = self.run("put", pipe.query_async(&mut conn)).await?;
+            if epochs.len() != checks.len() {
+                return Err(unexpected("put", epochs.len(), checks.len()));
+            }
+            let changed = self.check_epochs(&checks, epochs);
+            // Written under an epoch that is gone: unreachable, so write them again.
+            slow.extend(fast.into_iter().filter(|(_, ns)| changed.contains(ns)).map(|(i, _)| i));
+        }
+        if slow.is_empty() {
+            return Ok(());
+        }
+        slow.sort_unstable();
+        let mut invocation = self.scripts.put.prepare_invoke();
+        for &i in &slow {
+            let w = &batch[i];
+            let (epoch_key, hash) = self.layout.script_key(&w.key);
+            invocation.key(epoch_key).arg(hash).arg(w.px).arg(&w.record[..]);
+        }
+        let mut conn = self.conn.clone();
+        let epochs: Vec<Option<Vec<u8>>> =
+            self.run("put", invocation.invoke_async(&mut conn)).await?;
+        if epochs.len() != slow.len() {
+            return Err(unexpected("put", epochs.len(), slow.len()));
+        }
+        for (&i, epoch) in slow.iter().zip(epochs) {
+            self.learn_epoch(batch[i].key.namespace().id(), epoch.as_deref());
         }
         Ok(())
     }
@@ -426,8 +560,9 @@ impl Inner {
         }
         let invocation = self.scripts.clear.key(self.layout.epoch_key(namespace));
         let mut conn = self.conn.clone();
-        let (old, _new): (String, String) =
+        let (old, new): (String, String) =
             self.run("clear", invocation.invoke_async(&mut conn)).await?;
+        self.learn_epoch(namespace.id(), Some(new.as_bytes()));
         if old != "0" {
             self.sweep_later(namespace, old);
         }
@@ -598,4 +733,8 @@ impl Tier for RedisTier {
         let mut out = inner.stats.track(out.await)?;
         Ok(out.pop().expect("one outcome per record"))
     }
+}
+
+fn unexpected(op: &'static str, got: usize, wanted: usize) -> RedisError {
+    RedisError::Unexpected { op, what: format!("{got} answers for {wanted} requests") }
 }
