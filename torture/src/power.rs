@@ -51,6 +51,9 @@ use crate::{
     report::{Section, Table},
 };
 
+#[cfg(test)]
+mod tests;
+
 /// A fresh directory once the files pass this (nothing is ever evicted; baselines stay small).
 const ROTATE_BYTES: u64 = 6 << 20;
 /// Sector size of the simulated disk.
