@@ -89,6 +89,15 @@ async fn compare(tier: &Arc<RedisTier>, op: &str, size: usize, ops: u32) -> (f64
         r.push(tb);
         ratios.push(ta / tb);
     }
+    // Leave the server as we found it.
+    tier.clear_namespace(&ns).await.expect("clear");
+    tier.flush().await.expect("flush");
+    let mut conn = tier.connection();
+    for chunk in raw_keys.chunks(1000) {
+        let _: u64 = redis::cmd("UNLINK").arg(chunk).query_async(&mut conn).await.expect("UNLINK");
+    }
+    let _: u64 =
+        redis::cmd("DEL").arg(tier.epoch_key(&ns)).query_async(&mut conn).await.expect("DEL");
     (median(t), median(r), median(ratios))
 }
 

@@ -151,9 +151,20 @@ impl Layout {
         format!("{}:{}:{epoch}:{}", self.prefix, namespace.to_hex(), hash.to_hex())
     }
 
-    /// The `SCAN MATCH` pattern of every entry of `namespace` at `epoch`.
-    pub(crate) fn epoch_pattern(&self, namespace: NamespaceId, epoch: &str) -> String {
-        format!("{}:{}:{epoch}:*", self.prefix, namespace.to_hex())
+    /// The `SCAN MATCH` pattern of every key of `namespace` (its entries and its epoch key).
+    pub(crate) fn namespace_pattern(&self, namespace: NamespaceId) -> String {
+        format!("{}:{}:*", self.prefix, namespace.to_hex())
+    }
+
+    /// The epoch in an entry key of this layout, or `None` for any other key.
+    pub(crate) fn epoch_in(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(':')?;
+        let mut parts = rest.split(':');
+        let (_ns, epoch, hash) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || hash.len() != 64 {
+            return None;
+        }
+        epoch.parse().ok()
     }
 
     /// The script arguments of `key`: its epoch key and its hash.
@@ -177,6 +188,9 @@ mod tests {
         // What the scripts build: the epoch key without `epoch`, then the epoch and the hash.
         assert_eq!(entry, format!("{}7:{hash}", &epoch[..epoch.len() - 5]));
         assert!(!entry.contains("tenant") && !entry.contains('*'));
+        assert_eq!(layout.epoch_in(&entry), Some(7));
+        assert_eq!(layout.epoch_in(&epoch), None);
+        assert!(layout.namespace_pattern(key.namespace().id()).ends_with(":*"));
     }
 
     #[test]

@@ -68,6 +68,8 @@ struct Inner {
     scripts: Scripts,
     /// Each namespace's epoch as last read from Redis, for the fast path (see `layout`).
     epochs: Mutex<HashMap<NamespaceId, Arc<str>>>,
+    /// Namespaces with a sweep pass running, and whether another pass is due after it.
+    sweeping: Mutex<HashMap<NamespaceId, bool>>,
 }
 
 struct Scripts {
@@ -116,6 +118,7 @@ impl RedisTier {
                     clear: Script::new(CLEAR_SCRIPT),
                 },
                 epochs: Mutex::new(HashMap::new()),
+                sweeping: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -564,57 +567,82 @@ impl Inner {
             self.run("clear", invocation.invoke_async(&mut conn)).await?;
         self.learn_epoch(namespace.id(), Some(new.as_bytes()));
         if old != "0" {
-            self.sweep_later(namespace, old);
+            self.sweep_later(namespace);
         }
         Ok(())
     }
 
-    /// Unlinks the entries of a namespace's old epoch in the background (`SCAN MATCH` in steps
-    /// of [`SWEEP_COUNT`], then `UNLINK`, which frees memory off Redis's main thread). They are
-    /// unreachable already; this only gives their memory back sooner than their expiry would.
-    fn sweep_later(self: &Arc<Self>, namespace: &Namespace, epoch: String) {
+    /// Unlinks the entries of a namespace's older epochs in the background (`SCAN MATCH` in
+    /// steps of [`SWEEP_COUNT`], then `UNLINK`, which frees memory off Redis's main thread).
+    /// They are unreachable already; this only gives their memory back sooner than their expiry
+    /// would. A `SCAN` pass walks the whole keyspace, so passes are coalesced: at most one per
+    /// namespace runs at a time, and clears made during it cause one more pass, not one each.
+    fn sweep_later(self: &Arc<Self>, namespace: &Namespace) {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
+        let ns = namespace.id();
+        {
+            let mut sweeping = self.sweeping.lock();
+            if let Some(again) = sweeping.get_mut(&ns) {
+                *again = true;
+                return;
+            }
+            sweeping.insert(ns, false);
+        }
         let this = Arc::clone(self);
-        let pattern = self.layout.epoch_pattern(namespace.id(), &epoch);
         let mut tasks = self.background.lock();
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
-            let mut cursor = 0u64;
             loop {
-                let mut conn = this.conn.clone();
-                let scan = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SWEEP_COUNT)
-                    .to_owned();
-                let step: std::result::Result<(u64, Vec<String>), _> =
-                    this.run("sweep", scan.query_async(&mut conn)).await;
-                let (next, keys) = match step {
-                    Ok(step) => step,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "sweeping a cleared namespace stopped");
-                        return;
-                    }
-                };
-                if !keys.is_empty() {
-                    let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
-                    let done: std::result::Result<u64, _> =
-                        this.run("sweep", unlink.query_async(&mut conn)).await;
-                    if let Err(e) = done {
-                        tracing::debug!(error = %e, "sweeping a cleared namespace stopped");
+                if let Err(e) = this.sweep(ns).await {
+                    tracing::debug!(error = %e, "sweeping a cleared namespace stopped");
+                }
+                let mut sweeping = this.sweeping.lock();
+                match sweeping.get_mut(&ns) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        sweeping.remove(&ns);
                         return;
                     }
                 }
-                if next == 0 {
-                    return;
-                }
-                cursor = next;
             }
         });
+    }
+
+    /// One sweep pass: unlinks every entry of `ns` under an epoch older than the current one
+    /// (read at the start; epochs only grow, so nothing written later is touched).
+    async fn sweep(&self, ns: NamespaceId) -> std::result::Result<(), RedisError> {
+        let mut conn = self.conn.clone();
+        let epoch_key = self.layout.epoch_key_of(ns);
+        let current: Option<u64> =
+            self.run("sweep", redis::cmd("GET").arg(&epoch_key).query_async(&mut conn)).await?;
+        let Some(current) = current else { return Ok(()) };
+        let pattern = self.layout.namespace_pattern(ns);
+        let mut cursor = 0u64;
+        loop {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SWEEP_COUNT)
+                .to_owned();
+            let (next, keys): (u64, Vec<String>) =
+                self.run("sweep", scan.query_async(&mut conn)).await?;
+            let dead: Vec<&String> = keys
+                .iter()
+                .filter(|k| self.layout.epoch_in(k).is_some_and(|e| e < current))
+                .collect();
+            if !dead.is_empty() {
+                let unlink = redis::cmd("UNLINK").arg(&dead).to_owned();
+                let _: u64 = self.run("sweep", unlink.query_async(&mut conn)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     async fn drain_background(&self) {

@@ -392,3 +392,33 @@ async fn outage_is_unavailable_never_a_hang() {
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
+
+/// Two nodes on one prefix, one clearing while the other writes and reads through its fast
+/// path (it remembers the epoch): a clear that returned hides every earlier write, and a write
+/// after it is visible, however stale the writer's remembered epoch is.
+#[tokio::test]
+async fn clears_and_writes_across_nodes_stay_ordered() {
+    let Some(url) = redis_url("clears_and_writes_across_nodes_stay_ordered") else { return };
+    let prefix = unique_prefix("ordered");
+    let a = RedisTier::builder(&url).prefix(&prefix).build().await.unwrap();
+    let b = RedisTier::builder(&url).prefix(&prefix).build().await.unwrap();
+    let ns = Namespace::new("ordered").unwrap();
+    let k = ns.key("k").unwrap();
+    for i in 0..100u32 {
+        assert!(a.put(k.clone(), Entry::new(format!("v{i}"))).await.unwrap().is_stored());
+        assert_eq!(a.get(&k).await.unwrap().unwrap().value, format!("v{i}"));
+        b.clear_namespace(&ns).await.unwrap();
+        assert!(
+            a.get(&k).await.unwrap().is_none(),
+            "round {i}: a write before the clear is visible"
+        );
+        b.clear_namespace(&ns).await.unwrap();
+        let items = vec![(k.clone(), Entry::new(format!("w{i}")))];
+        assert!(a.put_many(items).await.unwrap()[0].is_stored());
+        assert_eq!(
+            b.get(&k).await.unwrap().map(|e| e.value),
+            Some(Bytes::from(format!("w{i}"))),
+            "round {i}: a write after the clear is lost"
+        );
+    }
+}
