@@ -268,7 +268,10 @@ impl ReplayResult {
 /// `published` figures; `+0.52 (vs S3-FIFO)`. The composition issue's line is −0.5.
 fn gap_cell(results: &[ReplayResult], capacity: Capacity, published: &[(&str, f64)]) -> String {
     let at = |s: ReplaySystem| {
-        results.iter().find(|r| r.capacity == capacity && r.system == s).map(|r| r.hit_ratio * 100.0)
+        results
+            .iter()
+            .find(|r| r.capacity == capacity && r.system == s)
+            .map(|r| r.hit_ratio * 100.0)
     };
     let Some(tiered) = at(ReplaySystem::Tiered) else { return "–".into() };
     let ours = results.iter().filter(|r| {
@@ -816,7 +819,10 @@ async fn splits_table(
     data_dir: &Path,
 ) -> Result<String> {
     let at = |c: &Capacity, s| {
-        results.iter().find(|r| r.capacity == *c && r.system == s).map_or("–".into(), |r| r.cell())
+        results
+            .iter()
+            .find(|r| r.capacity == *c && r.system == s)
+            .map_or("–".into(), |r| r.cell())
     };
     let mut rows = Vec::new();
     for c in caps {
