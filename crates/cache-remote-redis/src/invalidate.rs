@@ -33,6 +33,13 @@
 //! namespace the node caches locally but never registers is not cleared on a gap: register every
 //! namespace the node caches.
 //!
+//! # Latency
+//!
+//! From `publish_put` on one node to the drop in another node's local tier, on one loopback
+//! server on the 2-core development VM: p50 0.16–0.18 ms, p99 3–5 ms over 200 messages, in three
+//! runs while other builds ran (`cargo nextest run -p cache-remote-redis --no-capture -E
+//! 'test(latency)'`). The tests also run two nodes in two processes (`two_processes`).
+//!
 //! # What it does not guarantee
 //!
 //! A read on node B that fetched the old value from the shared tier just before node A's write
@@ -538,7 +545,8 @@ async fn subscribe_once(
                 None => return Ok(()), // the connection closed
             },
             _ = ticks.tick() => {
-                let ping = tokio::time::timeout(timeout, sink.ping::<String>()).await;
+                // Any answer will do: a subscribed RESP2 connection answers `PING` with an array.
+                let ping = tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await;
                 if !matches!(ping, Ok(Ok(_))) {
                     tracing::warn!("the invalidation channel's server stopped answering; resubscribing");
                     return Ok(());

@@ -227,6 +227,28 @@ async fn sequence_gap_clears_conservatively() {
     assert_eq!((s.malformed, s.resyncs), (1, 2), "{s:?}");
 }
 
+/// An idle, healthy connection stays subscribed: heartbeats pass and nothing is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_stays_subscribed() {
+    let Some(url) = redis_url("idle_connection_stays_subscribed") else { return };
+    let ns = Namespace::new("idle").unwrap();
+    let local = MapTier::new();
+    let b = Invalidator::builder(&url)
+        .prefix(unique_prefix("idle"))
+        .local_tier(local.clone())
+        .watch(ns.clone())
+        .heartbeat(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let k = ns.key("k").unwrap();
+    local.insert(&k, "v");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(b.subscriptions(), 1, "resubscribed without a reason");
+    assert_eq!(b.stats().resyncs, 1, "{:?}", b.stats());
+    assert_eq!(local.value(&k).as_deref(), Some("v"), "cleared without a reason");
+}
+
 /// A private `redis-server`, killed on drop.
 struct PrivateServer {
     child: Child,
@@ -289,7 +311,8 @@ async fn reconnect_clears_conservatively() {
     assert!(b.stats().resyncs >= 2);
 }
 
-/// Invalidation latency: publish on A to the drop on B, 200 times one after another.
+/// Invalidation latency: publish on A to the drop on B, 200 times one after another (printed;
+/// `cargo nextest run -p cache-remote-redis --no-capture -E 'test(latency)'`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_latency() {
     let Some(url) = redis_url("invalidation_latency") else { return };
@@ -304,7 +327,11 @@ async fn invalidation_latency() {
         local_b.insert(&k, "v");
         let started = Instant::now();
         a.publish_put(&k).await.unwrap();
-        eventually("the drop", || local_b.value(&k).is_none()).await;
+        // Spin with yields rather than sleeps: a timer tick (1 ms) would dominate the figure.
+        while local_b.value(&k).is_some() {
+            assert!(started.elapsed() < Duration::from_secs(5), "no drop within 5 s");
+            tokio::task::yield_now().await;
+        }
         took.push(started.elapsed());
     }
     took.sort();
@@ -316,4 +343,84 @@ async fn invalidation_latency() {
         );
     }
     assert!(p50 < Duration::from_millis(100), "p50 {p50:?}");
+}
+
+/// The child side of [`two_processes`]: a node in its own process. Run only by that test
+/// (`--ignored --exact`), with the prefix in `TC_INVALIDATION_CHILD`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of `two_processes`, which runs it"]
+async fn two_processes_child() {
+    let prefix = env::var("TC_INVALIDATION_CHILD").expect("run by `two_processes`");
+    let url = env::var(URL_ENV).expect("the parent passes the server");
+    let ns = Namespace::new("two-processes").unwrap();
+    let local = MapTier::new();
+    let _b = node(&url, &prefix, &local, &ns).await;
+    // After the build: its resync clears the watched namespace.
+    let (k, c) = (ns.key("k").unwrap(), ns.key("c").unwrap());
+    local.insert(&k, "old");
+    local.insert(&c, "old");
+    #[expect(clippy::print_stdout, reason = "the parent reads the child's progress")]
+    {
+        println!("child: ready");
+        eventually("the put from the other process", || local.value(&k).is_none()).await;
+        println!("child: dropped k");
+        eventually("the clear from the other process", || local.value(&c).is_none()).await;
+        println!("child: cleared");
+    }
+}
+
+/// Two nodes in two processes: this one publishes a put and a clear, the child process (this
+/// test binary again, running `two_processes_child`) drops its local copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes() {
+    use std::io::{BufRead, BufReader};
+
+    let Some(url) = redis_url("two_processes") else { return };
+    let prefix = unique_prefix("two-processes");
+    let mut child = Command::new(env::current_exe().expect("the test binary"))
+        .args(["--exact", "two_processes_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("TC_INVALIDATION_CHILD", &prefix)
+        .env(URL_ENV, &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting the child process");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::io::Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_for(&mut lines, "child: ready").await;
+    let ns = Namespace::new("two-processes").unwrap();
+    let local = MapTier::new();
+    let a = node(&url, &prefix, &local, &ns).await;
+    a.publish_put(&ns.key("k").unwrap()).await.unwrap();
+    wait_for(&mut lines, "child: dropped k").await;
+    a.publish_clear(&ns).await.unwrap();
+    wait_for(&mut lines, "child: cleared").await;
+    let status = child.wait().expect("waiting for the child");
+    assert!(status.success(), "the child process failed: {status}");
+}
+
+/// Reads the child's lines until one contains `want`, for at most 20 s.
+async fn wait_for(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>, want: &str) {
+    let deadline = Duration::from_secs(20);
+    let found = tokio::time::timeout(deadline, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(want) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    match found {
+        Ok(true) => {}
+        Ok(false) => panic!("the child exited before `{want}`"),
+        Err(_) => panic!("no `{want}` from the child within {deadline:?}"),
+    }
 }
