@@ -3,9 +3,9 @@
 //!
 //! Before any step, [`check_prerequisites`] looks for every tool and library the steps use
 //! (rustc at least the workspace's `rust-version`, rustfmt, clippy, cargo-nextest, a C and C++
-//! compiler, `libclang.so` for RocksDB's bindgen, `kill`, a Python that can make a
-//! virtualenv for the S3 server, and `redis-server`) and fails at once, one line per missing piece with the command
-//! that installs it, rather than deep into a build. `bash .ci/run` installs them.
+//! compiler, `libclang.so` for RocksDB's bindgen, `kill`, a Python that can make a virtualenv
+//! for the S3 server, and `redis-server`) and fails at once, one line per missing piece with the
+//! command that installs it, rather than deep into a build. `bash .ci/run` installs them.
 //!
 //! Steps, in order:
 //!
