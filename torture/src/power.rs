@@ -1,7 +1,7 @@
 //! The power-loss campaign: the crash campaign's workload on the NVMe tier, with the tier's IO
 //! journal on (`cache-l2-nvme`'s `io-trace` feature), killed with SIGKILL; the parent then
 //! rebuilds the directory a power cut at that moment could have left, reopens it and checks
-//! every key against the model (the crash campaign's [`check`]).
+//! every key against the model (the crash campaign's `check`).
 //!
 //! The journal lists every persistent write (with its bytes), sync, creation, rename, unlink and
 //! directory sync of the child, in order. Before each child starts, the parent copies the
