@@ -27,6 +27,7 @@ mod bench;
 mod ci;
 mod redis;
 mod s3;
+mod state_file;
 mod tidy;
 mod torture;
 

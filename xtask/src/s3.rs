@@ -16,7 +16,7 @@
 
 use std::{
     env,
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
@@ -202,31 +202,11 @@ fn state_path() -> PathBuf {
 
 /// Serializes `start`/`stop` across processes (other shells, other CI runs).
 fn lock() -> Result<File> {
-    let dir = s3_dir();
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.lock().with_context(|| format!("locking {}", path.display()))?;
-    Ok(file)
+    crate::state_file::lock(&s3_dir())
 }
 
 fn read_state() -> Result<Option<State>> {
-    let path = state_path();
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let value: Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    State::from_json(&value)
-        .map(Some)
-        .with_context(|| format!("{} lacks a field; delete it", path.display()))
+    crate::state_file::read(&state_path(), State::from_json)
 }
 
 fn write_state(state: &State) -> Result<()> {
