@@ -199,7 +199,11 @@ impl SecondChance {
 
     /// Sizes the ghost like a tier of `capacity` bytes holding entries of the mean size seen.
     fn resize(&self, capacity: u64) {
-        let entries = self.sizes.entries(capacity);
+        self.set_ghost_entries(self.sizes.entries(capacity));
+    }
+
+    /// Sizes the ghost to `entries` tags (at least [`MIN_GHOST`]).
+    fn set_ghost_entries(&self, entries: u64) {
         let cap = usize::try_from(entries).unwrap_or(usize::MAX).max(MIN_GHOST);
         self.ghost.lock().cap = cap;
     }
@@ -359,12 +363,7 @@ impl Filter {
     pub(crate) fn wants_size(&self, bytes: u64) -> bool {
         match self {
             Filter::SecondChance(s) => s.wants_size(bytes),
-            Filter::TinyLfu(t) => {
-                if let Some(s) = &t.second_chance {
-                    s.sizes.count(bytes);
-                }
-                t.sizes.count(bytes)
-            }
+            Filter::TinyLfu(t) => t.sizes.count(bytes),
         }
     }
 
@@ -374,7 +373,8 @@ impl Filter {
             Filter::SecondChance(s) => s.resize(below),
             Filter::TinyLfu(t) => {
                 if let Some(s) = &t.second_chance {
-                    s.resize(below);
+                    // Its ghost follows the same mean entry size.
+                    s.set_ghost_entries(t.sizes.entries(below));
                 }
                 let entries = t.sizes.entries(top.saturating_add(below)).max(1);
                 t.sketch.set_period(entries.saturating_mul(10));
