@@ -10,11 +10,8 @@ use std::{
     collections::HashMap,
     env,
     net::TcpListener,
-    process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU32, Ordering},
-    },
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -23,37 +20,9 @@ use cache_core::{
 };
 use cache_remote_redis::{Invalidator, redis};
 
-const URL_ENV: &str = "TIERED_CACHE_REDIS_URL";
-const SERVER_ENV: &str = "TIERED_CACHE_REDIS_SERVER";
+mod common;
 
-fn redis_url(test: &str) -> Option<String> {
-    match env::var(URL_ENV).ok().filter(|v| !v.is_empty()) {
-        Some(url) => Some(url),
-        None if on_ci() => panic!(
-            "the Redis tests need a server, but {URL_ENV} is not set. Run `cargo xtask redis \
-             start` and `eval \"$(cargo xtask redis env)\"` before the tests, or run `cargo \
-             xtask ci`, which does both"
-        ),
-        None => {
-            #[expect(clippy::print_stderr, reason = "the one place a skip is reported")]
-            {
-                eprintln!("skipping {test}: {URL_ENV} is not set (no Redis server)");
-            }
-            None
-        }
-    }
-}
-
-fn on_ci() -> bool {
-    env::var("CI").is_ok_and(|v| {
-        !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off")
-    })
-}
-
-fn unique_prefix(test: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!("it-{test}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
-}
+use crate::common::{PrivateServer, URL_ENV, redis_url, unique_prefix};
 
 /// A node's local tier: a map (expiry and budget do not matter here).
 #[derive(Debug)]
@@ -249,38 +218,6 @@ async fn idle_connection_stays_subscribed() {
     assert_eq!(local.value(&k).as_deref(), Some("v"), "cleared without a reason");
 }
 
-/// A private `redis-server`, killed on drop.
-struct PrivateServer {
-    child: Child,
-}
-
-impl PrivateServer {
-    fn start(port: u16) -> PrivateServer {
-        let binary = env::var(SERVER_ENV).unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(&binary)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary} (set {SERVER_ENV} or PATH): {e}"));
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        PrivateServer { child }
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Messages published while a node was disconnected are lost; on resubscribing the node
 /// clears its watched namespaces, so nothing stale survives the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +225,7 @@ async fn reconnect_clears_conservatively() {
     let Some(_) = redis_url("reconnect_clears_conservatively") else { return };
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let server = PrivateServer::start(port);
+    let server = PrivateServer::start(Some(port));
     let ns = Namespace::new("watched").unwrap();
     let local = MapTier::new();
     let b = Invalidator::builder(&url)
@@ -305,7 +242,7 @@ async fn reconnect_clears_conservatively() {
     local.insert(&stale, "old");
     drop(server);
     // While the server is down, node A's message for `stale` cannot reach b.
-    let _server = PrivateServer::start(port);
+    let _server = PrivateServer::start(Some(port));
     eventually("b to resubscribe", || b.subscriptions() >= 2).await;
     assert!(local.value(&stale).is_none(), "the entry survived a lost connection");
     assert!(b.stats().resyncs >= 2);
