@@ -11,11 +11,22 @@
 //!
 //! # Messages
 //!
-//! One channel, `{prefix}:invalidate`. A message is binary: `b"TCI1"`, the publisher's 16-byte
-//! node id, its sequence number (`u64`, little-endian, from 1, one per message), an operation
-//! byte (`P` put, `R` remove, `C` clear), the namespace's length (`u16` LE), the namespace,
-//! and for `P` and `R` the key bytes (the rest). A node ignores its own messages, so they never
-//! drop its own fresh write.
+//! One channel, `{prefix}:invalidate`. A message is binary: `b"TCI2"`, the publisher's 16-byte
+//! node id, its sequence number (`u64`, little-endian, from 1, one per message), the version of
+//! the operation (`u64` LE, see [`Versions`]), an operation byte (`P` put, `R` remove, `C`
+//! clear), the namespace's length (`u16` LE), the namespace, and for `P` and `R` the key bytes
+//! (the rest). A node ignores its own messages, so they never drop its own fresh write.
+//!
+//! # Versions
+//!
+//! Every put, remove and clear carries a version ([`Versions::next`]: the writer's clock plus a
+//! counter and a node tag, moved past every version the node has seen). Publishing fences the
+//! key (or the namespace) on the publishing node; receiving fences it on the receiving node
+//! *before* the local copies are dropped. A reader that serves an entry only if
+//! [`Versions::admits`] its version never serves a value older than a write it has heard of,
+//! even if a promotion, a demotion or a fill from a shared tier that read the old value before
+//! the message puts it back into a local tier afterwards; `cache-coherent` wraps a tiered cache
+//! so that every read is checked.
 //!
 //! # Lost messages
 //!
@@ -40,12 +51,16 @@
 //! runs while other builds ran (`cargo nextest run -p cache-remote-redis --no-capture -E
 //! 'test(latency)'`). The tests also run two nodes in two processes (`two_processes`).
 //!
+//! After a resync other than the first (a reconnect or a gap), each watched namespace's floor is
+//! raised to the node's clock: an entry written before it, found in any tier, is refused, since a
+//! lost message may have been about it.
+//!
 //! # What it does not guarantee
 //!
-//! A read on node B that fetched the old value from the shared tier just before node A's write
-//! and fills B's local tier just after A's message was applied keeps the old value until it
-//! expires or is overwritten: the invalidator drops what is there when the message arrives, it
-//! does not version entries. Keep local TTLs short where that window matters.
+//! The invalidator drops copies and keeps fences; it does not check reads. Code that reads the
+//! local tiers without [`Versions::admits`] can serve an old value that a racing fill put back
+//! after the drop (until it expires or is overwritten). While a node is disconnected it serves
+//! its local copies, however old; coherence resumes at the resync.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -53,22 +68,23 @@ use std::{
     hash::{BuildHasher, Hasher},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use bytes::Bytes;
-use cache_core::{Error, ErrorKind, Key, Namespace, Result, Tier};
+use cache_core::{Clock, Error, ErrorKind, Key, Namespace, Result, Tier};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::{sync::watch, task::JoinHandle};
 
+pub use crate::version::Versions;
 use crate::{builder::connect, error::RedisError, layout::Layout, tier::TIER};
 
-const MAGIC: &[u8; 4] = b"TCI1";
-const HEADER: usize = 4 + 16 + 8 + 1 + 2;
+const MAGIC: &[u8; 4] = b"TCI2";
+const HEADER: usize = 4 + 16 + 8 + 8 + 1 + 2;
 
 /// What a message asks the other nodes to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +99,8 @@ enum Op {
 struct Message {
     node: [u8; 16],
     seq: u64,
+    /// The version of the put, remove or clear (see [`Versions`]).
+    version: u64,
     op: Op,
 }
 
@@ -98,6 +116,7 @@ impl Message {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.node);
         out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
         out.push(code);
         out.extend_from_slice(&(ns.len() as u16).to_le_bytes());
         out.extend_from_slice(ns);
@@ -111,8 +130,9 @@ impl Message {
         }
         let node: [u8; 16] = bytes[4..20].try_into().ok()?;
         let seq = u64::from_le_bytes(bytes[20..28].try_into().ok()?);
-        let code = bytes[28];
-        let ns_len = usize::from(u16::from_le_bytes(bytes[29..31].try_into().ok()?));
+        let version = u64::from_le_bytes(bytes[28..36].try_into().ok()?);
+        let code = bytes[36];
+        let ns_len = usize::from(u16::from_le_bytes(bytes[37..39].try_into().ok()?));
         let ns = bytes.get(HEADER..HEADER + ns_len)?;
         let ns = Namespace::from_bytes(ns).ok()?;
         let key = &bytes[HEADER + ns_len..];
@@ -122,7 +142,7 @@ impl Message {
             b'C' if key.is_empty() => Op::Clear(ns),
             _ => return None,
         };
-        Some(Message { node, seq, op })
+        Some(Message { node, seq, version, op })
     }
 }
 
@@ -190,6 +210,8 @@ pub struct InvalidatorBuilder {
     operation_timeout: Duration,
     heartbeat: Duration,
     reconnect_delay: Duration,
+    clock: Arc<dyn Clock>,
+    fences: usize,
 }
 
 impl fmt::Debug for InvalidatorBuilder {
@@ -243,6 +265,20 @@ impl InvalidatorBuilder {
         self
     }
 
+    /// The clock versions are stamped from ([`SystemClock`](cache_core::SystemClock) by
+    /// default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> InvalidatorBuilder {
+        self.clock = clock;
+        self
+    }
+
+    /// How many per-key fences the node keeps (2^18 by default, about 100 bytes each); see
+    /// [`Versions`] for what happens beyond.
+    pub fn fences(mut self, keys: usize) -> InvalidatorBuilder {
+        self.fences = keys;
+        self
+    }
+
     /// Connects the publishing connection, starts the subscriber task and waits until the
     /// first subscription is confirmed and the watched namespaces are cleared.
     ///
@@ -268,8 +304,11 @@ impl InvalidatorBuilder {
         )
         .await?;
         let node = node_id();
+        let tag = u64::from(u16::from_le_bytes([node[0], node[1]]));
         let inner = Arc::new(Inner {
             node,
+            versions: Arc::new(Versions::new(self.clock, tag, self.fences)),
+            subscribed_before: AtomicBool::new(false),
             channel: format!("{}:invalidate", layout.prefix()),
             conn,
             seq: AtomicU64::new(0),
@@ -304,6 +343,9 @@ impl InvalidatorBuilder {
 
 struct Inner {
     node: [u8; 16],
+    versions: Arc<Versions>,
+    /// Whether a subscription was confirmed before (a resync after a later one raises floors).
+    subscribed_before: AtomicBool,
     channel: String,
     conn: ConnectionManager,
     seq: AtomicU64,
@@ -344,6 +386,8 @@ impl Invalidator {
             operation_timeout: Duration::from_secs(1),
             heartbeat: Duration::from_secs(1),
             reconnect_delay: Duration::from_millis(100),
+            clock: cache_core::system_clock(),
+            fences: 1 << 18,
         }
     }
 
@@ -357,32 +401,55 @@ impl Invalidator {
         self.inner.watched.lock().insert(namespace.clone());
     }
 
-    /// Tells the other nodes that `key` was written: they drop their local copies.
+    /// This node's versions and fences: stamp writes with [`Versions::next`], and check what
+    /// a read returns with [`Versions::admits`] before serving it.
+    pub fn versions(&self) -> &Arc<Versions> {
+        &self.inner.versions
+    }
+
+    /// Tells the other nodes that `key` was written at `version` (from
+    /// [`Versions::next`]): they fence the key at that version and drop their local copies.
+    /// The key is fenced on this node too.
     ///
     /// # Errors
     /// `Unavailable` if the message could not be published (the other nodes then keep their
     /// copies until they resync or the entries expire: retry, or clear the namespace).
-    pub async fn publish_put(&self, key: &Key) -> Result<()> {
-        self.publish(Op::Put(key.clone())).await
+    pub async fn publish_put(&self, key: &Key, version: u64) -> Result<()> {
+        self.inner.versions.fence_put(key, version);
+        self.publish(Op::Put(key.clone()), version).await
     }
 
-    /// Tells the other nodes that `key` was removed.
+    /// Tells the other nodes that `key` was removed at `version`.
     ///
     /// # Errors
     /// As for [`Invalidator::publish_put`].
-    pub async fn publish_remove(&self, key: &Key) -> Result<()> {
-        self.publish(Op::Remove(key.clone())).await
+    pub async fn publish_remove(&self, key: &Key, version: u64) -> Result<()> {
+        self.inner.versions.fence_remove(key, version);
+        self.publish(Op::Remove(key.clone()), version).await
     }
 
-    /// Tells the other nodes that `namespace` was cleared.
+    /// Tells the other nodes that `namespace` was cleared at `version`.
     ///
     /// # Errors
     /// As for [`Invalidator::publish_put`].
-    pub async fn publish_clear(&self, namespace: &Namespace) -> Result<()> {
-        self.publish(Op::Clear(namespace.clone())).await
+    pub async fn publish_clear(&self, namespace: &Namespace, version: u64) -> Result<()> {
+        self.inner.versions.fence_clear(namespace, version);
+        self.publish(Op::Clear(namespace.clone()), version).await
     }
 
-    async fn publish(&self, op: Op) -> Result<()> {
+    /// Tells the other nodes that messages of this node about `namespace` could not be
+    /// published: they clear it as at this node's current clock (drop their local copies and
+    /// refuse entries written before). Unlike [`Invalidator::publish_clear`], this node's own
+    /// fences stay as they are, so its own writes of the namespace are still served here.
+    ///
+    /// # Errors
+    /// As for [`Invalidator::publish_put`].
+    pub async fn publish_lost(&self, namespace: &Namespace) -> Result<()> {
+        let version = self.inner.versions.next();
+        self.publish(Op::Clear(namespace.clone()), version).await
+    }
+
+    async fn publish(&self, op: Op, version: u64) -> Result<()> {
         let inner = &self.inner;
         let ns = match &op {
             Op::Put(k) | Op::Remove(k) => k.namespace().clone(),
@@ -390,7 +457,7 @@ impl Invalidator {
         };
         inner.watched.lock().insert(ns);
         let seq = inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let payload = Message { node: inner.node, seq, op }.encode();
+        let payload = Message { node: inner.node, seq, version, op }.encode();
         let mut conn = inner.conn.clone();
         let publish = redis::cmd("PUBLISH").arg(&inner.channel).arg(payload).to_owned();
         let sent: std::result::Result<u64, RedisError> =
@@ -465,6 +532,13 @@ impl Inner {
             Op::Clear(ns) => ns.clone(),
         };
         self.watched.lock().insert(ns);
+        // The fence first: a copy that lands in a local tier after the drop below (a promotion
+        // or fill that read the old value before) is refused by readers that check it.
+        match &msg.op {
+            Op::Put(k) => self.versions.fence_put(k, msg.version),
+            Op::Remove(k) => self.versions.fence_remove(k, msg.version),
+            Op::Clear(ns) => self.versions.fence_clear(ns, msg.version),
+        }
         for tier in &self.local {
             let done = match &msg.op {
                 Op::Put(k) | Op::Remove(k) => tier.remove(k).await,
@@ -478,9 +552,17 @@ impl Inner {
         Counters::add(&self.counters.applied);
     }
 
-    /// Clears every watched namespace in every local tier.
+    /// Clears every watched namespace in every local tier. After the first subscription, also
+    /// raises each one's floor to this node's clock: a message lost meanwhile may have been
+    /// about any entry written until now, on any tier.
     async fn resync(&self) {
         let namespaces: Vec<Namespace> = self.watched.lock().iter().cloned().collect();
+        if self.subscribed_before.load(Ordering::Acquire) {
+            let floor = self.versions.next();
+            for ns in &namespaces {
+                self.versions.raise_floor(ns.id(), floor);
+            }
+        }
         for ns in &namespaces {
             for tier in &self.local {
                 if let Err(e) = tier.clear_namespace(ns).await {
@@ -535,6 +617,7 @@ async fn subscribe_once(
         Ok(r) => r.map_err(|e| RedisError::client("subscribe", e))?,
     }
     inner.resync().await;
+    inner.subscribed_before.store(true, Ordering::Release);
     subscribed.send_modify(|n| *n += 1);
     let mut ticks = tokio::time::interval(heartbeat);
     ticks.tick().await;
@@ -583,13 +666,13 @@ mod tests {
         for op in
             [Op::Put(key.clone()), Op::Remove(key.clone()), Op::Clear(key.namespace().clone())]
         {
-            let msg = Message { node, seq: 42, op };
+            let msg = Message { node, seq: 42, version: 7 << 12, op };
             assert_eq!(Message::decode(&msg.encode()), Some(msg));
         }
-        let good = Message { node, seq: 1, op: Op::Put(key) }.encode();
+        let good = Message { node, seq: 1, version: 1, op: Op::Put(key) }.encode();
         assert!(Message::decode(&good[..HEADER - 1]).is_none());
         let mut bad = good.clone();
-        bad[28] = b'X';
+        bad[36] = b'X';
         assert!(Message::decode(&bad).is_none());
         let mut bad = good;
         bad[0] = b'X';

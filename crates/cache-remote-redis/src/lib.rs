@@ -128,7 +128,8 @@
 //! - `layout`: key names and the Lua scripts.
 //! - `budget`: the optional byte budget's account.
 //! - `error`: classification of Redis failures.
-//! - [`invalidate`]: [`Invalidator`], cross-node invalidation of local tiers over pub/sub.
+//! - [`invalidate`]: [`Invalidator`], cross-node invalidation of local tiers over pub/sub, and
+//!   [`Versions`](invalidate::Versions), the per-key versions and fences it keeps.
 
 mod budget;
 mod builder;
@@ -136,6 +137,7 @@ mod error;
 pub mod invalidate;
 mod layout;
 mod tier;
+mod version;
 
 pub use crate::{
     builder::RedisTierBuilder,

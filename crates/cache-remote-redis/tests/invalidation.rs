@@ -116,14 +116,14 @@ async fn put_remove_clear_propagate() {
     let k = ns.key("k").unwrap();
     local_b.insert(&k, "old");
     local_a.insert(&k, "new");
-    a.publish_put(&k).await.unwrap();
+    a.publish_put(&k, a.versions().next()).await.unwrap();
     eventually("b to drop k", || local_b.value(&k).is_none()).await;
     eventually("a to hear its own message", || a.stats().own == 1).await;
     assert_eq!(local_a.value(&k).as_deref(), Some("new"), "a's own message dropped its write");
 
     let r = ns.key("r").unwrap();
     local_a.insert(&r, "x");
-    b.publish_remove(&r).await.unwrap();
+    b.publish_remove(&r, b.versions().next()).await.unwrap();
     eventually("a to drop r", || local_a.value(&r).is_none()).await;
 
     let kept = other.key("k").unwrap();
@@ -131,7 +131,7 @@ async fn put_remove_clear_propagate() {
     for key in [&c1, &c2, &kept] {
         local_b.insert(key, "v");
     }
-    a.publish_clear(&ns).await.unwrap();
+    a.publish_clear(&ns, a.versions().next()).await.unwrap();
     eventually("b to clear the namespace", || local_b.value(&c1).is_none()).await;
     assert!(local_b.value(&c2).is_none());
     assert_eq!(local_b.value(&kept).as_deref(), Some("v"), "another namespace was cleared");
@@ -157,9 +157,10 @@ async fn sequence_gap_clears_conservatively() {
     let channel = format!("{prefix}:invalidate");
     // Messages of another node, written by hand in the documented format.
     let message = |seq: u64, key: &[u8]| {
-        let mut m = b"TCI1".to_vec();
+        let mut m = b"TCI2".to_vec();
         m.extend_from_slice(&[7u8; 16]);
         m.extend_from_slice(&seq.to_le_bytes());
+        m.extend_from_slice(&(seq << 12).to_le_bytes()); // the version
         m.push(b'R');
         m.extend_from_slice(&(ns.as_str().len() as u16).to_le_bytes());
         m.extend_from_slice(ns.as_str().as_bytes());
@@ -194,6 +195,14 @@ async fn sequence_gap_clears_conservatively() {
     assert!(local.value(&unrelated).is_none(), "a gap clears the watched namespace");
     let s = b.stats();
     assert_eq!((s.malformed, s.resyncs), (1, 2), "{s:?}");
+    let versions = b.versions();
+    let removed = ns.key("a").unwrap();
+    assert!(!versions.admits(&removed, Some(1 << 12)), "a remove fences its own version");
+    assert!(
+        !versions.admits(&unrelated, Some(5 << 12)),
+        "after a gap, entries written before the resync are refused in every tier"
+    );
+    assert!(versions.admits(&unrelated, Some(versions.next())), "newer writes are served");
 }
 
 /// An idle, healthy connection stays subscribed: heartbeats pass and nothing is cleared.
@@ -263,7 +272,7 @@ async fn invalidation_latency() {
         let k = ns.key(i.to_le_bytes().to_vec()).unwrap();
         local_b.insert(&k, "v");
         let started = Instant::now();
-        a.publish_put(&k).await.unwrap();
+        a.publish_put(&k, a.versions().next()).await.unwrap();
         // Spin with yields rather than sleeps: a timer tick (1 ms) would dominate the figure.
         while local_b.value(&k).is_some() {
             assert!(started.elapsed() < Duration::from_secs(5), "no drop within 5 s");
@@ -335,9 +344,9 @@ async fn two_processes() {
     let ns = Namespace::new("two-processes").unwrap();
     let local = MapTier::new();
     let a = node(&url, &prefix, &local, &ns).await;
-    a.publish_put(&ns.key("k").unwrap()).await.unwrap();
+    a.publish_put(&ns.key("k").unwrap(), a.versions().next()).await.unwrap();
     wait_for(&mut lines, "child: dropped k").await;
-    a.publish_clear(&ns).await.unwrap();
+    a.publish_clear(&ns, a.versions().next()).await.unwrap();
     wait_for(&mut lines, "child: cleared").await;
     let status = child.wait().expect("waiting for the child");
     assert!(status.success(), "the child process failed: {status}");
