@@ -80,7 +80,9 @@
 struct ReadmeDoctests;
 
 mod builder;
+mod inherent;
 pub mod policy;
+pub mod prelude;
 mod stats;
 mod tiered;
 

@@ -1,0 +1,143 @@
+//! The common calls on [`TieredCache`] as inherent methods, so using the cache needs no
+//! import of the [`Tier`] trait. Each one is the `Tier` method of the same name.
+
+use cache_core::{Entry, Key, Namespace, PutOutcome, Result, Tier};
+
+use crate::TieredCache;
+
+impl TieredCache {
+    /// Looks `key` up top-down; a hit below the top is promoted in the background.
+    /// `Ok(None)` is a miss. The same as [`Tier::get`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("docs", "absent")?;
+    /// assert!(cache.get(&key).await?.is_none());
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed) after [`TieredCache::close`]; in
+    /// strict mode, a failing tier's error (otherwise a failing tier is skipped and counted).
+    pub async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        <TieredCache as Tier>::get(self, key).await
+    }
+
+    /// Stores `entry` under `key` in every tier by its write policy, and returns the overall
+    /// outcome ([`TieredCache::put_report`] gives the outcome of each tier). The same as
+    /// [`Tier::put`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("docs", "greeting")?;
+    /// assert_eq!(cache.put(key.clone(), Entry::new("hello")).await?, PutOutcome::Stored);
+    /// assert_eq!(cache.get(&key).await?.unwrap().value, "hello");
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`TieredCache::get`]; [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid)
+    /// for an entry no tier can ever hold.
+    pub async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
+        <TieredCache as Tier>::put(self, key, entry).await
+    }
+
+    /// Removes `key` from every tier, bottom-up. The same as [`Tier::remove`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("docs", "greeting")?;
+    /// cache.put(key.clone(), Entry::new("hello")).await?;
+    /// cache.remove(&key).await?;
+    /// assert!(cache.get(&key).await?.is_none());
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`TieredCache::get`].
+    pub async fn remove(&self, key: &Key) -> Result<()> {
+        <TieredCache as Tier>::remove(self, key).await
+    }
+
+    /// Whether any tier has a live entry for `key`. The same as [`Tier::contains`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("docs", "greeting")?;
+    /// cache.put(key.clone(), Entry::new("hello")).await?;
+    /// assert!(cache.contains(&key).await?);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`TieredCache::get`].
+    pub async fn contains(&self, key: &Key) -> Result<bool> {
+        <TieredCache as Tier>::contains(self, key).await
+    }
+
+    /// Removes every entry of `namespace` from every tier. The same as
+    /// [`Tier::clear_namespace`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("sessions", "7")?;
+    /// cache.put(key.clone(), Entry::new("state")).await?;
+    /// cache.clear_namespace(key.namespace()).await?;
+    /// assert!(cache.get(&key).await?.is_none());
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`TieredCache::get`].
+    pub async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
+        <TieredCache as Tier>::clear_namespace(self, namespace).await
+    }
+
+    /// Waits for queued background writes, then flushes every tier (on persistent tiers,
+    /// everything acknowledged before the call is then durable). The same as [`Tier::flush`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// cache.put(Key::new("docs", "k")?, Entry::new("v")).await?;
+    /// cache.flush().await?;
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed), or a tier's flush error.
+    pub async fn flush(&self) -> Result<()> {
+        <TieredCache as Tier>::flush(self).await
+    }
+
+    /// Lets background writes finish (for a bounded time), then closes every tier. Later calls
+    /// return [`ErrorKind::Closed`](cache_core::ErrorKind::Closed); `close` may be repeated.
+    /// The same as [`Tier::close`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// cache.close().await?;
+    /// let err = cache.get(&Key::new("docs", "k")?).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Closed);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// A tier's error while flushing or closing.
+    pub async fn close(&self) -> Result<()> {
+        <TieredCache as Tier>::close(self).await
+    }
+}
