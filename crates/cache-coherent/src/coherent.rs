@@ -38,6 +38,15 @@ struct Counters {
     republished: AtomicU64,
 }
 
+/// What [`CoherentCache::put_report`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoherentPut {
+    /// The version the entry was written at.
+    pub version: u64,
+    /// What each tier did.
+    pub report: PutReport,
+}
+
 /// Builds a [`CoherentCache`]. Start from [`CoherentCache::builder`].
 #[must_use]
 pub struct CoherentCacheBuilder {
@@ -213,7 +222,7 @@ impl CoherentCache {
     ///
     /// # Errors
     /// As for [`TieredCache::put_report`].
-    pub async fn put_report(&self, key: Key, mut entry: Entry) -> Result<PutReport> {
+    pub async fn put_report(&self, key: Key, mut entry: Entry) -> Result<CoherentPut> {
         let version = self.versions().next();
         entry.meta.version = Some(version);
         // Fenced here before the tiers change: a racing older write of this node is refused.
@@ -221,7 +230,7 @@ impl CoherentCache {
         let report = self.inner.cache.put_report(key.clone(), entry).await?;
         let published = self.inner.invalidator.publish_put(&key, version).await;
         self.published(key.namespace(), published);
-        Ok(report)
+        Ok(CoherentPut { version, report })
     }
 
     /// Removes `key` from every tier, then tells the other nodes.
@@ -357,7 +366,7 @@ impl Tier for CoherentCache {
     }
 
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
-        Ok(self.put_report(key, entry).await?.outcome())
+        Ok(self.put_report(key, entry).await?.report.outcome())
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {

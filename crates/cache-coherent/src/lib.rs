@@ -86,5 +86,5 @@ mod coherent;
 
 pub use crate::{
     affinity::Affinity,
-    coherent::{CoherentCache, CoherentCacheBuilder, CoherentStats},
+    coherent::{CoherentCache, CoherentCacheBuilder, CoherentPut, CoherentStats},
 };

@@ -12,6 +12,7 @@
 mod cached_object_store;
 mod harness;
 mod l3_object;
+mod multi_node;
 mod s3_credentials;
 mod s3_record;
 mod tiered_e2e;
