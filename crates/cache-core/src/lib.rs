@@ -89,5 +89,5 @@ pub use crate::{
         FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION, Record, RecordHeader, Verify,
     },
     stats::{StatsSnapshot, TierStats, Usage},
-    tier::{Tier, check_record_key},
+    tier::{Tier, check_open, check_record_key, reject_expired},
 };

@@ -1,16 +1,23 @@
 //! The [`Tier`] trait: the contract every cache layer implements.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use async_trait::async_trait;
 
 use crate::{
-    entry::Entry,
+    clock::Timestamp,
+    entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, Namespace},
-    policy::{EvictionSink, PutOutcome},
+    policy::{EvictionSink, PutOutcome, Rejection},
     record::Record,
-    stats::{StatsSnapshot, Usage},
+    stats::{StatsSnapshot, TierStats, Usage},
 };
 
 /// One layer of the cache: RAM, local disk or object storage.
@@ -34,8 +41,9 @@ use crate::{
 /// # Implementing
 ///
 /// Implement the required methods. Override `get_many`/`put_many` when the backend batches
-/// (RocksDB `multi_get`, `WriteBatch`), and `get_record`/`put_record` when it stores records,
-/// so entries move between tiers as bytes without re-encoding. Tiers that can report evictions
+/// (RocksDB `multi_get`, `WriteBatch`), and `get_record`/`put_valid_record` when it stores
+/// records, so entries move between tiers as bytes without re-encoding. Start every call with
+/// [`check_open`]; a put of an expired entry follows [`reject_expired`]. Tiers that can report evictions
 /// override `set_eviction_sink`.
 #[async_trait]
 pub trait Tier: Send + Sync + fmt::Debug + 'static {
@@ -134,14 +142,27 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
         }
     }
 
-    /// Stores an encoded record for `key`.
+    /// Stores an encoded record for `key`: checks that `record` holds `key` and is not a
+    /// tombstone ([`check_record_key`]), then calls [`Tier::put_valid_record`].
     ///
-    /// The default decodes the entry; persistent tiers store the bytes as they are.
+    /// Implement [`Tier::put_valid_record`], not this method, so the check cannot be left out.
     ///
     /// # Errors
-    /// [`ErrorKind::Invalid`] if `record` does not hold `key`; otherwise as for [`Tier::put`].
+    /// [`ErrorKind::Invalid`] if `record` does not hold `key` (even on a closed tier);
+    /// otherwise as for [`Tier::put`].
     async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         check_record_key(self.name(), &key, &record)?;
+        self.put_valid_record(key, record).await
+    }
+
+    /// Stores a record that [`Tier::put_record`] checked to hold `key`.
+    ///
+    /// The default decodes the entry and calls [`Tier::put`]; persistent tiers store the bytes
+    /// as they are.
+    ///
+    /// # Errors
+    /// As for [`Tier::put`].
+    async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         self.put(key, record.to_entry()).await
     }
 
@@ -153,6 +174,47 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
         let _ = sink;
         Err(Error::new(ErrorKind::Unsupported, self.name(), "this tier does not report evictions"))
     }
+}
+
+/// The contract's answer once a tier is closed: [`ErrorKind::Closed`] if `closed` is set.
+///
+/// Every tier keeps its `closed` flag, sets it in [`Tier::close`] and starts every other call
+/// with this check.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use cache_core::{ErrorKind, check_open};
+/// let closed = AtomicBool::new(false);
+/// assert!(check_open("mine", &closed).is_ok());
+/// closed.store(true, Ordering::Release);
+/// assert_eq!(check_open("mine", &closed).unwrap_err().kind(), ErrorKind::Closed);
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::Closed`], naming `tier`, once `closed` is set.
+pub fn check_open(tier: &'static str, closed: &AtomicBool) -> Result<()> {
+    if closed.load(Ordering::Acquire) { Err(Error::closed(tier)) } else { Ok(()) }
+}
+
+/// The contract's rule for a put of an entry that has already expired at `now`: it is not
+/// stored (`Rejected(Expired)`, counted in `stats` as a rejection), and it supersedes whatever
+/// the key held, so on `Some` the tier drops its older copy of the key before it returns
+/// [`PutOutcome::Rejected`] (a `get` must never serve the value the put replaced).
+///
+/// ```
+/// use cache_core::{EntryMeta, Rejection, TierStats, Timestamp, reject_expired};
+/// let stats = TierStats::new("mine");
+/// let live = EntryMeta { expires_at: Some(Timestamp::from_millis(20)), ..EntryMeta::default() };
+/// assert_eq!(reject_expired(&live, Timestamp::from_millis(10), &stats), None);
+/// assert_eq!(reject_expired(&live, Timestamp::from_millis(20), &stats), Some(Rejection::Expired));
+/// assert_eq!(stats.snapshot(Default::default()).rejections, 1);
+/// ```
+pub fn reject_expired(meta: &EntryMeta, now: Timestamp, stats: &TierStats) -> Option<Rejection> {
+    if !meta.is_expired(now) {
+        return None;
+    }
+    stats.reject();
+    Some(Rejection::Expired)
 }
 
 /// Checks that `record` stores `key`; the check every `put_record` makes.

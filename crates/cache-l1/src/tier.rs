@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use cache_core::{
     Clock, Entry, Error, Evicted, EvictionCause, EvictionSink, Key, Namespace, PutOutcome,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, check_open, reject_expired,
 };
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::RwLock;
@@ -216,12 +216,7 @@ impl MemoryTier {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            let err = Error::closed(NAME);
-            self.shared.stats.error(&err);
-            return Err(err);
-        }
-        Ok(())
+        check_open(NAME, &self.closed).inspect_err(|err| self.shared.stats.error(err))
     }
 
     /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
@@ -307,17 +302,15 @@ impl Tier for MemoryTier {
         self.check_open()?;
         let now = self.shared.clock.now();
         entry.meta.stamp(now);
-        let rejection = if entry.is_expired(now) {
-            Some(Rejection::Expired)
-        } else if !self.fits(&key, &entry) {
-            Some(Rejection::TooLarge)
-        } else {
-            None
-        };
+        let rejection = reject_expired(&entry.meta, now, &self.shared.stats).or_else(|| {
+            (!self.fits(&key, &entry)).then(|| {
+                self.shared.stats.reject();
+                Rejection::TooLarge
+            })
+        });
         if let Some(reason) = rejection {
             // The rejected write supersedes any older value: never serve the stale one.
             self.cache.invalidate(&key).await;
-            self.shared.stats.reject();
             return Ok(PutOutcome::Rejected(reason));
         }
         self.cache.insert(key, entry).await;

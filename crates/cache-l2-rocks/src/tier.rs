@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
     Clock, Entry, EntryMeta, Error, HEADER_LEN, Key, Namespace, PutOutcome, Record, RecordHeader,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify, check_record_key,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify, reject_expired,
 };
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
@@ -271,9 +271,8 @@ impl RocksTier {
     /// Validates `entry` for `key` and prepares its record inputs, or says why not.
     fn admit(&self, key: &Key, mut entry: Entry) -> Result<Result<Entry, Rejection>> {
         let now = self.inner.clock.now();
-        if entry.is_expired(now) {
-            self.inner.stats.reject();
-            return Ok(Err(Rejection::Expired));
+        if let Some(why) = reject_expired(&entry.meta, now, &self.inner.stats) {
+            return Ok(Err(why));
         }
         entry.meta.stamp(now);
         self.check_size(key, entry.value.len())?;
@@ -282,7 +281,7 @@ impl RocksTier {
 
     /// Deletes the records of `keys` after a write to them was rejected (already expired), so
     /// an older value never outlives a newer write. Not counted as removals.
-    async fn drop_superseded(&self, keys: Vec<StorageKey>) -> Result<()> {
+    async fn drop_stale(&self, keys: Vec<StorageKey>) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -541,7 +540,7 @@ impl Tier for RocksTier {
             Ok(entry) => entry,
             Err(why) => {
                 // The rejected write supersedes any older value: never serve the stale one.
-                self.drop_superseded(vec![StorageKey::new(&key)]).await?;
+                self.drop_stale(vec![StorageKey::new(&key)]).await?;
                 return Ok(PutOutcome::Rejected(why));
             }
         };
@@ -558,13 +557,12 @@ impl Tier for RocksTier {
         Ok(PutOutcome::Stored)
     }
 
-    async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
+    async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         self.inner.stats.track(self.db())?;
-        self.inner.stats.track(check_record_key(TIER, &key, &record))?;
-        if record.meta().is_expired(self.inner.clock.now()) {
-            self.inner.stats.reject();
-            self.drop_superseded(vec![StorageKey::new(&key)]).await?;
-            return Ok(PutOutcome::Rejected(Rejection::Expired));
+        if let Some(why) = reject_expired(record.meta(), self.inner.clock.now(), &self.inner.stats)
+        {
+            self.drop_stale(vec![StorageKey::new(&key)]).await?;
+            return Ok(PutOutcome::Rejected(why));
         }
         self.check_size(&key, record.header().value_len as usize)?;
         let pending = Pending {
@@ -603,7 +601,7 @@ impl Tier for RocksTier {
             .map(|(k, _)| StorageKey(k))
             .collect();
         if admitted.is_empty() {
-            self.drop_superseded(superseded).await?;
+            self.drop_stale(superseded).await?;
             return Ok(outcomes);
         }
         let stored = admitted.len() as u64;
@@ -619,7 +617,7 @@ impl Tier for RocksTier {
             inner.write(db, pending)
         })
         .await?;
-        self.drop_superseded(superseded).await?;
+        self.drop_stale(superseded).await?;
         for _ in 0..stored {
             self.inner.stats.insert();
         }

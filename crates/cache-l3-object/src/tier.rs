@@ -15,8 +15,8 @@ use std::{
 use bytes::Bytes;
 use cache_core::{
     Clock, Entry, Error, ErrorKind, Key, KeyHash, Namespace, NamespaceId, PutOutcome, Record,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait,
-    check_record_key,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open,
+    reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -209,7 +209,7 @@ impl fmt::Debug for ObjectTier {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) { Err(Error::closed(TIER)) } else { Ok(()) }
+        check_open(TIER, &self.closed)
     }
 
     /// Runs one object-store call under the operation timeout and records it. The outer error
@@ -397,9 +397,8 @@ impl Inner {
     ) -> Result<Option<Written>> {
         self.check_open()?;
         let now = self.clock.now();
-        if entry.is_expired(now) {
-            self.stats.reject();
-            self.drop_superseded(&key, mode).await?;
+        if reject_expired(&entry.meta, now, &self.stats).is_some() {
+            self.drop_stale(&key, mode).await?;
             return Ok(None);
         }
         entry.meta.stamp(now);
@@ -407,15 +406,14 @@ impl Inner {
         self.write(&key, split, mode).await.map(Some)
     }
 
+    /// Writes a record that holds `key` (checked by `Tier::put_record`).
     async fn put_record(self: &Arc<Self>, key: Key, record: Record) -> Result<Option<Written>> {
         self.check_open()?;
-        check_record_key(TIER, &key, &record)?;
         if record.meta().created_at == Timestamp::ZERO {
             return self.put_entry(key, record.to_entry(), self.put_mode()).await;
         }
-        if record.meta().is_expired(self.clock.now()) {
-            self.stats.reject();
-            self.drop_superseded(&key, self.put_mode()).await?;
+        if reject_expired(record.meta(), self.clock.now(), &self.stats).is_some() {
+            self.drop_stale(&key, self.put_mode()).await?;
             return Ok(None);
         }
         self.write(&key, SplitRecord::from_record(&record), self.put_mode()).await.map(Some)
@@ -424,18 +422,23 @@ impl Inner {
     /// Deletes the object of `key` after an overwriting put of it was rejected (already
     /// expired), so an older value never outlives a newer write. Not counted as a removal; a
     /// conditional create never replaces, so it leaves the object alone.
-    async fn drop_superseded(self: &Arc<Self>, key: &Key, mode: PutMode) -> Result<()> {
+    async fn drop_stale(self: &Arc<Self>, key: &Key, mode: PutMode) -> Result<()> {
         if !matches!(mode, PutMode::Overwrite) {
             return Ok(());
         }
         if let Some(ledger) = &self.ledger {
             ledger.lock().remove(key.hash());
         }
-        let path = self.layout.object(key);
-        match self.call_raw(Op::Delete, self.store.delete(&path)).await? {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(ObjectError::classify(Op::Delete, e).into()),
-        }
+        self.delete_object(&self.layout.object(key)).await?;
+        Ok(())
+    }
+
+    /// Deletes the object at `path` under the operation timeout: `true` if it was there,
+    /// `false` if it was already gone (not an error: deletes race with each other and with
+    /// expiry), or the failure, classified.
+    async fn delete_object(&self, path: &Path) -> std::result::Result<bool, ObjectError> {
+        let deleted = self.call_raw(Op::Delete, self.store.delete(path)).await?;
+        existed(deleted).map_err(|e| ObjectError::classify(Op::Delete, e))
     }
 
     fn put_mode(&self) -> PutMode {
@@ -533,14 +536,9 @@ impl Inner {
         let evicted = futures::stream::iter(victims)
             .map(|v| async move {
                 let path = self.layout.object_of(v.ns, &v.hash);
-                match self.call_raw(Op::Delete, self.store.delete(&path)).await {
-                    Ok(Ok(()) | Err(object_store::Error::NotFound { .. })) => true,
-                    failed => {
-                        let error = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            Err(e) => e.to_string(),
-                            Ok(Ok(())) => unreachable!("matched above"),
-                        };
+                match self.delete_object(&path).await {
+                    Ok(_) => true,
+                    Err(error) => {
                         tracing::warn!(%error, "deleting an object to stay within the budget failed");
                         if let Some(ledger) = &self.ledger {
                             ledger.lock().restore(v);
@@ -563,10 +561,8 @@ impl Inner {
         if let Some(ledger) = &self.ledger {
             ledger.lock().remove(key.hash());
         }
-        match self.call_raw(Op::Delete, self.store.delete(path)).await {
-            Ok(Ok(()) | Err(object_store::Error::NotFound { .. })) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "deleting a corrupt object failed"),
-            Err(e) => tracing::warn!(error = %e, "deleting a corrupt object failed"),
+        if let Err(error) = self.delete_object(path).await {
+            tracing::warn!(%error, "deleting a corrupt object failed");
         }
     }
 
@@ -594,11 +590,10 @@ impl Inner {
             if let Some(ledger) = &this.ledger {
                 ledger.lock().remove(&hash);
             }
-            match this.call_raw(Op::Delete, this.store.delete(&path)).await {
-                Ok(Ok(())) => this.stats.expire(),
-                Ok(Err(object_store::Error::NotFound { .. })) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "deleting an expired object failed"),
-                Err(e) => tracing::debug!(error = %e, "deleting an expired object failed"),
+            match this.delete_object(&path).await {
+                Ok(true) => this.stats.expire(),
+                Ok(false) => {}
+                Err(error) => tracing::debug!(%error, "deleting an expired object failed"),
             }
         });
     }
@@ -608,14 +603,9 @@ impl Inner {
         if let Some(ledger) = &self.ledger {
             ledger.lock().remove(key.hash());
         }
-        let path = self.layout.object(key);
-        match self.call_raw(Op::Delete, self.store.delete(&path)).await? {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                self.stats.remove();
-                Ok(())
-            }
-            Err(e) => Err(ObjectError::classify(Op::Delete, e).into()),
-        }
+        self.delete_object(&self.layout.object(key)).await?;
+        self.stats.remove();
+        Ok(())
     }
 
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<u64> {
@@ -664,11 +654,7 @@ impl Inner {
             let mut stream = self.store.delete_stream(locations);
             let mut removed = 0u64;
             while let Some(r) = stream.next().await {
-                match r {
-                    Ok(_) => removed += 1,
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+                removed += u64::from(existed(r)?);
             }
             Ok(removed)
         });
@@ -800,10 +786,20 @@ impl Tier for ObjectTier {
         inner.stats.track(out)
     }
 
-    async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
+    async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = inner.put_record(key, record).await;
         inner.stats.track(outcome(inner, out))
+    }
+}
+
+/// A delete's result: whether the object existed (`NotFound`: it was already gone, which a
+/// delete tolerates), or the store's failure.
+fn existed<T>(deleted: object_store::Result<T>) -> object_store::Result<bool> {
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

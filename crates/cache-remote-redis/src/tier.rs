@@ -14,7 +14,7 @@ use std::{
 use bytes::Bytes;
 use cache_core::{
     Clock, Entry, Error, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection, Result,
-    StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_record_key,
+    StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open, reject_expired,
 };
 use parking_lot::Mutex;
 use redis::{Script, aio::ConnectionManager};
@@ -160,7 +160,7 @@ impl fmt::Debug for RedisTier {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) { Err(Error::closed(TIER)) } else { Ok(()) }
+        check_open(TIER, &self.closed)
     }
 
     /// Runs one Redis call under the operation timeout.
@@ -336,7 +336,7 @@ impl Inner {
 
     /// Prepares `entry` for writing: `None` if it has already expired.
     fn prepare(&self, key: Key, mut entry: Entry, now: Timestamp) -> Result<Option<Write>> {
-        if entry.is_expired(now) {
+        if reject_expired(&entry.meta, now, &self.stats).is_some() {
             return Ok(None);
         }
         entry.meta.stamp(now);
@@ -346,13 +346,12 @@ impl Inner {
         Ok(Some(Write { record: Record::encode(&key, &entry), key, px }))
     }
 
-    /// Prepares an encoded record for writing, as it is.
+    /// Prepares an encoded record of `key` (checked by `Tier::put_record`) for writing, as it is.
     fn prepare_record(&self, key: Key, record: Record, now: Timestamp) -> Result<Option<Write>> {
-        check_record_key(TIER, &key, &record)?;
         if record.meta().created_at == Timestamp::ZERO {
             return self.prepare(key, record.to_entry(), now);
         }
-        if record.meta().is_expired(now) {
+        if reject_expired(record.meta(), now, &self.stats).is_some() {
             return Ok(None);
         }
         self.check_size(record.as_bytes().len() as u64)?;
@@ -545,7 +544,6 @@ impl Inner {
                     outcomes.push(PutOutcome::Stored);
                 }
                 None => {
-                    self.stats.reject();
                     self.write(std::mem::take(&mut writes)).await?;
                     self.delete(std::slice::from_ref(&key)).await?;
                     outcomes.push(PutOutcome::Rejected(Rejection::Expired));
@@ -751,7 +749,7 @@ impl Tier for RedisTier {
         Ok(inner.stats.track(out)?.pop().flatten())
     }
 
-    async fn put_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
+    async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = async {
             inner.check_open()?;
