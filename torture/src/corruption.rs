@@ -27,7 +27,7 @@ use cache_core::{Entry, ErrorKind, Key, Namespace, RecordHeader, Tier};
 use cache_l2_nvme::NvmeTierBuilder;
 use cache_l2_rocks::{RocksTier, StorageKey};
 use cache_l3_object::{ObjectTier, ObjectTierBuilder};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, aws::AmazonS3Builder};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
 use crate::{
@@ -384,23 +384,9 @@ impl Subject {
 
 /// An S3 client from the environment `cargo xtask s3 env` prints, or why there is none.
 fn s3_store() -> Result<Arc<dyn ObjectStore>, String> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let required = ["AWS_ENDPOINT", "S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
-    let missing: Vec<&str> = required.into_iter().filter(|n| var(n).is_none()).collect();
-    if !missing.is_empty() {
-        return Err(format!("{} not set (run through `cargo xtask torture`)", missing.join(", ")));
-    }
-    let get = |n: &str| var(n).unwrap_or_default();
-    let store = AmazonS3Builder::new()
-        .with_endpoint(get("AWS_ENDPOINT"))
-        .with_region(var("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()))
-        .with_bucket_name(get("S3_BUCKET"))
-        .with_access_key_id(get("AWS_ACCESS_KEY_ID"))
-        .with_secret_access_key(get("AWS_SECRET_ACCESS_KEY"))
-        .with_virtual_hosted_style_request(false)
-        .with_allow_http(var("AWS_ALLOW_HTTP").is_none_or(|v| v == "true" || v == "1"))
-        .build()
-        .map_err(|e| format!("cannot build an S3 client: {e}"))?;
+    let env = cache_l3_object::S3Env::from_env()
+        .map_err(|e| format!("{e} (run through `cargo xtask torture`)"))?;
+    let store = env.builder().build().map_err(|e| format!("cannot build an S3 client: {e}"))?;
     Ok(Arc::new(store))
 }
 

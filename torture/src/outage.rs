@@ -84,15 +84,15 @@ impl std::fmt::Debug for S3Env {
 impl S3Env {
     /// The settings, or `None` if a required variable is missing.
     pub(crate) fn from_env() -> Option<S3Env> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let s3 = cache_l3_object::S3Env::from_env().ok()?;
         Some(S3Env {
-            endpoint: var("AWS_ENDPOINT")?,
-            bucket: var("S3_BUCKET").or_else(|| var("AWS_BUCKET"))?,
-            access_key_id: var("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-            region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
-            allow_http: var("AWS_ALLOW_HTTP").is_none_or(|v| v != "false" && v != "0"),
-            pid: var("TIERED_CACHE_S3_PID").and_then(|p| p.parse().ok()),
+            endpoint: s3.endpoint,
+            bucket: s3.bucket,
+            access_key_id: s3.access_key_id,
+            secret_access_key: s3.secret_access_key.expose().to_owned(),
+            region: s3.region,
+            allow_http: s3.allow_http,
+            pid: std::env::var("TIERED_CACHE_S3_PID").ok().and_then(|p| p.parse().ok()),
         })
     }
 

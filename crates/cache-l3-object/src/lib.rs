@@ -170,7 +170,7 @@ mod tier;
 use cache_core::Tier;
 
 #[cfg(feature = "s3")]
-pub use crate::s3::{S3Config, Secret};
+pub use crate::s3::{S3Config, S3Env, S3EnvError, Secret};
 pub use crate::{
     builder::ObjectTierBuilder,
     metrics::{ObjectMetrics, Op, OpMetrics},

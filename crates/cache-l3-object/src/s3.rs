@@ -16,6 +16,10 @@ use object_store::{
 use crate::ObjectTierBuilder;
 use crate::{builder::MIB, tier::TIER};
 
+mod env;
+
+pub use self::env::{S3Env, S3EnvError};
+
 /// S3's smallest part (except the last one) of a multipart upload.
 pub(crate) const S3_MIN_PART: usize = 5 * MIB as usize;
 

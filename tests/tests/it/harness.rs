@@ -6,12 +6,14 @@
 //! | variable | meaning |
 //! | --- | --- |
 //! | `AWS_ENDPOINT` | base URL, e.g. `http://127.0.0.1:8333` (required) |
-//! | `S3_BUCKET` | bucket to use; it must exist (required) |
+//! | `S3_BUCKET` (or `AWS_BUCKET`) | bucket to use; it must exist (required) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` | credentials (required) |
 //! | `AWS_REGION` | signing region (default `us-east-1`) |
-//! | `AWS_ALLOW_HTTP` | `true` for a plain-HTTP endpoint (default `true`) |
+//! | `AWS_ALLOW_HTTP` | `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`); unset: allowed for an `http://` endpoint |
 //! | `TIERED_CACHE_S3_PID` | pid of the local server, for tests that stop or restart it (optional) |
 //! | `TIERED_CACHE_S3_STATE` | path of the xtask's `server.json` for that server (optional) |
+//!
+//! The `AWS_*` and bucket variables are read by `cache_l3_object::S3Env`, as everywhere else.
 //!
 //! A test starts with [`skip_unless_s3!`], which yields an [`S3Env`]. Without a server it
 //! prints why and returns early, so a plain `cargo test` stays green on a laptop; when `CI` is
@@ -38,10 +40,6 @@ pub(crate) const ENV_BUCKET: &str = "S3_BUCKET";
 pub(crate) const ENV_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
 /// Secret access key.
 pub(crate) const ENV_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-/// Signing region.
-pub(crate) const ENV_REGION: &str = "AWS_REGION";
-/// Whether plain HTTP is allowed.
-pub(crate) const ENV_ALLOW_HTTP: &str = "AWS_ALLOW_HTTP";
 /// Pid of the local server started by `cargo xtask s3 start` (absent for external servers).
 pub(crate) const ENV_SERVER_PID: &str = "TIERED_CACHE_S3_PID";
 /// Path of the xtask's state file for the local server (absent for external servers).
@@ -96,20 +94,15 @@ impl S3Env {
     /// # Errors
     /// A message naming the missing variables.
     pub(crate) fn from_env() -> Result<S3Env, String> {
+        let s3 = cache_l3_object::S3Env::from_env().map_err(|e| e.to_string())?;
         let var = |name: &str| env::var(name).ok().filter(|v| !v.is_empty());
-        let required = [ENV_ENDPOINT, ENV_BUCKET, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY];
-        let missing: Vec<&str> = required.into_iter().filter(|name| var(name).is_none()).collect();
-        if !missing.is_empty() {
-            return Err(format!("{} not set", missing.join(", ")));
-        }
-        let required = |name: &str| var(name).expect("checked above");
         Ok(S3Env {
-            endpoint: required(ENV_ENDPOINT),
-            bucket: required(ENV_BUCKET),
-            access_key_id: required(ENV_ACCESS_KEY_ID),
-            secret_access_key: required(ENV_SECRET_ACCESS_KEY),
-            region: var(ENV_REGION).unwrap_or_else(|| DEFAULT_REGION.to_owned()),
-            allow_http: var(ENV_ALLOW_HTTP).is_none_or(|v| is_true(&v)),
+            endpoint: s3.endpoint,
+            bucket: s3.bucket,
+            access_key_id: s3.access_key_id,
+            secret_access_key: s3.secret_access_key.expose().to_owned(),
+            region: s3.region,
+            allow_http: s3.allow_http,
             server_pid: var(ENV_SERVER_PID).and_then(|pid| pid.parse().ok()),
             server_state: var(ENV_SERVER_STATE).map(PathBuf::from),
         })
