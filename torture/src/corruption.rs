@@ -41,6 +41,9 @@ const DAMAGE_PER_TRIAL: usize = 6;
 const SEGMENT: u64 = 256 << 10;
 const BUDGET: u64 = 64 << 20;
 const NVME_SEGMENT_HEADER: usize = 64;
+/// Magic and length of an NVMe sync point (FORMAT.md).
+const NVME_SYNC_POINT_MAGIC: &[u8] = b"TCSP";
+const NVME_SYNC_POINT_LEN: usize = 32;
 
 /// What the reads of one trial found.
 #[derive(Debug, Default, Clone)]
@@ -444,7 +447,13 @@ fn nvme_records(dir: &Path) -> Result<Vec<SegRecord>> {
     for path in segs {
         let data = std::fs::read(&path)?;
         let mut at = NVME_SEGMENT_HEADER;
-        while let Ok(h) = RecordHeader::parse(data.get(at..).unwrap_or_default()) {
+        loop {
+            if data.get(at..at + 4) == Some(NVME_SYNC_POINT_MAGIC) {
+                // A sync point between records (segment format 2; FORMAT.md).
+                at += NVME_SYNC_POINT_LEN;
+                continue;
+            }
+            let Ok(h) = RecordHeader::parse(data.get(at..).unwrap_or_default()) else { break };
             let Some(len) = h.total_len().map(|l| l as usize) else { break };
             if at + len > data.len() {
                 break;
@@ -520,7 +529,9 @@ async fn nvme_trial(
     };
     let mut t = read_all(&tier, expected, &damaged).await;
     let report = tier.recovery_report();
-    t.counted += report.corrupt_records + report.bad_segments;
+    // Damage past the last sync point that survived it is taken for an interrupted write
+    // (torn): detected and reported all the same.
+    t.counted += report.corrupt_records + report.torn_records + report.bad_segments;
     tier.close().await?;
     Ok(t)
 }

@@ -23,7 +23,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::{
     builder::Durability,
     error::NvmeError,
-    format::{NsMarker, SEGMENT_HEADER_LEN, lsn},
+    format::{NsMarker, SEGMENT_HEADER_LEN, SYNC_POINT_LEN, SyncPoint, lsn},
     index::{MAX_SEGMENT_SPAN, Slot},
     namespace::NsLog,
     parts::Parts,
@@ -83,6 +83,9 @@ pub(crate) struct Writer {
     /// Open deleted the snapshot and the deletion is not yet synced: nothing may be written
     /// until it is.
     snapshot_unsynced: bool,
+    /// Segments this run wrote whose synced prefix may still grow, each with the end of the
+    /// prefix a sync point already names (see [`Writer::note_sync_points`]).
+    noted: Vec<(Arc<Segment>, u64)>,
 }
 
 impl Writer {
@@ -105,6 +108,7 @@ impl Writer {
             reaper: None,
             errors: Vec::new(),
             snapshot_unsynced,
+            noted: Vec::new(),
         }
     }
 
@@ -243,10 +247,17 @@ impl Writer {
         if let Err(e) = self.flush_staging() {
             tracing::error!(error = %e, "append failed");
         }
-        if need_sync && let Err(e) = self.sh.sync_all() {
-            let e: Error = e.into();
-            for slot in &mut self.errors {
-                slot.get_or_insert_with(|| e.clone());
+        if need_sync {
+            match self.sh.sync_all() {
+                // Name the synced prefix right away (a page-cache write; the next sync makes it
+                // durable), so a crash after the barrier finds it.
+                Ok(()) => self.write_sync_points(),
+                Err(e) => {
+                    let e: Error = e.into();
+                    for slot in &mut self.errors {
+                        slot.get_or_insert_with(|| e.clone());
+                    }
+                }
             }
         }
         if let Some(i) = close {
@@ -357,6 +368,7 @@ impl Writer {
         record: &Parts,
         who: Option<(usize, usize, u32)>,
     ) -> Result<(), NvmeError> {
+        self.note_sync_points();
         let len = record.len() as u64;
         if len > self.sh.segment_size - SEGMENT_HEADER_LEN as u64 {
             return self.append_dedicated(record, who);
@@ -416,6 +428,61 @@ impl Writer {
         }
     }
 
+    /// Stages a sync point for every segment whose synced prefix grew since a sync point last
+    /// named it, ahead of the next record, so recovery can tell the synced part of a segment
+    /// (where damage is bit rot, and the damaged key is dropped) from the part a power cut may
+    /// have left half written (where a torn record keeps the key's older version). A sync point
+    /// costs no `fdatasync` of its own: it is written with the next records and made durable by
+    /// the next sync. If the active segment has no room for them, the next segment gets them.
+    fn note_sync_points(&mut self) {
+        let Some((active_id, from, size)) =
+            self.active.as_ref().map(|a| (a.seg.id, a.write_off, a.seg.size))
+        else {
+            return;
+        };
+        let mut points = Vec::new();
+        for (seg, noted) in &self.noted {
+            let synced = seg.synced.load(Ordering::Acquire);
+            if synced > *noted {
+                points.push(SyncPoint { segment: seg.id, end: synced as u32 });
+            }
+        }
+        if !points.is_empty() {
+            if from + (points.len() * SYNC_POINT_LEN) as u64 > size {
+                return;
+            }
+            for p in &points {
+                self.stage(&p.encode(), &[], None, None);
+            }
+            for (seg, noted) in &mut self.noted {
+                if let Some(p) = points.iter().find(|p| p.segment == seg.id) {
+                    // When the named prefix ends where these sync points start, a later sync
+                    // that covers only them needs no sync point of its own.
+                    *noted = if seg.id == active_id && u64::from(p.end) == from {
+                        from + (points.len() * SYNC_POINT_LEN) as u64
+                    } else {
+                        u64::from(p.end)
+                    };
+                }
+            }
+        }
+        // Forget segments that will get nothing more to name: sealed and fully named, or gone.
+        let live = self.sh.segments.read();
+        self.noted.retain(|(seg, noted)| {
+            live.contains_key(&seg.id)
+                && (seg.id == active_id || *noted < seg.written.load(Ordering::Acquire))
+        });
+    }
+
+    /// Writes the sync points [`Writer::note_sync_points`] stages, now. A failure is logged
+    /// only: what the sync points would name is durable already.
+    fn write_sync_points(&mut self) {
+        self.note_sync_points();
+        if let Err(e) = self.flush_staging() {
+            tracing::warn!(error = %e, "cannot write a sync point");
+        }
+    }
+
     /// A record larger than a segment gets a segment of its own.
     fn append_dedicated(
         &mut self,
@@ -453,6 +520,7 @@ impl Writer {
             |(_, op)| matches!(op, IndexOp::Insert { shard: s, tag: t, .. } if *s == shard && *t == tag),
         );
         if force || staged_insert || self.sh.index.get(shard, tag).is_some() {
+            self.note_sync_points();
             // The tombstone is written without an index entry of its own.
             let len = tombstone.len() as u64;
             let fits = self.active.as_ref().is_some_and(|a| a.write_off + len <= a.seg.size);
@@ -538,6 +606,7 @@ impl Writer {
         self.next_segment += 1;
         let seg =
             Arc::new(Segment::create(&self.sh.dir, id, size, self.sh.clock.now().as_millis())?);
+        self.noted.push((seg.clone(), SEGMENT_HEADER_LEN as u64));
         {
             let mut segments = self.sh.segments.write();
             segments.insert(id, seg.clone());
@@ -578,7 +647,17 @@ impl Writer {
 
     /// Stops: on a clean close, syncs everything and writes the index snapshot.
     fn finish(&mut self, clean: bool) -> Result<(), NvmeError> {
-        let staged = self.flush_staging();
+        let mut staged = self.flush_staging();
+        if clean {
+            // Sync, then name what the sync covered (and sync that), so a scan after a lost
+            // snapshot knows every segment's synced end.
+            staged = staged.and_then(|()| self.sh.sync_all()).and_then(|()| {
+                self.write_sync_points();
+                self.sh.sync_all()
+            });
+        } else if staged.is_ok() {
+            self.write_sync_points();
+        }
         self.seal_active();
         self.stop_syncer();
         if let Some((tx, h)) = self.reaper.take() {
@@ -586,9 +665,7 @@ impl Writer {
             let _ = h.join();
         }
         let result = if clean {
-            staged
-                .and_then(|()| self.sh.sync_all())
-                .and_then(|()| crate::snapshot::write(&self.sh, u64::from(self.next_segment)))
+            staged.and_then(|()| crate::snapshot::write(&self.sh, u64::from(self.next_segment)))
         } else {
             staged
         };

@@ -8,10 +8,16 @@
 use cache_core::{HEADER_LEN, NamespaceId, RECORD_MAGIC, Record, RecordHeader, Verify};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// The on-disk format version of segments, snapshots and the namespace log. A build reads only
-/// files of its own version: a snapshot of another version is ignored (the segments are
-/// scanned), and segments of another version are refused at open with a clear error.
+/// The on-disk format version of snapshots and the namespace log. A build reads only files of
+/// its own version: a snapshot of another version is ignored (the segments are scanned), and a
+/// namespace log of another version is refused at open with a clear error.
 pub(crate) const FORMAT_VERSION: u16 = 1;
+/// The segment format version this build writes: version 2 adds sync points (see
+/// [`SyncPoint`]). Segments of version 1 are still read (with version 1's recovery rules);
+/// any other version is refused at open with a clear error.
+pub(crate) const SEGMENT_VERSION: u16 = 2;
+/// The first segment version, still read: no sync points.
+pub(crate) const SEGMENT_VERSION_1: u16 = 1;
 
 /// Magic of a segment file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"TCNVSEG\0";
@@ -73,6 +79,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// The header at the start of every segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The segment format version ([`SEGMENT_VERSION`] for segments this build creates).
+    pub(crate) version: u16,
     /// The segment id (also its name and its place in the log order).
     pub(crate) id: u32,
     /// The size the file was created with, header included.
@@ -86,7 +94,7 @@ impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&self.version.to_le_bytes());
         b[10..12].copy_from_slice(&(SEGMENT_HEADER_LEN as u16).to_le_bytes());
         // 12..16: flags, zero.
         b[16..24].copy_from_slice(&u64::from(self.id).to_le_bytes());
@@ -109,7 +117,8 @@ impl SegmentHeader {
         if xxh3_64(&b[..56]) != u64_at(b, 56) {
             return Err("segment header checksum mismatch");
         }
-        if u16_at(b, 8) != FORMAT_VERSION {
+        let version = u16_at(b, 8);
+        if version != SEGMENT_VERSION && version != SEGMENT_VERSION_1 {
             return Err("unsupported segment format version");
         }
         if usize::from(u16_at(b, 10)) != SEGMENT_HEADER_LEN || u32_at(b, 12) != 0 {
@@ -120,7 +129,55 @@ impl SegmentHeader {
         if size < SEGMENT_HEADER_LEN as u64 || size > u64::from(u32::MAX) {
             return Err("segment size out of range");
         }
-        Ok(SegmentHeader { id, size, created_at_ms: u64_at(b, 32) })
+        Ok(SegmentHeader { version, id, size, created_at_ms: u64_at(b, 32) })
+    }
+}
+
+/// Magic of a sync point.
+pub(crate) const SYNC_POINT_MAGIC: [u8; 4] = *b"TCSP";
+/// Length of a sync point.
+pub(crate) const SYNC_POINT_LEN: usize = 32;
+
+/// A sync point (segment version 2): written by the writer after a completed `fdatasync` of
+/// `segment`, it says that every byte of that segment below `end` was durable when it was
+/// written. It is appended between records (in any segment, usually the active one) and is
+/// itself durable only after the next sync; recovery takes, per segment, the largest `end`
+/// any valid sync point names. A corrupt record below that end is damage of synced data (its
+/// key is dropped); one above it may be a write a power cut interrupted (its key keeps the
+/// older version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyncPoint {
+    /// The segment whose prefix was synced.
+    pub(crate) segment: u32,
+    /// The end of the synced prefix (a byte offset in that segment).
+    pub(crate) end: u32,
+}
+
+impl SyncPoint {
+    /// Encodes the 32-byte sync point.
+    pub(crate) fn encode(&self) -> [u8; SYNC_POINT_LEN] {
+        let mut b = [0u8; SYNC_POINT_LEN];
+        b[0..4].copy_from_slice(&SYNC_POINT_MAGIC);
+        // 4..8: reserved, zero.
+        b[8..16].copy_from_slice(&u64::from(self.segment).to_le_bytes());
+        b[16..24].copy_from_slice(&u64::from(self.end).to_le_bytes());
+        let sum = xxh3_64(&b[..24]);
+        b[24..32].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates a sync point at the start of `b`.
+    pub(crate) fn decode(b: &[u8]) -> Option<SyncPoint> {
+        if b.len() < SYNC_POINT_LEN
+            || b[0..4] != SYNC_POINT_MAGIC
+            || u32_at(b, 4) != 0
+            || xxh3_64(&b[..24]) != u64_at(b, 24)
+        {
+            return None;
+        }
+        let segment = u32::try_from(u64_at(b, 8)).ok()?;
+        let end = u32::try_from(u64_at(b, 16)).ok()?;
+        (end as usize >= SEGMENT_HEADER_LEN).then_some(SyncPoint { segment, end })
     }
 }
 
@@ -138,9 +195,27 @@ pub(crate) enum ScanItem {
         /// The record length the header claims.
         len: u64,
     },
+    /// A valid sync point (segment version 2 only; [`scan_item`] returns it).
+    SyncPoint(SyncPoint),
     /// No record header here: zeros (the end of the written part), a torn tail or a garbled
     /// header; [`resync`] tells which and where the scan may go on.
     End,
+}
+
+/// Reads the item at `offset` of a segment of format `version`: a sync point (version 2), or
+/// what [`scan_at`] finds.
+pub(crate) fn scan_item(
+    data: &bytes::Bytes,
+    offset: usize,
+    verify: Verify,
+    version: u16,
+) -> ScanItem {
+    if version >= SEGMENT_VERSION
+        && let Some(sp) = data.get(offset..).and_then(SyncPoint::decode)
+    {
+        return ScanItem::SyncPoint(sp);
+    }
+    scan_at(data, offset, verify)
 }
 
 /// Reads the item at `offset` of `data` (the segment's bytes, header included).
@@ -172,22 +247,26 @@ pub(crate) enum Resync {
     GarbageToEnd,
 }
 
-/// Decides how a scan goes on at `offset`, where [`scan_at`] returned [`ScanItem::End`]: the
-/// end of the written part if the bytes there are zeros, otherwise the next offset where a whole
-/// record validates (magic, header, bounds and checksum). Records are packed back to back, so
-/// every byte offset is a candidate.
-pub(crate) fn resync(data: &bytes::Bytes, offset: usize) -> Resync {
+/// Decides how a scan goes on at `offset` of a segment of format `version`, where
+/// [`scan_item`] returned [`ScanItem::End`]: the end of the written part if the bytes there are
+/// zeros, otherwise the next offset where a whole record validates (magic, header, bounds and
+/// checksum) or, in version 2, a sync point validates. Items are packed back to back, so every
+/// byte offset is a candidate.
+pub(crate) fn resync(data: &bytes::Bytes, offset: usize, version: u16) -> Resync {
     let Some(window) = data.get(offset..offset + HEADER_LEN) else { return Resync::End };
     if window.iter().all(|b| *b == 0) {
         return Resync::End;
     }
+    let sync_points = version >= SEGMENT_VERSION;
+    let candidate = |w: &[u8]| w == RECORD_MAGIC || (sync_points && w == SYNC_POINT_MAGIC);
     let mut from = offset + 1;
-    while let Some(found) = data
-        .get(from..)
-        .and_then(|rest| rest.windows(RECORD_MAGIC.len()).position(|w| w == RECORD_MAGIC))
+    while let Some(found) =
+        data.get(from..).and_then(|rest| rest.windows(RECORD_MAGIC.len()).position(candidate))
     {
         let at = from + found;
-        if let ScanItem::Record { .. } = scan_at(data, at, Verify::Checksum) {
+        if let ScanItem::Record { .. } | ScanItem::SyncPoint(_) =
+            scan_item(data, at, Verify::Checksum, version)
+        {
             return Resync::Skip(at);
         }
         from = at + 1;
@@ -195,28 +274,40 @@ pub(crate) fn resync(data: &bytes::Bytes, offset: usize) -> Resync {
     Resync::GarbageToEnd
 }
 
-/// Decodes every record of a segment image, stopping where [`scan_at`] says the log ends.
-/// Used by tests and the fuzz target; recovery uses [`scan_at`] directly.
+/// Decodes every record of a segment image, stopping where [`scan_item`] says the log ends.
+/// Used by tests and the fuzz target; recovery uses [`scan_item`] directly.
 pub(crate) fn scan_segment(data: &bytes::Bytes) -> Result<(SegmentHeader, Vec<Record>), String> {
+    scan_segment_items(data).map(|(h, records, _)| (h, records))
+}
+
+/// [`scan_segment`], also returning the sync points found.
+pub(crate) fn scan_segment_items(
+    data: &bytes::Bytes,
+) -> Result<(SegmentHeader, Vec<Record>, Vec<SyncPoint>), String> {
     let header = SegmentHeader::decode(data).map_err(str::to_owned)?;
     let end = usize::try_from(header.size).unwrap_or(usize::MAX).min(data.len());
     let data = data.slice(..end);
     let mut out = Vec::new();
+    let mut points = Vec::new();
     let mut at = SEGMENT_HEADER_LEN;
     loop {
-        match scan_at(&data, at, Verify::Checksum) {
+        match scan_item(&data, at, Verify::Checksum, header.version) {
             ScanItem::Record { record } => {
                 at += record.as_bytes().len();
                 out.push(record);
             }
+            ScanItem::SyncPoint(sp) => {
+                at += SYNC_POINT_LEN;
+                points.push(sp);
+            }
             ScanItem::Corrupt { len } => at += len as usize,
-            ScanItem::End => match resync(&data, at) {
+            ScanItem::End => match resync(&data, at, header.version) {
                 Resync::Skip(next) => at = next,
                 Resync::End | Resync::GarbageToEnd => break,
             },
         }
     }
-    Ok((header, out))
+    Ok((header, out, points))
 }
 
 /// One namespace-clear marker: records of `namespace` at positions below `lsn` are absent.

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use crate::format::{SegmentHeader, Snapshot, decode_nslog, scan_segment};
+use crate::format::{SEGMENT_VERSION, SegmentHeader, Snapshot, decode_nslog, scan_segment};
 
 /// Decodes `data` as a whole segment image; returns the number of valid records found.
 pub fn decode_segment(data: &[u8]) -> Option<usize> {
@@ -35,7 +35,8 @@ pub fn decode_namespace_log(data: &[u8]) -> Option<usize> {
 
 /// A valid segment image holding `records` (encoded records), for seeding fuzzers.
 pub fn segment_image(id: u32, size: u64, records: &[Bytes]) -> Vec<u8> {
-    let mut out = SegmentHeader { id, size, created_at_ms: 0 }.encode().to_vec();
+    let mut out =
+        SegmentHeader { version: SEGMENT_VERSION, id, size, created_at_ms: 0 }.encode().to_vec();
     for r in records {
         out.extend_from_slice(r);
     }

@@ -35,8 +35,8 @@ use crate::{
     error::{NvmeError, TIER, io_err},
     flush::Writer,
     format::{
-        LOCK_FILE, Resync, SEGMENT_HEADER_LEN, ScanItem, lsn, parse_segment_file_name, resync,
-        scan_at,
+        LOCK_FILE, Resync, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SYNC_POINT_LEN, ScanItem, lsn,
+        parse_segment_file_name, resync, scan_item,
     },
     index::{HIT_BIT, Index, MAX_RECORD_LEN, Slot, locate},
     namespace::NsLog,
@@ -187,7 +187,24 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     Ok(NvmeTier { shared, writer: Mutex::new(Some(writer)) })
 }
 
+/// A corrupt record or garbled header met in a segment of version 2, judged once every sync
+/// point is known.
+struct Suspect {
+    segment: u32,
+    offset: usize,
+    /// The key the record names (shard, tag), if its header, namespace and key parse.
+    key: Option<(usize, u32)>,
+}
+
 /// Rebuilds the index from the segments.
+///
+/// Segments of version 1 follow version 1's rule: a corrupt record drops its key unless no
+/// valid record follows it in its segment (a torn tail). Segments of version 2 carry sync
+/// points, so damage is judged by where it is: below the synced end of its segment (the
+/// largest end any sync point names) it is damage of synced data, counted, and the key is
+/// dropped unless a later record of it was found; above it, it is a write a power cut or a
+/// crash interrupted, which no barrier acknowledged, so the key keeps its older version and
+/// the scan goes on (a disk may have written back later sectors of the same unsynced batch).
 fn scan(
     segments: &BTreeMap<u32, Arc<Segment>>,
     markers: &HashMap<cache_core::NamespaceId, u64>,
@@ -205,11 +222,14 @@ fn scan(
         namespaces.insert(name.into(), ns.clone());
         Some(ns)
     };
+    let mut synced: HashMap<u32, u32> = HashMap::new();
+    let mut suspects: Vec<Suspect> = Vec::new();
     for seg in segments.values() {
         let data = &seg.data;
+        let v2 = seg.version >= SEGMENT_VERSION;
         let mut at = SEGMENT_HEADER_LEN;
         loop {
-            match scan_at(data, at, Verify::Checksum) {
+            match scan_item(data, at, Verify::Checksum, seg.version) {
                 ScanItem::Record { record } => {
                     let len = record.as_bytes().len();
                     if len as u64 > u64::from(MAX_RECORD_LEN) || at as u64 >= u64::from(HIT_BIT) {
@@ -229,9 +249,20 @@ fn scan(
                     }
                     at += len;
                 }
+                ScanItem::SyncPoint(sp) => {
+                    let end = synced.entry(sp.segment).or_insert(0);
+                    *end = (*end).max(sp.end);
+                    at += SYNC_POINT_LEN;
+                }
                 ScanItem::Corrupt { len } => {
                     let next = at.saturating_add(len as usize);
-                    if nothing_valid_after(data, next) {
+                    if v2 {
+                        let key = named_key(data, at, &mut ns_of);
+                        suspects.push(Suspect { segment: seg.id, offset: at, key });
+                        at = next;
+                        continue;
+                    }
+                    if nothing_valid_after(data, next, seg.version) {
                         // A torn tail: the write a crash interrupted, never acknowledged by a
                         // barrier. The key keeps the version it had before (a later scan sees
                         // the same tail: the writer never appends to a recovered segment).
@@ -239,28 +270,59 @@ fn scan(
                         break;
                     }
                     report.corrupt_records += 1;
-                    forget_named_key(data, at, &mut ns_of, index);
+                    if let Some((shard, tag)) = named_key(data, at, &mut ns_of) {
+                        index.remove(shard, tag);
+                    }
                     at = next;
                 }
-                ScanItem::End => match resync(data, at) {
+                ScanItem::End => match resync(data, at, seg.version) {
                     Resync::End => break,
                     Resync::Skip(next) => {
                         // A garbled header: only this record is lost (its key is unknown, so
                         // an older version of it may come back; see FORMAT.md).
-                        report.corrupt_records += 1;
-                        tracing::warn!(
-                            segment = seg.id,
-                            offset = at,
-                            resumed_at = next,
-                            "skipped a garbled record"
-                        );
+                        if v2 {
+                            suspects.push(Suspect { segment: seg.id, offset: at, key: None });
+                        } else {
+                            report.corrupt_records += 1;
+                            tracing::warn!(
+                                segment = seg.id,
+                                offset = at,
+                                resumed_at = next,
+                                "skipped a garbled record"
+                            );
+                        }
                         at = next;
                     }
                     Resync::GarbageToEnd => {
-                        report.corrupt_records += 1;
+                        if v2 {
+                            suspects.push(Suspect { segment: seg.id, offset: at, key: None });
+                        } else {
+                            report.corrupt_records += 1;
+                        }
                         break;
                     }
                 },
+            }
+        }
+    }
+    for s in suspects {
+        let synced_end = synced.get(&s.segment).copied().unwrap_or(0) as usize;
+        if s.offset >= synced_end {
+            // Above every sync point of its segment: an interrupted, unacknowledged write.
+            report.torn_records += 1;
+            tracing::debug!(segment = s.segment, offset = s.offset, "torn unsynced record");
+            continue;
+        }
+        report.corrupt_records += 1;
+        tracing::warn!(segment = s.segment, offset = s.offset, "skipped a corrupt synced record");
+        if let Some((shard, tag)) = s.key {
+            // The damaged record may have been the key's newest version: drop what an earlier
+            // record established, keep what a later one did.
+            let pos = lsn(s.segment, s.offset as u32);
+            if let Some(slot) = index.get(shard, tag)
+                && slot.lsn() < pos
+            {
+                index.remove(shard, tag);
             }
         }
     }
@@ -268,38 +330,32 @@ fn scan(
 
 /// Whether no valid record follows `from` in a segment's `data`: a corrupt record before such a
 /// position is the torn end of what was written, not damage in the middle of the log.
-fn nothing_valid_after(data: &Bytes, mut from: usize) -> bool {
+fn nothing_valid_after(data: &Bytes, mut from: usize, version: u16) -> bool {
     loop {
         if from >= data.len() {
             return true;
         }
-        match scan_at(data, from, Verify::Checksum) {
-            ScanItem::Record { .. } => return false,
+        match scan_item(data, from, Verify::Checksum, version) {
+            ScanItem::Record { .. } | ScanItem::SyncPoint(_) => return false,
             ScanItem::Corrupt { len } => from = from.saturating_add((len as usize).max(1)),
-            ScanItem::End => return !matches!(resync(data, from), Resync::Skip(_)),
+            ScanItem::End => return !matches!(resync(data, from, version), Resync::Skip(_)),
         }
     }
 }
 
-/// Drops the key a corrupt record names, if its namespace and key still parse.
-fn forget_named_key(
+/// The index place (shard, tag) of the key a corrupt record names, if its namespace and key
+/// still parse.
+fn named_key(
     data: &Bytes,
     at: usize,
     ns_of: &mut impl FnMut(&str) -> Option<Namespace>,
-    index: &Index,
-) {
-    let Ok(h) = RecordHeader::parse(&data[at..]) else { return };
-    let ns_start = at + HEADER_LEN + h.meta_len as usize;
-    let key_start = ns_start + h.namespace_len as usize;
-    let key_end = key_start + h.key_len as usize;
-    let Some(name) = data.get(ns_start..key_start).and_then(|b| std::str::from_utf8(b).ok()) else {
-        return;
-    };
-    let Some(key_bytes) = data.get(key_start..key_end) else { return };
-    if let Some(ns) = ns_of(name)
-        && let Ok(key) = ns.key(Bytes::copy_from_slice(key_bytes))
-    {
-        let (shard, tag) = locate(key.hash());
-        index.remove(shard, tag);
-    }
+) -> Option<(usize, u32)> {
+    let h = RecordHeader::parse(data.get(at..)?).ok()?;
+    let ns_start = at.checked_add(HEADER_LEN)?.checked_add(h.meta_len as usize)?;
+    let key_start = ns_start.checked_add(h.namespace_len as usize)?;
+    let key_end = key_start.checked_add(h.key_len as usize)?;
+    let name = data.get(ns_start..key_start).and_then(|b| std::str::from_utf8(b).ok())?;
+    let key_bytes = data.get(key_start..key_end)?;
+    let key = ns_of(name)?.key(Bytes::copy_from_slice(key_bytes)).ok()?;
+    Some(locate(key.hash()))
 }

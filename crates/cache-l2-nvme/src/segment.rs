@@ -11,7 +11,7 @@ use std::{
     fs::{File, OpenOptions},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use memmap2::{Mmap, MmapOptions};
 
 use crate::{
     error::{NvmeError, io_err},
-    format::{SEGMENT_HEADER_LEN, SegmentHeader, segment_file_name},
+    format::{SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, segment_file_name},
     io,
 };
 
@@ -38,6 +38,12 @@ pub(crate) struct Segment {
     pub(crate) data: Bytes,
     /// Written since the last sync.
     pub(crate) dirty: AtomicBool,
+    /// Its format version (sync points from version 2 on).
+    pub(crate) version: u16,
+    /// The end of the bytes written so far (writes are appends at increasing offsets).
+    pub(crate) written: AtomicU64,
+    /// The end of the prefix a completed `fdatasync` made durable (in this run).
+    pub(crate) synced: AtomicU64,
 }
 
 /// Maps `len` bytes of `file`.
@@ -71,13 +77,23 @@ impl Segment {
         let result = (|| {
             io::allocate(&file, &path, size)
                 .map_err(|e| io_err("preallocate segment", &path, e))?;
-            let header = SegmentHeader { id, size, created_at_ms };
+            let header = SegmentHeader { version: SEGMENT_VERSION, id, size, created_at_ms };
             io::write_at(&file, &path, &header.encode(), 0)
                 .map_err(|e| io_err("write segment header", &path, e))?;
             map(&file, size, &path)
         })();
         match result {
-            Ok(data) => Ok(Segment { id, size, path, file, data, dirty: AtomicBool::new(true) }),
+            Ok(data) => Ok(Segment {
+                id,
+                size,
+                path,
+                file,
+                data,
+                dirty: AtomicBool::new(true),
+                version: SEGMENT_VERSION,
+                written: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
+                synced: AtomicU64::new(0),
+            }),
             Err(e) => {
                 // Nothing was published from it: remove the half-made file.
                 drop(file);
@@ -117,6 +133,10 @@ impl Segment {
             file,
             data,
             dirty: AtomicBool::new(false),
+            version: header.version,
+            // Never written in this run: the writer does not append to a recovered segment.
+            written: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
         })
     }
 
@@ -124,7 +144,7 @@ impl Segment {
     pub(crate) fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), NvmeError> {
         io::write_at(&self.file, &self.path, bytes, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
-        self.dirty.store(true, Ordering::Release);
+        self.wrote(offset + bytes.len() as u64);
         Ok(())
     }
 
@@ -138,17 +158,27 @@ impl Segment {
     ) -> Result<(), NvmeError> {
         io::write_parts_at(&self.file, &self.path, head, value, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
-        self.dirty.store(true, Ordering::Release);
+        self.wrote(offset + (head.len() + value.len()) as u64);
         Ok(())
     }
 
-    /// `fdatasync` if anything was written since the last sync.
+    /// Notes a completed write ending at `end`: first the end, then the dirty flag, so a sync
+    /// that sees the flag also sees the end (and covers it: the write returned before).
+    fn wrote(&self, end: u64) {
+        self.written.fetch_max(end, Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// `fdatasync` if anything was written since the last sync; on success, every write that
+    /// had returned when the sync started is durable, which [`Segment::synced`] records.
     pub(crate) fn sync_if_dirty(&self) -> Result<(), NvmeError> {
-        if self.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = io::sync_data(&self.file, &self.path)
-        {
-            self.dirty.store(true, Ordering::Release);
-            return Err(io_err("sync segment", &self.path, e));
+        if self.dirty.swap(false, Ordering::AcqRel) {
+            let end = self.written.load(Ordering::Acquire);
+            if let Err(e) = io::sync_data(&self.file, &self.path) {
+                self.dirty.store(true, Ordering::Release);
+                return Err(io_err("sync segment", &self.path, e));
+            }
+            self.synced.fetch_max(end, Ordering::Release);
         }
         Ok(())
     }

@@ -87,6 +87,10 @@ pub struct RecoveryReport {
     pub entries: u64,
     /// Records the scan found corrupt (skipped).
     pub corrupt_records: u64,
+    /// Damaged records the scan found past the last sync point of their segment: writes a
+    /// crash or power cut interrupted before any barrier acknowledged them (skipped, not
+    /// counted as corrupt; the key keeps its older version).
+    pub torn_records: u64,
     /// Segment files that did not validate and were removed.
     pub bad_segments: u64,
     /// Wall time of the recovery, microseconds.

@@ -9,7 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{Entry, ErrorKind, Key, Tier, testkit::block_on};
-use cache_l2_nvme::{NvmeTier, NvmeTierBuilder};
+use cache_l2_nvme::{Durability, NvmeTier, NvmeTierBuilder};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const MIB: u64 = 1 << 20;
@@ -108,9 +108,10 @@ fn corruption_while_open_is_a_counted_miss() {
         tier.flush().await.unwrap();
         let seg = &segments(dir.path())[0];
         let f = OpenOptions::new().write(true).open(seg).unwrap();
-        // The value is the record's tail: flip a byte inside it.
+        // The value is the record's tail: flip its last byte (a sync point follows it).
         let data = std::fs::read(seg).unwrap();
-        let last = data.iter().rposition(|&b| b != 0).unwrap();
+        let v = value(1);
+        let last = data.windows(v.len()).position(|w| w == v).unwrap() + v.len() - 1;
         f.write_all_at(&[data[last] ^ 0xff], last as u64).unwrap();
         assert!(tier.get(&k).await.unwrap().is_none());
         assert_eq!(tier.stats().corrupted, 1);
@@ -231,33 +232,51 @@ fn a_snapshot_entry_outside_its_segment_falls_back_to_the_scan() {
     });
 }
 
+/// Opens with durability none: syncs happen at barriers only, so a test knows which bytes a
+/// sync covered (and which sync points were written).
+async fn open_unsynced(dir: &Path) -> NvmeTier {
+    NvmeTierBuilder::new(dir, 64 * MIB)
+        .segment_size(MIB)
+        .durability(Durability::None)
+        .open()
+        .await
+        .expect("open")
+}
+
+/// The offset of the last record in `data` whose key is `key-{i}` (its header, then the
+/// rkyv metadata, the namespace and the key).
+fn record_of(data: &[u8], i: u32) -> usize {
+    let name = format!("corruptkey-{i}");
+    let at = data.windows(name.len()).rposition(|w| w == name.as_bytes()).unwrap();
+    data[..at].windows(4).rposition(|w| w == b"TCRD").unwrap()
+}
+
 /// Regression (found by the crash campaign): a crash that tears an overwrite — header and key
 /// on disk, the end of the value not — must leave the older, acknowledged version readable, on
-/// this and on every later reopen, while the same damage followed by valid records (mid-log)
-/// drops the key.
+/// this and on every later reopen.
 #[test]
 fn a_torn_overwrite_at_the_tail_keeps_the_acknowledged_version() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let tier = open(dir.path()).await;
+        let tier = open_unsynced(dir.path()).await;
         let k = key(7);
         assert!(tier.put(k.clone(), Entry::new(value(1))).await.unwrap().is_stored());
         tier.flush().await.unwrap();
         let newer = Bytes::from(vec![0xAB; 3000]);
         assert!(tier.put(k.clone(), Entry::new(newer)).await.unwrap().is_stored());
-        tier.flush().await.unwrap();
-        drop(tier); // no close: no snapshot, the next open scans
+        drop(tier); // written, never synced; no close: no snapshot, the next open scans
         // Tear the newer record: zero the second half of its value, as a killed write leaves it.
         let seg = segments(dir.path()).pop().unwrap();
         let data = std::fs::read(&seg).unwrap();
-        let at = data.windows(4).rposition(|w| w == b"TCRD").unwrap();
-        let tail = data[at..].windows(64).position(|w| w.iter().all(|b| *b == 0)).unwrap() + at;
+        let at = record_of(&data, 7);
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
-        f.write_all_at(&vec![0u8; 1500], (tail - 1500) as u64).unwrap();
+        f.write_all_at(&vec![0u8; 1500], (at + 40 + 3000 - 1500) as u64).unwrap();
         drop(f);
         for reopen in 0..2 {
-            let tier = open(dir.path()).await;
-            assert!(!tier.recovery_report().from_snapshot);
+            let tier = open_unsynced(dir.path()).await;
+            let report = tier.recovery_report();
+            assert!(!report.from_snapshot);
+            assert_eq!((report.torn_records, report.corrupt_records), (1, 0), "reopen {reopen}");
             let got = tier.get(&k).await.unwrap().map(|e| e.value);
             assert_eq!(got, Some(value(1)), "reopen {reopen}: the acknowledged version");
             // Other writes after the recovery go to a new segment and leave the tail alone.
@@ -266,5 +285,67 @@ fn a_torn_overwrite_at_the_tail_keeps_the_acknowledged_version() {
             drop(tier);
             let _ = std::fs::remove_file(dir.path().join("index.snap"));
         }
+    });
+}
+
+/// Regression (found by the power-loss campaign): a disk that writes back an unsynced batch
+/// out of order can leave an overwrite torn with a later record of the same batch whole behind
+/// it. The torn record is past the last sync point, so it is an interrupted write: the key
+/// keeps its acknowledged version (before segment version 2 and its sync points, the scan took
+/// the damage for bit rot, because a valid record followed, and dropped the key).
+#[test]
+fn a_torn_overwrite_before_a_whole_unsynced_record_keeps_the_acknowledged_version() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open_unsynced(dir.path()).await;
+        assert!(tier.put(key(7), Entry::new(value(1))).await.unwrap().is_stored());
+        tier.flush().await.unwrap();
+        let newer = Bytes::from(vec![0xAB; 3000]);
+        assert!(tier.put(key(7), Entry::new(newer)).await.unwrap().is_stored());
+        assert!(tier.put(key(9), Entry::new(value(9))).await.unwrap().is_stored());
+        drop(tier);
+        let seg = segments(dir.path()).pop().unwrap();
+        let data = std::fs::read(&seg).unwrap();
+        let at = record_of(&data, 7);
+        assert!(record_of(&data, 9) > at, "the later record follows the torn one");
+        // One 512-byte sector in the middle of the newer value never reached the disk.
+        let sector = (at + 1024).next_multiple_of(512);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0u8; 512], sector as u64).unwrap();
+        drop(f);
+        let tier = open_unsynced(dir.path()).await;
+        let got = tier.get(&key(7)).await.unwrap().map(|e| e.value);
+        assert_eq!(got, Some(value(1)), "the acknowledged version");
+        assert_eq!(tier.get(&key(9)).await.unwrap().map(|e| e.value), Some(value(9)));
+        let report = tier.recovery_report();
+        assert_eq!((report.torn_records, report.corrupt_records), (1, 0));
+        assert_eq!(tier.stats().corrupted, 0);
+    });
+}
+
+/// The other side of the sync point: the same damage to an overwrite a barrier covered is
+/// damage of durable data, so the key is dropped (its older version must not come back in
+/// place of the newest) and the damage is counted.
+#[test]
+fn a_damaged_synced_overwrite_drops_the_key() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = open_unsynced(dir.path()).await;
+        assert!(tier.put(key(7), Entry::new(value(1))).await.unwrap().is_stored());
+        tier.flush().await.unwrap();
+        let newer = Bytes::from(vec![0xAB; 3000]);
+        assert!(tier.put(key(7), Entry::new(newer)).await.unwrap().is_stored());
+        tier.flush().await.unwrap();
+        drop(tier);
+        let seg = segments(dir.path()).pop().unwrap();
+        let data = std::fs::read(&seg).unwrap();
+        let at = record_of(&data, 7);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0x55], (at + 2000) as u64).unwrap();
+        drop(f);
+        let tier = open_unsynced(dir.path()).await;
+        let report = tier.recovery_report();
+        assert_eq!((report.torn_records, report.corrupt_records), (0, 1));
+        assert_eq!(tier.get(&key(7)).await.unwrap(), None, "not the older version");
     });
 }

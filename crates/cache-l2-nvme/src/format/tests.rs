@@ -6,7 +6,7 @@ use crate::format::*;
 
 #[test]
 fn segment_header_round_trips_and_rejects_damage() {
-    let h = SegmentHeader { id: 7, size: 1 << 20, created_at_ms: 42 };
+    let h = SegmentHeader { version: SEGMENT_VERSION, id: 7, size: 1 << 20, created_at_ms: 42 };
     let b = h.encode();
     assert_eq!(SegmentHeader::decode(&b), Ok(h));
     for i in 0..b.len() {
@@ -31,7 +31,9 @@ fn scan_stops_at_zeros_and_skips_corrupt_payloads() {
     let k = Key::new("ns", "k").unwrap();
     let r1 = Record::encode(&k, &Entry::new("one"));
     let r2 = Record::encode(&k, &Entry::new("two"));
-    let mut img = SegmentHeader { id: 1, size: 4096, created_at_ms: 0 }.encode().to_vec();
+    let mut img = SegmentHeader { version: SEGMENT_VERSION, id: 1, size: 4096, created_at_ms: 0 }
+        .encode()
+        .to_vec();
     img.extend_from_slice(&r1);
     let at2 = img.len();
     img.extend_from_slice(&r2);
