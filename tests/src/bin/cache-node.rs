@@ -22,7 +22,7 @@
 //! | `fence K` | `fence VERSION`: the lowest version of K this node may serve |
 //! | `remove K` / `clear` | `ok` |
 //! | `quiesce` | `ok` once promotions and demotions are written |
-//! | `hammer K TAG N` | `N` puts of `TAG-0` … `TAG-{N-1}` to K, each followed by a get that must not return an older version than the put's; `done VERSION VALUE` of the last put, or `error …` |
+//! | `hammer K TAG N` | `N` puts of `TAG-0` … `TAG-{N-1}` to K, each followed by three gets that must not return an older version than the put's; `done VERSION VALUE` of the last put, or `error …` |
 //! | `stats` | `stats applied=… resyncs=… subscriptions=… refused=… unpublished=… republished=…` |
 //! | `quit` | exits |
 //!
@@ -163,10 +163,16 @@ async fn run(
                 let put =
                     node.put_report(k.clone(), Entry::new(value.clone().into_bytes())).await?;
                 let version = put.version;
-                if let Some(seen) = node.get(&k).await? {
-                    let v = seen.meta.version.unwrap_or(0);
-                    if v < version {
-                        return Err(format!("served version {v} after putting {version}").into());
+                // Reads between the writes fill this node's local tiers from the shared ones
+                // while other nodes' messages arrive: the race the fences are for.
+                for _ in 0..3 {
+                    if let Some(seen) = node.get(&k).await? {
+                        let v = seen.meta.version.unwrap_or(0);
+                        if v < version {
+                            return Err(
+                                format!("served version {v} after putting {version}").into()
+                            );
+                        }
                     }
                 }
                 last = (version, value);
