@@ -21,8 +21,13 @@ mod outage;
 mod power;
 mod report;
 mod secrets;
+mod soak;
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
@@ -40,10 +45,17 @@ enum Campaign {
     Fuzz,
     Hostile,
     Secrets,
+    Soak,
 }
 
 impl Campaign {
-    const ALL: [Campaign; 8] = [
+    /// What runs without `--only`: everything; the soak only in the quick form (its 2-minute
+    /// run), since its full form takes an hour of its own (`--only soak`).
+    fn default_set(quick: bool) -> Vec<Campaign> {
+        Campaign::ALL.into_iter().filter(|c| quick || *c != Campaign::Soak).collect()
+    }
+
+    const ALL: [Campaign; 9] = [
         Campaign::Crash,
         Campaign::Power,
         Campaign::Corruption,
@@ -52,6 +64,7 @@ impl Campaign {
         Campaign::Fuzz,
         Campaign::Hostile,
         Campaign::Secrets,
+        Campaign::Soak,
     ];
 
     fn run(self, ctx: &Ctx) -> Result<Section> {
@@ -64,6 +77,7 @@ impl Campaign {
             Campaign::Fuzz => fuzz::run(ctx),
             Campaign::Hostile => hostile::run(ctx),
             Campaign::Secrets => secrets::run(ctx),
+            Campaign::Soak => soak::run(ctx),
         }
     }
 }
@@ -87,6 +101,9 @@ struct Args {
     /// Scratch directory for tier directories (default: a fresh temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Length of the soak in seconds (default: 120 in the quick form, 3600 in the full one).
+    #[arg(long)]
+    soak_secs: Option<u64>,
 }
 
 /// What every campaign gets.
@@ -100,6 +117,10 @@ pub(crate) struct Ctx {
     pub(crate) work_dir: PathBuf,
     /// This binary, for campaigns that run a child process.
     pub(crate) exe: PathBuf,
+    /// The soak's length, if given (`--soak-secs`).
+    pub(crate) soak: Option<std::time::Duration>,
+    /// The report's directory (of `--out`), where campaigns put extra files (the soak's plot).
+    pub(crate) out_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -157,8 +178,11 @@ fn run(args: Args) -> Result<bool> {
         seed,
         work_dir: scratch.path().to_path_buf(),
         exe: std::env::current_exe()?,
+        soak: args.soak_secs.map(std::time::Duration::from_secs),
+        out_dir: args.out.as_ref().and_then(|o| o.parent()).map(Path::to_path_buf),
     };
-    let campaigns = if args.only.is_empty() { Campaign::ALL.to_vec() } else { args.only };
+    let campaigns =
+        if args.only.is_empty() { Campaign::default_set(args.quick) } else { args.only };
     let mut report = Report::new(args.quick, seed);
     eprintln!("cache-torture: {} form, seed {seed}", if args.quick { "quick" } else { "full" });
     for campaign in campaigns {

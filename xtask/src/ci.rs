@@ -29,8 +29,9 @@
 //!    an install hint when cargo-deny is not installed. Advisories are not checked: their
 //!    database is a git repository that cannot be fetched here (only the package registries
 //!    are reachable); run `cargo deny check advisories` where it can be
-//! 9. `torture`: `cargo xtask torture --quick`, the short form of the reliability campaigns, in
-//!    the dev profile the `nextest` step built, with the same S3 server
+//! 9. `torture`: `cargo xtask torture --quick`, the short form of the reliability campaigns
+//!    (the soak's 2-minute form included), in the dev profile the `nextest` step built, with the
+//!    same S3 server
 //! 10. `bench-smoke`: see [`bench_smoke`]
 //!
 //! `--fast` skips `clippy`, `doc`, `features`, `deny` and `bench-smoke`, keeping the steps that

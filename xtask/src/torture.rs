@@ -1,10 +1,12 @@
 //! `cargo xtask torture [--quick] [-- ARGS]`: the reliability campaigns of `cache-torture`.
 //!
 //! The quick form runs in `cargo xtask ci` in the dev profile (the one the `nextest` step has
-//! already built, so RocksDB is not compiled again) and writes `target/torture/quick.md`. The full
-//! form builds in release, takes under 30 minutes and writes `target/torture/full.md`; copy its
-//! tables into `RELIABILITY.md` with the seed it printed. Both start (or reuse) the local S3
-//! server for the outage campaign.
+//! already built, so RocksDB is not compiled again) and writes `target/torture/quick.md`; it
+//! includes the soak's 2-minute form. The full form builds in release, takes under 30 minutes
+//! (without the soak, whose full form is an hour of its own: `-- --only soak`, length with
+//! `--soak-secs`) and writes `target/torture/full.md`; copy its tables into `RELIABILITY.md`
+//! with the seed it printed. The soak also writes `soak.md` and `soak.svg` next to the report.
+//! Both forms start (or reuse) the local S3 server for the outage and soak campaigns.
 
 use anyhow::{Result, bail};
 use xshell::{Shell, cmd};
