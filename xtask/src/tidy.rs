@@ -5,8 +5,8 @@
 //!   `rocksdb`, `object_store`, `memmap2`) nor on any other internal crate; an optional one is
 //!   allowed only behind the `testkit` feature (the conformance suite needs tokio).
 //!   The tier crates (`cache-l1`, `cache-l2-nvme`, `cache-l2-rocks`, `cache-l3-object`,
-//!   `cache-remote-redis`) never depend on each other or on `cache-tiered`. Dev-dependencies
-//!   are exempt.
+//!   `cache-remote-redis`) never depend on each other or on `cache-tiered`, not even as a
+//!   dev-dependency: comparisons between tiers, and with peers, live in `benches/`.
 //! - **Lints and MSRV**: every member's `Cargo.toml` has `[lints] workspace = true` and
 //!   `rust-version.workspace = true`, so the workspace's `rust-version` is the one MSRV
 //!   (`cargo xtask ci` checks that the running rustc is at least that).
@@ -156,8 +156,8 @@ fn check_dependencies(metadata: &Value) -> Result<Vec<String>> {
     let internal: Vec<&str> = members.iter().map(|(name, _)| *name).collect();
     let mut problems = Vec::new();
     for (name, package) in &members {
-        let normal = dependencies(package).into_iter().filter(|d| d.kind.is_none());
         if *name == CORE {
+            let normal = dependencies(package).into_iter().filter(|d| d.kind.is_none());
             for dep in normal {
                 let forbidden = CORE_FORBIDDEN.contains(&dep.name) || internal.contains(&dep.name);
                 if !forbidden {
@@ -181,11 +181,19 @@ fn check_dependencies(metadata: &Value) -> Result<Vec<String>> {
                 }
             }
         } else if TIERS.contains(name) {
-            for dep in normal {
+            for dep in dependencies(package) {
                 if dep.name != *name && (TIERS.contains(&dep.name) || dep.name == COMPOSER) {
+                    let (kind, fix) = match dep.kind {
+                        Some("dev") => (
+                            "dev-depends",
+                            "a comparison with another tier or a peer belongs in benches/"
+                                .to_owned(),
+                        ),
+                        _ => ("depends", format!("composition belongs in {COMPOSER}")),
+                    };
                     problems.push(format!(
-                        "tier crate {name} depends on `{}`: tiers depend on {CORE} and their \
-                         backing crate only; composition belongs in {COMPOSER}",
+                        "tier crate {name} {kind} on `{}`: tiers depend on {CORE} and their \
+                         backing crate only; {fix}",
                         dep.name
                     ));
                 }
@@ -440,7 +448,7 @@ mod tests {
         );
         let tier_ok = package(
             "cache-l1",
-            json!([dep("cache-core", None, false), dep("cache-l2-nvme", Some("dev"), false)]),
+            json!([dep("cache-core", None, false), dep("cache-core", Some("dev"), false)]),
             json!({}),
         );
         let tiered = package(
@@ -465,7 +473,12 @@ mod tests {
             json!([dep("cache-l1", None, false), dep("cache-tiered", None, true)]),
             json!({}),
         );
-        let bad = metadata(vec![core_bad, tier_ok, tier_bad, tiered]);
+        let tier_dev_bad = package(
+            "cache-l2-rocks",
+            json!([dep("cache-core", None, false), dep("cache-l2-nvme", Some("dev"), false)]),
+            json!({}),
+        );
+        let bad = metadata(vec![core_bad, tier_ok, tier_bad, tier_dev_bad, tiered]);
         let problems = check_dependencies(&bad).unwrap();
         let expected = [
             "cache-core depends on `moka`",
@@ -473,6 +486,7 @@ mod tests {
             "cache-core's feature `rt` enables `tokio`",
             "tier crate cache-l3-object depends on `cache-l1`",
             "tier crate cache-l3-object depends on `cache-tiered`",
+            "tier crate cache-l2-rocks dev-depends on `cache-l2-nvme`",
         ];
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
         for (problem, prefix) in problems.iter().zip(expected) {

@@ -21,6 +21,10 @@ use crate::{
     Rejection, Tier, Timestamp,
 };
 
+mod alloc;
+
+pub use self::alloc::CountingAllocator;
+
 /// What a factory must build: a tier with this byte budget, reading time from this clock.
 #[derive(Debug, Clone)]
 pub struct TierSpec {

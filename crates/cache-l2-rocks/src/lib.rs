@@ -172,7 +172,7 @@
 //!
 //! # Choosing RocksDB over cache-l2-nvme
 //!
-//! Measured head to head with `cargo bench -p cache-l2-rocks --bench vs_nvme` (one process,
+//! Measured head to head with `cargo bench -p cache-bench --bench rocks_vs_nvme` (one process,
 //! release build, 2 vCPUs shared with other builds, load 5 – 8; the NVMe tier through its public
 //! API only). Durability is matched: this tier with [`Durability::NoWal`], the NVMe tier with
 //! `Durability::None`; in both a put returns before anything is synced (here: once the record

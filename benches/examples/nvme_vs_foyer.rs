@@ -3,7 +3,7 @@
 //! budget, 4 KiB and 64 KiB values and zipf-distributed keys. Prints put and get throughput
 //! ratios (NVMe tier ÷ foyer) and both hit ratios.
 //!
-//! `cargo run --release -p cache-l2-nvme --example vs_foyer [-- ROUNDS]`
+//! `cargo run --release -p cache-bench --example nvme_vs_foyer [-- ROUNDS]`
 //!
 //! Each round, for each system in alternating order: a fresh cache in a fresh directory, a put
 //! of every key once (timed until the system has written everything: `wait_written` for the

@@ -1,7 +1,7 @@
 //! The RocksDB tier against the NVMe tier (`cache-l2-nvme`, public API only) on the same
 //! workloads and budget, in one process, interleaved.
 //!
-//! `cargo bench -p cache-l2-rocks --bench vs_nvme`
+//! `cargo bench -p cache-bench --bench rocks_vs_nvme`
 //!
 //! Both tiers are opened at the durability level that matches the other's: the RocksDB tier with
 //! [`Durability::NoWal`](cache_l2_rocks::Durability::NoWal) (a put returns once the record is in
