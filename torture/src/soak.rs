@@ -4,15 +4,18 @@
 //! directory's size on disk against its budget, every tier's own usage against its budget, and
 //! the latency percentiles of the operations completed in the interval.
 //!
-//! The load: each task sleeps 100–400 ms, then runs one operation on a key of 8 namespaces ×
-//! 4,096 keys (skewed towards low key numbers): gets (some through `get_or_load`), puts of
-//! self-checking values of 256 B – 16 KiB (no TTL, 1–30 s, or 50–500 ms), removes; another task
-//! clears one namespace every 10 s (30 s in the full form). Every hit is decoded and checked: it
-//! must be a value written for that key, with its version in the metadata, and not expired.
+//! The stack is filled first (every key once, then until the NVMe directory holds its budget;
+//! the fill counts towards the run's length). The load: each task sleeps 0.5–1.5 s, then runs
+//! one operation on a key of 8 namespaces × 1,024 keys (skewed towards low key numbers): gets
+//! (some through `get_or_load`), puts of self-checking values of 512 B – 16 KiB (no TTL,
+//! 1–30 s, or 50–500 ms), removes; another task clears one namespace every 10 s (30 s in the
+//! full form). Every hit is decoded and checked: it must be a value written for that key, with
+//! its version in the metadata, and not expired.
 //!
 //! The checks (`verdict`, unit-tested with injected leaks in `soak/tests.rs`), after a
-//! warm-up of a quarter of the run, at most 5 minutes (the stack fills its RAM and NVMe budgets
-//! within the first 15 s at this rate, so a quarter leaves the filling out of the baseline):
+//! warm-up of a quarter of the run, at most 5 minutes (30 s of the CI form's 2 minutes: the
+//! fill leaves the RAM and NVMe tiers full, and 30 s covers the first demotions to the object
+//! tier while leaving nine samples to judge):
 //! resident memory never more than 10 % above its baseline (the median of the first three
 //! samples after the warm-up); file descriptors and threads not grown (the median of the last
 //! three samples at most 5 % + 4 fds and 2 threads above the baseline: pooled HTTP connections
