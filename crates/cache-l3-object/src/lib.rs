@@ -110,38 +110,11 @@
 //!
 //! # Performance
 //!
-//! `benches/object.rs` compares the tier with raw `object_store` calls on the same store: the
-//! same path layout (prefix, namespace, fan-out, hash), the same object sizes (the raw side
-//! stores the encoded records), 64 requests in flight, 1 KiB, 64 KiB and 4 MiB values, get and
-//! put, in interleaved pairs (41 rounds, 6 for 4 MiB), reporting the median of the per-round
-//! ratios of throughput (tier / raw) and the client's CPU time per request:
-//!
-//! ```text
-//! cargo xtask s3 start && eval "$(cargo xtask s3 env)"
-//! cargo bench -p cache-l3-object --bench object -- --stores s3,local,memory
-//! ```
-//!
-//! On the 2-core development VM, which SeaweedFS and other builds share with the bench, one
-//! run's medians move by ±15 % from run to run (each round's ratio by far more), so the table
-//! gives the range of the medians of two runs of this code (2026-11-22, load average 8–13):
-//!
-//! | store | op | 1 KiB | 64 KiB | 4 MiB |
-//! |---|---|---|---|---|
-//! | SeaweedFS | get | 1.03–1.04 | 0.86–0.96 | 0.92–1.01 |
-//! | SeaweedFS | put | 0.95–1.02 | 1.03–1.07 | 0.99–1.02 |
-//! | local filesystem (no fsync) | get | 0.96 | 0.83 | 0.92–1.12 |
-//! | local filesystem (no fsync) | put | 0.96–1.02 | 0.89–0.95 | 1.02–1.03 |
-//!
-//! What the tier adds per request, measured on the in-memory store where no IO hides it: about
-//! 1 µs (the object path, the timeout, stats and metrics), plus the record checksum (xxh3, about
-//! 20 GB/s here: 3 µs per 64 KiB, 0.2 ms per 4 MiB) on get and on put, where the raw calls do
-//! nothing of the kind. On S3 that is 1–6 % of the client's CPU per request, and `perf`
-//! profiles of the two sides (`PROFILE_ONLY=tier` or `raw`) differ only by xxh3; earlier runs
-//! of the same comparison gave medians from 0.82 to 1.12 as well, centred near 1. On the local
-//! filesystem, gets of 64 KiB stay at 0.83–0.9 in every run: removing the timeout, the latency
-//! histogram or the checksum (each tried alone) did not close that gap, which goes with more
-//! context switches of the blocking pool's threads on the tier's side rather than with work the
-//! tier does; its cause is not found yet.
+//! What the tier adds to the store's own call per request: the object path, the timeout,
+//! stats and metrics, and the record checksum (xxh3) on get and put. `benches/object.rs`
+//! compares it with raw `object_store` calls on the same store (`cargo bench -p
+//! cache-l3-object --bench object`); `docs/tiers/object.md` has the figures and how they were
+//! taken.
 //!
 //! # Modules
 //!
