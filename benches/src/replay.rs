@@ -1213,9 +1213,10 @@ mod tests {
 
     /// A loop over 1,011 keys at 1,000 entries: LRU and FIFO keep nothing (0 % hits), and
     /// the stack keeps most of what fits. Once the NVMe tier evicts, an entry the RAM tier
-    /// lets go is demoted only if it is more frequent than a victim below, which a key of a
-    /// loop never is (all are equally frequent), so the NVMe tier keeps its part of the loop.
-    /// (With the second chance alone this was 0 %.)
+    /// lets go is demoted only if the ghost remembers it or it is more frequent than a victim
+    /// below (by the climber's bias), and entries the NVMe tier reinserts stay, so the stack
+    /// keeps a part of the loop. (With the second chance alone and reinsertion capped at half a
+    /// segment this was 0 %.)
     #[tokio::test(flavor = "current_thread")]
     async fn the_tiered_stack_keeps_part_of_a_loop_larger_than_it() {
         let trace: Vec<Request> =
@@ -1229,14 +1230,14 @@ mod tests {
             0.1,
             dir.path(),
         );
-        assert_eq!(run.await.unwrap(), (20_000 - 4262, 4262), "78.69 % hits (S3-FIFO 84.73 %)");
+        assert_eq!(run.await.unwrap(), (20_000 - 4194, 4194), "79.03 % hits (S3-FIFO 84.73 %)");
     }
 
     /// The tiered stack against its own parts on two real traces at the capacities the
     /// composition issue names, as exact miss counts (a single-threaded replay is
     /// deterministic): the figures of `docs/benchmarks.md`. Over OLTP at 1,000 entries the
-    /// stack beats its RAM tier alone by 4 points (S3-FIFO: 40.84 %); over cloudPhysicsIO at
-    /// 1 GiB it is 1.5 points below its RAM tier alone (moka's TinyLFU) and 8 above its NVMe
+    /// stack beats its RAM tier alone by 7 points (S3-FIFO: 40.84 %); over cloudPhysicsIO at
+    /// 1 GiB it is 0.5 points below its RAM tier alone (moka's TinyLFU) and 8 above its NVMe
     /// tier alone. Needs the traces (`../shared/traces`, or `TIERED_CACHE_TRACES`); without
     /// them the test says so and passes, except under `CI=true`, where they must be there.
     #[tokio::test(flavor = "current_thread")]
@@ -1253,7 +1254,7 @@ mod tests {
         let run =
             |trace, s| replay_system("t", trace, Capacity::Entries(1000), s, 0.1, data.path());
         let (tiered_hits, tiered_misses) = run(&oltp, ReplaySystem::Tiered).await.unwrap();
-        assert_eq!(tiered_misses, 578_919, "OLTP @ 1,000 entries: 36.67 % hits");
+        assert_eq!(tiered_misses, 550_991, "OLTP @ 1,000 entries: 39.73 % hits");
         let (l1_hits, _) = run(&oltp, ReplaySystem::L1).await.unwrap();
         assert!(tiered_hits > l1_hits, "OLTP: tiered {tiered_hits} hits, l1 alone {l1_hits}");
 
@@ -1261,7 +1262,7 @@ mod tests {
         let gib = Capacity::Bytes(1 << 30);
         let (_, misses) =
             replay_system("t", &cloud, gib, ReplaySystem::Tiered, 0.1, data.path()).await.unwrap();
-        assert_eq!(misses, 56_643, "cloudPhysicsIO @ 1 GiB: 50.26 % hits");
+        assert_eq!(misses, 55_543, "cloudPhysicsIO @ 1 GiB: 51.22 % hits");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -10,11 +10,11 @@ use crate::{error::NvmeError, tier::NvmeTier};
 /// Default segment size before it is derived from the budget.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// The smallest segment the tier creates (and so the smallest budget it accepts).
-pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
+pub const MIN_SEGMENT_SIZE: u64 = 16 * 1024;
 /// The largest configurable segment size (offsets are 31-bit).
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
 /// Segments are sized so that at least this many fit in the budget.
-pub const SEGMENTS_PER_BUDGET: u64 = 8;
+pub const SEGMENTS_PER_BUDGET: u64 = 32;
 /// Default size of the pending-write buffer (records accepted by `put`, not yet written).
 pub const DEFAULT_MAX_PENDING: u32 = 64 * 1024 * 1024;
 
@@ -111,7 +111,7 @@ impl NvmeTierBuilder {
 
     /// Hits-based reinsertion (default off): when the oldest segment is reclaimed, entries hit
     /// since they were written are copied to the head of the log instead of being dropped
-    /// (at most half a segment per reclaim), like CacheLib's and S3-FIFO's reinsertion.
+    /// (at most 90 % of a segment per reclaim), like CacheLib's and S3-FIFO's reinsertion.
     #[must_use]
     pub fn reinsert_hits(mut self, reinsert: bool) -> NvmeTierBuilder {
         self.reinsert_hits = reinsert;

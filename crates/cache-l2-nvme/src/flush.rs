@@ -567,7 +567,9 @@ impl Writer {
             write_off: SEGMENT_HEADER_LEN as u64,
             staged_from: SEGMENT_HEADER_LEN as u64,
         });
-        let budget = size / 2;
+        // Up to 90 % of the new segment: reinserted entries lose their hit mark, so they
+        // leave at the next reclaim unless hit again, and at least a tenth stays for new writes.
+        let budget = size - size / 10;
         let mut used = 0u64;
         let mut reinserted = 0u64;
         let sink = self.sh.sink.read().clone();

@@ -7,8 +7,8 @@
 //!   preallocated at creation and written append-only with large `pwrite`s by one writer
 //!   thread. Each starts with a 64-byte checksummed header; records in the cache-core record
 //!   format follow back to back. The segment size is
-//!   `clamp(min(configured, budget / 8), 64 KiB, 1 GiB)` rounded down to 4 KiB (default
-//!   configured size 64 MiB), so a small budget still holds eight segments; it is never below
+//!   `clamp(min(configured, budget / 32), 16 KiB, 1 GiB)` rounded down to 4 KiB (default
+//!   configured size 64 MiB), so a small budget still holds 32 segments; it is never below
 //!   budget / 16384 (the index keeps 16 bits of segment id). A record larger
 //!   than a segment gets a segment of its own, sized to it (4 KiB rounded); a record whose
 //!   segment would exceed the budget, or larger than 2 GiB, is refused with `Invalid`.
@@ -39,7 +39,7 @@
 //! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
 //!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
 //!   every write. Optional hits-based reinsertion ([`NvmeTierBuilder::reinsert_hits`]) copies
-//!   entries hit since they were written to the head of the log (up to half a segment).
+//!   entries hit since they were written to the head of the log (up to 90 % of a segment).
 //! - **Eviction sink.** With a sink set ([`Tier::set_eviction_sink`](cache_core::Tier::set_eviction_sink)),
 //!   reclaim hands every live entry of the reclaimed segment that is not expired, not cleared
 //!   and not reinserted to the sink (cause `Capacity`), after dropping it from the index. The

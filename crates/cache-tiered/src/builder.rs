@@ -135,7 +135,8 @@ impl TieredBuilder {
     /// Which entries the top tier evicts are demoted to an
     /// [`OnEviction`](WritePolicy::OnEviction) tier below it (default:
     /// [`DemotionFilter::All`]). [`DemotionFilter::SecondChance`] is S3-FIFO's filter: only
-    /// entries read while in the top tier, or seen again soon after being dropped, go down.
+    /// entries read twice while in the top tier, or seen again soon after being dropped, go
+    /// down.
     /// [`DemotionFilter::TinyLfu`] is W-TinyLFU's: only entries requested more often than what
     /// the tier below evicts go down; [`DemotionFilter::tiny_lfu`] applies both (either
     /// suffices), which measured best.

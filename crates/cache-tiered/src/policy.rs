@@ -1,6 +1,7 @@
 //! Ready-made admission and promotion policies, and the per-tier write policy.
 
 mod admission;
+mod climber;
 mod demotion;
 mod promotion;
 mod sketch;

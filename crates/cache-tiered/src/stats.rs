@@ -138,7 +138,9 @@ pub struct TierReport {
     pub demotions_superseded: u64,
     /// Evictions from the top tier not demoted here by the
     /// [`DemotionFilter::SecondChance`](crate::policy::DemotionFilter::SecondChance) filter:
-    /// not read while on top, and not seen again while the ghost remembered them.
+    /// not read twice while on top, and not seen again while the ghost remembered them (or,
+    /// with [`DemotionFilter::TinyLfu`](crate::policy::DemotionFilter::TinyLfu), not more
+    /// frequent than the victim either).
     pub demotions_filtered: u64,
     /// Gets answered from this tier's demotion queue: the entry had been evicted from the tier
     /// above and its demotion was not written yet (included in `served`).

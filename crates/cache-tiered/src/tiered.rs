@@ -766,6 +766,9 @@ impl Shared {
                     slot.stats.served.fetch_add(1, Ordering::Relaxed);
                     slot.stats.served_from_queue.fetch_add(1, Ordering::Relaxed);
                     self.stats.hit();
+                    if let Some(filter) = &self.demotion {
+                        filter.outcome(true);
+                    }
                     return Ok(Some(entry));
                 }
             }
@@ -789,6 +792,7 @@ impl Shared {
                     slot.stats.served.fetch_add(1, Ordering::Relaxed);
                     self.stats.hit();
                     if let Some(filter) = &self.demotion {
+                        filter.outcome(true);
                         filter.hit(i, key);
                     }
                     if let Some(snap) = snap {
@@ -806,6 +810,9 @@ impl Shared {
             }
         }
         self.stats.miss();
+        if let Some(filter) = &self.demotion {
+            filter.outcome(false);
+        }
         Ok(None)
     }
 

@@ -5,15 +5,17 @@
 //! Most objects are requested once, so what those policies add is the filter between the two:
 //!
 //! - S3-FIFO's second chance: an entry leaves the small queue for the main queue only if it was
-//!   hit while small, or if a ghost (the tags of keys recently dropped this way) remembers it;
-//!   the others are dropped and their tag enters the ghost.
+//!   hit twice while small, or if a ghost (the tags of keys recently dropped this way)
+//!   remembers it; the others are dropped and their tag enters the ghost.
 //! - W-TinyLFU's admission: a frequency sketch counts every request; an entry leaves the small
 //!   queue for the main queue only if its key was requested more often recently than a key the
 //!   main queue let go recently (the entry it displaces). Frequent keys of any age win, a loop
 //!   larger than the cache keeps the part that fits, and a scan never displaces the hot set.
 //!
 //! Either way the main queue holds what was used again, instead of every one-hit wonder the RAM
-//! tier let go.
+//! tier let go. Which test lets in the right entries depends on the workload: with both, a hill
+//! climber (`climber.rs`) tunes how much more frequent than the victim a candidate must be by
+//! the hit ratio it measures.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -24,7 +26,7 @@ use std::{
 use cache_core::{Key, KeyHash};
 use parking_lot::Mutex;
 
-use super::sketch::FrequencySketch;
+use super::{climber::Climber, sketch::FrequencySketch};
 
 /// Which entries evicted from the top tier are demoted to an
 /// [`OnEviction`](crate::WritePolicy::OnEviction) tier below it.
@@ -32,9 +34,9 @@ use super::sketch::FrequencySketch;
 pub enum DemotionFilter {
     /// Every live entry the top tier evicts is demoted.
     All,
-    /// S3-FIFO's filter: an evicted entry is demoted if it was read from the top tier since it
-    /// was written there, or if its key is in the ghost of recently dropped keys; otherwise it
-    /// is dropped and its key's tag enters the ghost.
+    /// S3-FIFO's filter: an evicted entry is demoted if it was read twice from the top tier
+    /// since it was written there, or if its key is in the ghost of recently dropped keys;
+    /// otherwise it is dropped and its key's tag enters the ghost.
     SecondChance {
         /// Most tags the ghost remembers (about 40 bytes of RAM each). `None`: as many entries
         /// as the tier below can hold (its capacity from `usage()` over the mean size of the
@@ -54,10 +56,15 @@ pub enum DemotionFilter {
     /// tiers' capacity (at least 1,024 and at most 2^24 counters: 8 MiB).
     TinyLfu {
         /// Also demote what [`DemotionFilter::SecondChance`] (with its adaptive ghost) would:
-        /// an entry read while on top, or seen again while the ghost remembers it. Frequency
-        /// alone keeps a hot set against scans and loops but is slow to let a new working set
-        /// in; recency alone lets in whatever was read twice in a row. Together they did best
-        /// on every trace the project measures (`docs/benchmarks.md`).
+        /// an entry read twice while on top, or seen again while the ghost remembers it.
+        /// Frequency alone keeps a hot set against scans and loops but is slow to let a new
+        /// working set in; recency alone lets in whatever was read twice in a row. With both,
+        /// the frequency test is tuned by a hill climber: a candidate must beat the victim's
+        /// estimate by a bias (0 to 15, where 15 leaves only the second chance), and every
+        /// sample of four times as many requests as the tiers hold entries (at least 4,096)
+        /// the bias keeps moving while the stack's hit ratio rises and turns back when it
+        /// falls, as Caffeine sizes its window. It starts at 15 and the first sample is the
+        /// baseline, so a run shorter than two samples gets the second chance alone.
         second_chance: bool,
     },
 }
@@ -78,14 +85,19 @@ impl DemotionFilter {
 /// The smallest ghost an adaptive [`DemotionFilter::SecondChance`] keeps.
 pub(crate) const MIN_GHOST: usize = 256;
 
-/// Bits of the "read since written" set: 128 KiB. A collision can only demote an entry that
-/// was not read (a wasted write) or, after a clear, drop one that was (the ghost gives it its
-/// second chance later).
+/// Bits of each "read since written" set: 128 KiB. A collision can only demote an entry that
+/// was not read twice (a wasted write) or, after a clear, drop one that was (the ghost gives it
+/// its second chance later).
 const TOUCHED_BITS: usize = 1 << 20;
 
 /// The state behind [`DemotionFilter::SecondChance`].
 pub(crate) struct SecondChance {
-    touched: Box<[AtomicU64]>,
+    /// Keys read at least once from the top tier since they were written there.
+    once: Box<[AtomicU64]>,
+    /// Keys read at least twice: S3-FIFO moves an object from its small queue to its main
+    /// queue when it was hit twice there (libCacheSim's `move_to_main_threshold`), and once
+    /// let in too much on every trace measured.
+    twice: Box<[AtomicU64]>,
     ghost: Mutex<Ghost>,
     /// Whether the ghost follows the tier below's entry count.
     adaptive: bool,
@@ -159,7 +171,8 @@ impl SecondChance {
         SecondChance {
             adaptive: ghost_entries.is_none(),
             sizes: MeanSize::default(),
-            touched: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            once: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            twice: (0..TOUCHED_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
             ghost: Mutex::new(Ghost {
                 order: VecDeque::new(),
                 live: HashMap::default(),
@@ -178,16 +191,21 @@ impl SecondChance {
     fn touch(&self, key: &Key) {
         let (word, mask) = SecondChance::bit(key);
         // Most hits find the bit set already: a load is cheaper than a read-modify-write.
-        if self.touched[word].load(Ordering::Relaxed) & mask == 0 {
-            self.touched[word].fetch_or(mask, Ordering::Relaxed);
+        if self.once[word].load(Ordering::Relaxed) & mask == 0 {
+            self.once[word].fetch_or(mask, Ordering::Relaxed);
+        } else if self.twice[word].load(Ordering::Relaxed) & mask == 0 {
+            self.twice[word].fetch_or(mask, Ordering::Relaxed);
         }
     }
 
     /// `key` was written to the top tier: it has not been read there since.
     fn written(&self, key: &Key) {
         let (word, mask) = SecondChance::bit(key);
-        if self.touched[word].load(Ordering::Relaxed) & mask != 0 {
-            self.touched[word].fetch_and(!mask, Ordering::Relaxed);
+        if self.once[word].load(Ordering::Relaxed) & mask != 0 {
+            self.once[word].fetch_and(!mask, Ordering::Relaxed);
+        }
+        if self.twice[word].load(Ordering::Relaxed) & mask != 0 {
+            self.twice[word].fetch_and(!mask, Ordering::Relaxed);
         }
     }
 
@@ -212,10 +230,11 @@ impl SecondChance {
     /// enters the ghost.
     fn admit(&self, key: &Key) -> bool {
         let (word, mask) = SecondChance::bit(key);
-        let was_touched = self.touched[word].fetch_and(!mask, Ordering::Relaxed) & mask != 0;
+        self.once[word].fetch_and(!mask, Ordering::Relaxed);
+        let read_twice = self.twice[word].fetch_and(!mask, Ordering::Relaxed) & mask != 0;
         let tag = key.hash().prefix_u64();
         let mut ghost = self.ghost.lock();
-        if was_touched {
+        if read_twice {
             return true;
         }
         if ghost.live.remove(&tag).is_some() {
@@ -240,6 +259,9 @@ pub(crate) struct TinyLfu {
     sizes: MeanSize,
     /// With `second_chance`, S3-FIFO's filter, whose yes also demotes.
     second_chance: Option<SecondChance>,
+    /// With `second_chance`, tunes how much more frequent than the victim a candidate must
+    /// be (without it the test is W-TinyLFU's, bias 0).
+    climber: Option<Climber>,
 }
 
 #[derive(Default)]
@@ -260,6 +282,7 @@ impl TinyLfu {
             victims: Mutex::default(),
             sizes: MeanSize::default(),
             second_chance: second_chance.then(|| SecondChance::new(None)),
+            climber: second_chance.then(Climber::new),
         }
     }
 
@@ -281,7 +304,9 @@ impl TinyLfu {
             v.next_read = i + 1;
             v.ring[i]
         };
-        self.sketch.estimate(key.hash()) > self.sketch.estimate(&victim)
+        let bias = self.climber.as_ref().map_or(0, Climber::bias);
+        u64::from(self.sketch.estimate(key.hash()))
+            > u64::from(self.sketch.estimate(&victim)) + bias
     }
 
     fn evicted_below(&self, key: &Key) {
@@ -337,6 +362,13 @@ impl Filter {
         }
     }
 
+    /// A `get` of the stack ended: a hit in any tier, or a miss.
+    pub(crate) fn outcome(&self, hit: bool) {
+        if let Filter::TinyLfu(TinyLfu { climber: Some(c), .. }) = self {
+            c.record(hit);
+        }
+    }
+
     /// `key` was read from tier `tier` (0: the top).
     pub(crate) fn hit(&self, tier: usize, key: &Key) {
         match (self, tier) {
@@ -378,6 +410,9 @@ impl Filter {
                 }
                 let entries = t.sizes.entries(top.saturating_add(below)).max(1);
                 t.sketch.set_period(entries.saturating_mul(10));
+                if let Some(c) = &t.climber {
+                    c.set_entries(entries);
+                }
             }
         }
     }
@@ -425,7 +460,11 @@ mod tests {
         let f = SecondChance::new(Some(2));
         f.written(&key(1));
         f.touch(&key(1));
-        assert!(f.admit(&key(1)), "read while in the top tier");
+        f.touch(&key(1));
+        assert!(f.admit(&key(1)), "read twice while in the top tier");
+        f.written(&key(9));
+        f.touch(&key(9));
+        assert!(!f.admit(&key(9)), "read once: like a one-hit wonder, into the ghost");
         f.written(&key(2));
         assert!(!f.admit(&key(2)), "never read: dropped, remembered by the ghost");
         f.written(&key(2));
@@ -477,7 +516,8 @@ mod tests {
         }
         f.written(&key(1));
         f.hit(0, &key(1));
-        assert!(f.admit(&key(1)), "read while on top, though less frequent than the victim");
+        f.hit(0, &key(1));
+        assert!(f.admit(&key(1)), "read twice on top, though less frequent than the victim");
         f.written(&key(2));
         assert!(!f.admit(&key(2)), "neither read on top nor frequent: dropped, into the ghost");
         f.written(&key(2));
@@ -486,7 +526,11 @@ mod tests {
             f.requested(&key(3));
         }
         f.written(&key(3));
-        assert!(f.admit(&key(3)), "never read on top, but more frequent than the victim");
+        assert!(!f.admit(&key(3)), "the climber starts with the frequency test off");
+        let Filter::TinyLfu(t) = &f else { unreachable!() };
+        t.climber.as_ref().unwrap().set_bias(0);
+        f.written(&key(3));
+        assert!(f.admit(&key(3)), "bias 0: never read on top, but more frequent than the victim");
     }
 
     #[test]

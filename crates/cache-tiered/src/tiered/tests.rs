@@ -731,9 +731,9 @@ async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
     assert!(top.inner.get(&k).await.unwrap().is_none_or(|e| e.value == "new"));
 }
 
-/// S3-FIFO's filter between RAM and the tier below: what was read while in RAM is demoted, a
-/// key that was never read is dropped and remembered by the ghost, and the same key evicted
-/// again while the ghost remembers it is demoted.
+/// S3-FIFO's filter between RAM and the tier below: what was read twice while in RAM is
+/// demoted, a key read once or never is dropped and remembered by the ghost, and the same key
+/// evicted again while the ghost remembers it is demoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_chance_demotes_what_was_read_and_what_came_back() {
     let c = clock();
@@ -765,7 +765,11 @@ async fn second_chance_demotes_what_was_read_and_what_came_back() {
     };
     for i in 0..20 {
         let _ = cache.put(key(&format!("read{i}")), value()).await.unwrap();
-        assert!(cache.get(&key(&format!("read{i}"))).await.unwrap().is_some());
+        for _ in 0..2 {
+            assert!(cache.get(&key(&format!("read{i}"))).await.unwrap().is_some());
+        }
+        let _ = cache.put(key(&format!("readonce{i}")), value()).await.unwrap();
+        assert!(cache.get(&key(&format!("readonce{i}"))).await.unwrap().is_some());
     }
     for i in 0..20 {
         let _ = cache.put(key(&format!("once{i}")), value()).await.unwrap();
@@ -773,6 +777,8 @@ async fn second_chance_demotes_what_was_read_and_what_came_back() {
     fill(0).await;
     for i in 0..20 {
         assert!(bottom.get(&key(&format!("read{i}"))).await.unwrap().is_some(), "read{i}");
+        let k = key(&format!("readonce{i}"));
+        assert!(bottom.get(&k).await.unwrap().is_none(), "read once, as S3-FIFO: readonce{i}");
         assert!(bottom.get(&key(&format!("once{i}"))).await.unwrap().is_none(), "once{i}");
     }
     let stats = cache.tiered_stats();
