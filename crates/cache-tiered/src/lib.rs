@@ -20,7 +20,7 @@
 //! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
 //!   the error is returned).
 //! - **ordering**: removals and writes cannot be undone by a concurrent promotion, demotion or
-//!   queued write (see the `tiered` module docs).
+//!   queued write (see [Ordering against stale values](#ordering-against-stale-values)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -73,6 +73,26 @@
 //!
 //! (With the NVMe tier below, also turn on its `reinsert_hits`.) `docs/benchmarks.md` has the
 //! hit ratios of both configurations next to each tier alone and the published policies.
+//!
+//! # Ordering against stale values
+//!
+//! Every key maps to one of 16,384 counters (stripes). `put`, `remove` and `clear_namespace` bump
+//! the key's counter (or the global clear epoch) before they touch any tier and again after the
+//! last tier, and count themselves as in flight in between. Background writes that copy a value
+//! found earlier — promotions, demotions and write-behind jobs — take a snapshot of the counters
+//! before the value was read, and check before and after their write that the counters are
+//! unchanged and no foreground write, removal or clear is in flight: if one ran or is running, the
+//! background write is skipped or undone. So an older value never overwrites a newer one and a
+//! removed value is never resurrected; the price of a collision on a stripe is a miss, never a
+//! wrong value. Removals go bottom-up, so a reader that still finds the value in an upper tier
+//! finds it only while the removal is in progress.
+//!
+//! A tier may evict the very entry a put is storing (moka's admission policy turns newcomers away).
+//! Its snapshot is taken while that put is in flight, so it records the entry's identity (the key,
+//! the value's allocation and length, and the metadata); the demotion goes ahead if exactly one
+//! write ran on the stripe since, and it was the put of that entry. A demotion waiting in its queue
+//! is served by `get` under the same check, so an evicted entry is never invisible while it moves
+//! down.
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "l1", feature = "nvme", feature = "object"))]
