@@ -146,7 +146,9 @@ async fn stacks(url: &str, with_redis: bool, round: usize) -> Vec<Pass> {
     let total = (KEYS * VALUE) as u64;
     let writer = stack(url, &prefix, dir.path(), with_redis, total * 2).await;
     for k in keys.iter() {
-        assert!(writer.put(k.clone(), Entry::new(vec![1u8; VALUE])).await.expect("put").is_stored());
+        assert!(
+            writer.put(k.clone(), Entry::new(vec![1u8; VALUE])).await.expect("put").is_stored()
+        );
     }
     writer.flush().await.expect("flush");
     let reader = stack(url, &prefix, dir.path(), with_redis, total / 10).await;
