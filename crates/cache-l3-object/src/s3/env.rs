@@ -169,7 +169,9 @@ impl S3Env {
     ///
     /// ```
     /// # let env = cache_l3_object::S3Env::from_vars(|n| Some(match n {
-    /// #     "AWS_ENDPOINT" => "http://127.0.0.1:8333".into(), _ => "x".into() }))?;
+    /// #     "AWS_ENDPOINT" => "http://127.0.0.1:8333".into(),
+    /// #     "AWS_ALLOW_HTTP" => "true".into(),
+    /// #     _ => "x".into() }))?;
     /// let config = env.config();
     /// assert_eq!(config.bucket(), Some(env.bucket.as_str()));
     /// # Ok::<(), cache_l3_object::S3EnvError>(())
@@ -189,7 +191,9 @@ impl S3Env {
     ///
     /// ```
     /// # let env = cache_l3_object::S3Env::from_vars(|n| Some(match n {
-    /// #     "AWS_ENDPOINT" => "http://127.0.0.1:8333".into(), _ => "x".into() }))?;
+    /// #     "AWS_ENDPOINT" => "http://127.0.0.1:8333".into(),
+    /// #     "AWS_ALLOW_HTTP" => "true".into(),
+    /// #     _ => "x".into() }))?;
     /// let store = env.builder().build().expect("a client");
     /// # let _ = store;
     /// # Ok::<(), cache_l3_object::S3EnvError>(())
