@@ -111,7 +111,10 @@ impl NvmeTierBuilder {
 
     /// Hits-based reinsertion (default off): when the oldest segment is reclaimed, entries hit
     /// since they were written are copied to the head of the log instead of being dropped
-    /// (at most 90 % of a segment per reclaim), like CacheLib's and S3-FIFO's reinsertion.
+    /// (at most 90 % of a segment per reclaim), like CacheLib's and S3-FIFO's reinsertion. The
+    /// index counts up to three hits per entry and a reinsertion spends one, so an entry hit
+    /// often survives several reclaims without another hit (S3-FIFO's 2-bit frequency). The
+    /// count is not kept across a restart beyond "hit or not".
     #[must_use]
     pub fn reinsert_hits(mut self, reinsert: bool) -> NvmeTierBuilder {
         self.reinsert_hits = reinsert;

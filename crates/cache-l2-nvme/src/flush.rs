@@ -60,8 +60,8 @@ pub(crate) struct SyncerStop {
     cv: Condvar,
 }
 
-/// Records handed back by reclaim for reinsertion: (shard, tag, record).
-type Reinsert = Vec<(usize, u32, Bytes)>;
+/// Records handed back by reclaim for reinsertion: (shard, tag, record, hit count to keep).
+type Reinsert = Vec<(usize, u32, Bytes, u8)>;
 
 /// State owned by the writer thread.
 pub(crate) struct Writer {
@@ -567,13 +567,14 @@ impl Writer {
             write_off: SEGMENT_HEADER_LEN as u64,
             staged_from: SEGMENT_HEADER_LEN as u64,
         });
-        // Up to 90 % of the new segment: reinserted entries lose their hit mark, so they
-        // leave at the next reclaim unless hit again, and at least a tenth stays for new writes.
+        // Up to 90 % of the new segment: reinserted entries keep their hit count less one, so
+        // one hit since written buys one more lap and three buy three, and at least a tenth of
+        // the segment stays for new writes.
         let budget = size - size / 10;
         let mut used = 0u64;
         let mut reinserted = 0u64;
         let sink = self.sh.sink.read().clone();
-        for (shard, tag, record) in candidates {
+        for (shard, tag, record, hits) in candidates {
             let len = record.len() as u64;
             if used + len > budget {
                 self.sh.stats.evict(1);
@@ -589,6 +590,9 @@ impl Writer {
             used += len;
             reinserted += 1;
             self.stage(&record, &[], None, Some((shard, tag)));
+            if let Some((_, IndexOp::Insert { slot, .. })) = self.staged.last_mut() {
+                slot.hits = hits;
+            }
         }
         self.sh.reinserted.fetch_add(reinserted, Ordering::Relaxed);
         Ok(())

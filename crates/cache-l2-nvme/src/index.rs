@@ -1,4 +1,4 @@
-//! The in-memory index: key hash → (segment, offset, length, hit bit) in 13-byte buckets.
+//! The in-memory index: key hash → (segment, offset, length, hit count) in 13-byte buckets.
 //!
 //! The key hash is BLAKE3 (computed once by [`Key`](cache_core::Key)). Its first byte picks one
 //! of 256 shards (each a `RwLock<HashMap>`), bytes 1..5 are the 32-bit tag the shard is keyed
@@ -11,7 +11,8 @@
 //! - tag, 4 bytes;
 //! - segment id modulo 2¹⁶, 2 bytes: live segment ids always span fewer than 2¹⁵ values (the
 //!   writer reclaims to keep it so), and the full id is rebuilt from the oldest live id;
-//! - offset (31 bits) and the hit bit (bit 31), 4 bytes;
+//! - offset (30 bits: segments are at most 1 GiB) and a 2-bit count of hits since written
+//!   (bits 30 and 31, 0 to [`MAX_HITS`]), 4 bytes;
 //! - record length, 3 bytes; records of 2²⁴ − 1 bytes or more store the sentinel
 //!   [`LEN_IN_HEADER`] and the reader takes the length from the record header.
 //!
@@ -29,8 +30,15 @@ use parking_lot::RwLock;
 
 use crate::format::{SHARDS, SNAPSHOT_ENTRY_LEN, SnapEntry, lsn};
 
-/// Bit 31 of the offset word (and of a snapshot entry's length word): hit since written.
+/// Bit 31 of a snapshot entry's length word: hit since written.
 pub(crate) const HIT_BIT: u32 = 1 << 31;
+/// Offsets are below this (a segment is at most 1 GiB); the offset word's two bits above it
+/// count hits.
+pub(crate) const OFFSET_LIMIT: u32 = 1 << 30;
+/// The hit count saturates here: reclaim reinserts an entry whose count is above zero and
+/// lowers it by one, so an entry hit three times survives three reclaims without another hit
+/// (S3-FIFO's main queue keeps the same 2-bit frequency).
+pub(crate) const MAX_HITS: u8 = 3;
 /// The longest record the tier stores.
 pub(crate) const MAX_RECORD_LEN: u32 = HIT_BIT - 1;
 /// Length sentinel: read the record length from its header.
@@ -47,19 +55,19 @@ pub(crate) struct Slot {
     pub(crate) offset: u32,
     /// Record length, or [`LEN_IN_HEADER`].
     pub(crate) len: u32,
-    /// Hit since written.
-    pub(crate) hit: bool,
+    /// Hits since written (or since reinserted, less one), at most [`MAX_HITS`].
+    pub(crate) hits: u8,
 }
 
 impl Slot {
     /// A fresh slot (not hit).
     pub(crate) fn new(segment: u32, offset: u32, len: u32) -> Slot {
-        debug_assert!(offset < HIT_BIT);
-        Slot { segment, offset, len: len.min(LEN_IN_HEADER), hit: false }
+        debug_assert!(offset < OFFSET_LIMIT);
+        Slot { segment, offset, len: len.min(LEN_IN_HEADER), hits: 0 }
     }
     /// Whether it was hit since written.
     pub(crate) fn hit(self) -> bool {
-        self.hit
+        self.hits > 0
     }
     /// Log position.
     pub(crate) fn lsn(self) -> u64 {
@@ -77,21 +85,21 @@ impl Slot {
         let end = start.checked_add(len)?;
         (end <= data.len()).then_some(start..end)
     }
-    /// Same record (ignoring the hit bit).
+    /// Same record (ignoring the hit count).
     fn same_place(self, other: Slot) -> bool {
         self.segment == other.segment && self.offset == other.offset
     }
     fn pack(self) -> Packed {
         let mut b = [0u8; 9];
         b[0..2].copy_from_slice(&(self.segment as u16).to_le_bytes());
-        let off = self.offset | if self.hit { HIT_BIT } else { 0 };
+        let off = self.offset | (u32::from(self.hits.min(MAX_HITS)) << 30);
         b[2..6].copy_from_slice(&off.to_le_bytes());
         b[6..9].copy_from_slice(&self.len.to_le_bytes()[..3]);
         Packed(b)
     }
 }
 
-/// A packed slot: segment id mod 2¹⁶, offset with hit bit, 24-bit length.
+/// A packed slot: segment id mod 2¹⁶, offset with hit count, 24-bit length.
 #[derive(Clone, Copy)]
 struct Packed([u8; 9]);
 
@@ -103,10 +111,12 @@ impl Packed {
         let segment = oldest.wrapping_add(u32::from(self.seg16().wrapping_sub(oldest as u16)));
         let off = u32::from_le_bytes([self.0[2], self.0[3], self.0[4], self.0[5]]);
         let len = u32::from_le_bytes([self.0[6], self.0[7], self.0[8], 0]);
-        Slot { segment, offset: off & !HIT_BIT, len, hit: off & HIT_BIT != 0 }
+        Slot { segment, offset: off & (OFFSET_LIMIT - 1), len, hits: (off >> 30) as u8 }
     }
+    /// Counts a hit (up to [`MAX_HITS`]).
     fn set_hit(&mut self) {
-        self.0[5] |= 0x80;
+        let hits = (self.0[5] >> 6).saturating_add(1).min(MAX_HITS);
+        self.0[5] = (self.0[5] & 0x3f) | (hits << 6);
     }
 }
 
@@ -225,7 +235,7 @@ impl Index {
         }
     }
 
-    /// Sets the hit bit if the entry still points at `slot`'s record.
+    /// Counts a hit if the entry still points at `slot`'s record.
     pub(crate) fn mark_hit(&self, shard: usize, tag: u32, slot: Slot) {
         let oldest = self.oldest();
         let mut s = self.shards[shard].write();
@@ -256,7 +266,7 @@ impl Index {
                 }
                 removed += 1;
                 let slot = p.unpack(oldest);
-                if collect_all || (collect_hits && slot.hit) {
+                if collect_all || (collect_hits && slot.hit()) {
                     hits.push((i, u32::from_le_bytes(tag.0), Slot { segment, ..slot }));
                 }
                 false
@@ -281,7 +291,7 @@ impl Index {
                     tag: u32::from_le_bytes(tag.0),
                     segment: slot.segment,
                     offset: slot.offset,
-                    len_hit: slot.len | if slot.hit { HIT_BIT } else { 0 },
+                    len_hit: slot.len | if slot.hit() { HIT_BIT } else { 0 },
                 }
             }));
         }
@@ -355,7 +365,7 @@ impl Index {
                     segment: e.segment,
                     offset: e.offset,
                     len: (e.len_hit & !HIT_BIT).min(LEN_IN_HEADER),
-                    hit: e.len_hit & HIT_BIT != 0,
+                    hits: u8::from(e.len_hit & HIT_BIT != 0),
                 };
                 s.insert(Tag(e.tag.to_le_bytes()), slot.pack());
             }
@@ -406,6 +416,17 @@ mod tests {
         assert_eq!(index.get(3, 42), Some(slot));
         index.mark_hit(3, 42, slot);
         assert!(index.get(3, 42).unwrap().hit());
+        for _ in 0..5 {
+            index.mark_hit(3, 42, slot);
+        }
+        let counted = index.get(3, 42).unwrap();
+        assert_eq!(counted.hits, MAX_HITS, "the count saturates");
+        assert!(counted.same_place(slot), "the count never spills into the offset");
+        let far = Slot::new(70_002, OFFSET_LIMIT - 1, 7);
+        index.insert(5, 9, far);
+        index.mark_hit(5, 9, far);
+        assert_eq!(index.get(5, 9).unwrap().offset, OFFSET_LIMIT - 1);
+        index.remove(5, 9);
         let big = Slot::new(70_001, 64, 40 << 20);
         assert_eq!(big.len, LEN_IN_HEADER);
         index.insert(4, 1, big);

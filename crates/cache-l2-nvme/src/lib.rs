@@ -39,7 +39,8 @@
 //! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
 //!   created, the oldest ones are reclaimed (FIFO) until it fits, so the budget holds after
 //!   every write. Optional hits-based reinsertion ([`NvmeTierBuilder::reinsert_hits`]) copies
-//!   entries hit since they were written to the head of the log (up to 90 % of a segment).
+//!   entries hit since they were written to the head of the log (up to 90 % of a segment),
+//!   spending one of the up to three hits the index counts per entry.
 //! - **Eviction sink.** With a sink set ([`Tier::set_eviction_sink`](cache_core::Tier::set_eviction_sink)),
 //!   reclaim hands every live entry of the reclaimed segment that is not expired, not cleared
 //!   and not reinserted to the sink (cause `Capacity`), after dropping it from the index. The

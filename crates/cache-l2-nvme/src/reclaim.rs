@@ -4,7 +4,8 @@
 //! memory, no disk reads), removes the segment from the table and unlinks its file. A reader
 //! that already holds a slice of the victim keeps a valid mapping: the file is unlinked, never
 //! truncated. With reinsertion on, entries hit since they were written are validated (checksum,
-//! expiry, namespace clears) and handed back to be appended at the head of the log.
+//! expiry, namespace clears) and handed back to be appended at the head of the log with their
+//! hit count less one.
 
 use std::sync::{Arc, atomic::Ordering};
 
@@ -13,13 +14,14 @@ use cache_core::{Evicted, EvictionCause, EvictionSink, Namespace, Record, Verify
 
 use crate::{segment::Segment, tier::Shared};
 
-/// Reclaims `victim`; pushes (shard, tag, record) of entries worth reinserting onto `out`, and
+/// Reclaims `victim`; pushes (shard, tag, record, hit count to keep) of entries worth
+/// reinserting onto `out`, and
 /// hands the other live entries to the eviction sink, if one is set.
 pub(crate) fn reclaim(
     sh: &Shared,
     victim: &Arc<Segment>,
     reinsert: bool,
-    out: &mut Vec<(usize, u32, Bytes)>,
+    out: &mut Vec<(usize, u32, Bytes, u8)>,
 ) {
     let sink = sh.sink.read().clone();
     let (removed, live) = sh.index.drain_segment(victim.id, reinsert, sink.is_some());
@@ -52,7 +54,7 @@ pub(crate) fn reclaim(
         }
         if reinsert && slot.hit() {
             kept += 1;
-            out.push((shard, tag, record.into_bytes()));
+            out.push((shard, tag, record.into_bytes(), slot.hits - 1));
         } else if let Some(sink) = &sink {
             hand_to_sink(sink.as_ref(), &record);
         }

@@ -38,7 +38,7 @@ use crate::{
         LOCK_FILE, Resync, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SYNC_POINT_LEN, ScanItem, lsn,
         parse_segment_file_name, resync, scan_item,
     },
-    index::{HIT_BIT, Index, MAX_RECORD_LEN, Slot, locate},
+    index::{Index, MAX_RECORD_LEN, OFFSET_LIMIT, Slot, locate},
     namespace::NsLog,
     pending::Pending,
     segment::Segment,
@@ -232,7 +232,9 @@ fn scan(
             match scan_item(data, at, Verify::Checksum, seg.version) {
                 ScanItem::Record { record } => {
                     let len = record.as_bytes().len();
-                    if len as u64 > u64::from(MAX_RECORD_LEN) || at as u64 >= u64::from(HIT_BIT) {
+                    if len as u64 > u64::from(MAX_RECORD_LEN)
+                        || at as u64 >= u64::from(OFFSET_LIMIT)
+                    {
                         break;
                     }
                     let Some(ns) = ns_of(record.namespace()) else { break };

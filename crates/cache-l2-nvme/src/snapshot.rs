@@ -17,7 +17,7 @@ use cache_core::HEADER_LEN;
 use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SNAPSHOT_FILE, Snapshot, SnapshotView},
-    index::{HIT_BIT, Index, LEN_IN_HEADER},
+    index::{HIT_BIT, Index, LEN_IN_HEADER, OFFSET_LIMIT},
     io,
     namespace::sync_dir,
     segment::Segment,
@@ -90,7 +90,7 @@ pub(crate) fn load(
         let len = u64::from(len_hit & !HIT_BIT);
         let len = if len >= u64::from(LEN_IN_HEADER) { HEADER_LEN as u64 } else { len };
         (offset as usize) >= SEGMENT_HEADER_LEN
-            && offset < HIT_BIT
+            && offset < OFFSET_LIMIT
             && u64::from(offset) + len <= seg_len
     };
     if index.load_snapshot(&snap.shard_counts, snap.entries, &valid) {

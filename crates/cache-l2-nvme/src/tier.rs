@@ -387,7 +387,7 @@ impl NvmeTier {
             sh.stats.miss();
             return Ok(None);
         }
-        if sh.reinsert_hits && !slot.hit() {
+        if sh.reinsert_hits && slot.hits < crate::index::MAX_HITS {
             sh.index.mark_hit(shard, tag, slot);
         }
         sh.stats.hit();

@@ -318,6 +318,35 @@ fn hits_are_reinserted_at_reclaim_when_enabled() {
 }
 
 #[test]
+fn an_entry_hit_three_times_outlives_one_hit_once_by_two_reclaims() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // About 500 entries of 4 KiB: a lap of the log is about 500 puts.
+        let tier =
+            NvmeTierBuilder::new(dir.path(), 2 * MIB).reinsert_hits(true).open().await.unwrap();
+        let (thrice, once) = (key(900_001), key(900_002));
+        for k in [&thrice, &once] {
+            assert!(tier.put(k.clone(), Entry::new(vec![7u8; 4096])).await.unwrap().is_stored());
+        }
+        tier.wait_written().await.unwrap();
+        for _ in 0..3 {
+            assert!(tier.get(&thrice).await.unwrap().is_some());
+        }
+        assert!(tier.get(&once).await.unwrap().is_some());
+        // About two and a half laps with neither key read again.
+        for i in 0..1200u32 {
+            assert!(tier.put(key(i), Entry::new(vec![1u8; 4096])).await.unwrap().is_stored());
+            if i % 50 == 0 {
+                tier.wait_written().await.unwrap();
+            }
+        }
+        tier.wait_written().await.unwrap();
+        assert!(tier.contains(&thrice).await.unwrap(), "three hits buy three reclaims");
+        assert!(!tier.contains(&once).await.unwrap(), "one hit buys one");
+    });
+}
+
+#[test]
 fn a_smaller_budget_on_reopen_is_enforced() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
