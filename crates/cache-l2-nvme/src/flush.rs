@@ -61,7 +61,7 @@ pub(crate) struct SyncerStop {
 }
 
 /// Records handed back by reclaim for reinsertion: (shard, tag, record, hit count to keep).
-type Reinsert = Vec<(usize, u32, Bytes, u8)>;
+pub(crate) type Reinsert = Vec<(usize, u32, Bytes, u8)>;
 
 /// State owned by the writer thread.
 pub(crate) struct Writer {
@@ -401,7 +401,7 @@ impl Writer {
             &record.head,
             &record.value,
             who.map(|(i, _, _)| i),
-            who.map(|(_, s, t)| (s, t)),
+            who.map(|(_, s, t)| (s, t, 0)),
         );
         if self.staging.len() >= STAGING_LIMIT {
             self.flush_staging()?;
@@ -414,7 +414,7 @@ impl Writer {
         head: &[u8],
         value: &[u8],
         op: Option<usize>,
-        target: Option<(usize, u32)>,
+        target: Option<(usize, u32, u8)>,
     ) {
         let active = self.active.as_mut().expect("an active segment");
         let offset = active.write_off as u32;
@@ -422,8 +422,8 @@ impl Writer {
         self.staging.extend_from_slice(head);
         self.staging.extend_from_slice(value);
         active.write_off += len as u64;
-        if let Some((shard, tag)) = target {
-            let slot = Slot::new(active.seg.id, offset, len as u32);
+        if let Some((shard, tag, hits)) = target {
+            let slot = Slot { hits, ..Slot::new(active.seg.id, offset, len as u32) };
             self.staged.push((op, IndexOp::Insert { shard, tag, slot }));
         }
     }
@@ -589,10 +589,7 @@ impl Writer {
             }
             used += len;
             reinserted += 1;
-            self.stage(&record, &[], None, Some((shard, tag)));
-            if let Some((_, IndexOp::Insert { slot, .. })) = self.staged.last_mut() {
-                slot.hits = hits;
-            }
+            self.stage(&record, &[], None, Some((shard, tag, hits)));
         }
         self.sh.reinserted.fetch_add(reinserted, Ordering::Relaxed);
         Ok(())

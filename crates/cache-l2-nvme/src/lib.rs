@@ -29,8 +29,8 @@
 //!   (records of 32 KiB or more) or copies them into its 1 MiB staging buffer (smaller ones).
 //!   The bytes on disk are exactly the cache-core record; the value is copied once.
 //! - **Index.** 256 shards of `HashMap<tag, slot>` with 13-byte buckets (4-byte tag; segment
-//!   id modulo 2¹⁶; 30-bit offset plus a 2-bit hit count; 24-bit length, longer records read their
-//!   length from the record header) plus hashbrown's control byte: 16–32 bytes per entry
+//!   id modulo 2¹⁶; 30-bit offset plus a 2-bit hit count; 24-bit length, longer records read
+//!   their length from the record header) plus hashbrown's control byte: 16–32 bytes per entry
 //!   depending on the tables' load, 29.4 measured at 1 M entries after a reopen (`cargo run
 //!   --release -p cache-l2-nvme --example reopen_and_memory`). 40 bits of the key hash select
 //!   a bucket; collisions cost an entry, never a wrong value (the full key is compared on

@@ -9,19 +9,17 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use bytes::Bytes;
 use cache_core::{Evicted, EvictionCause, EvictionSink, Namespace, Record, Verify};
 
 use crate::{segment::Segment, tier::Shared};
 
 /// Reclaims `victim`; pushes (shard, tag, record, hit count to keep) of entries worth
-/// reinserting onto `out`, and
-/// hands the other live entries to the eviction sink, if one is set.
+/// reinserting onto `out`, and hands the other live entries to the eviction sink, if one is set.
 pub(crate) fn reclaim(
     sh: &Shared,
     victim: &Arc<Segment>,
     reinsert: bool,
-    out: &mut Vec<(usize, u32, Bytes, u8)>,
+    out: &mut crate::flush::Reinsert,
 ) {
     let sink = sh.sink.read().clone();
     let (removed, live) = sh.index.drain_segment(victim.id, reinsert, sink.is_some());
