@@ -29,8 +29,8 @@ pub enum Durability {
     /// an OS crash or power loss may lose the last writes before the most recent `flush`.
     #[default]
     Wal,
-    /// Every acknowledged write is synced to the write-ahead log (one `fsync` per write call,
-    /// 3 – 5 ms on the reference machine; batch with `put_many`).
+    /// Every acknowledged write is synced to the write-ahead log (one `fsync` per write call;
+    /// batch with `put_many`; its measured cost is in `docs/tiers/rocks.md`).
     WalSync,
 }
 
@@ -44,7 +44,7 @@ pub enum Compression {
     Lz4,
 }
 
-/// How RocksDB compacts. See the crate docs for the measurements behind the default.
+/// How RocksDB compacts. `docs/tiers/rocks.md` has the measurements behind the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompactionStyle {
     /// Leveled compaction. Deleted, overwritten and expired records are reclaimed by compaction
