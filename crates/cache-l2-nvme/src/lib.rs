@@ -22,18 +22,17 @@
 //! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
 //!   The writer hands the unlinked segment to a reaper thread, whose drop of the last handle
-//!   frees the file's page cache (milliseconds for a large segment) off the write path.
+//!   frees the file's page cache off the write path.
 //! - **Values written from the caller's buffer.** A put of a value of 512 bytes or more encodes
 //!   only the record's head (header, metadata, namespace, key) and computes the checksum over
 //!   the head and the caller's value; the writer appends head and value with one `pwritev`
 //!   (records of 32 KiB or more) or copies them into its 1 MiB staging buffer (smaller ones).
 //!   The bytes on disk are exactly the cache-core record; the value is copied once.
-//! - **Index.** 256 shards of `HashMap<tag, slot>` with 13-byte buckets (4-byte tag; segment
-//!   id modulo 2¹⁶; 30-bit offset plus a 2-bit hit count; 24-bit length, longer records read
-//!   their length from the record header) plus hashbrown's control byte: 16–32 bytes per entry
-//!   depending on the tables' load, 29.4 measured at 1 M entries after a reopen (`cargo run
-//!   --release -p cache-l2-nvme --example reopen_and_memory`). 40 bits of the key hash select
-//!   a bucket; collisions cost an entry, never a wrong value (the full key is compared on
+//! - **Index.** 256 shards of `HashMap<tag, slot>` with 13-byte buckets (4-byte tag; segment id
+//!   modulo 2¹⁶; 30-bit offset plus a 2-bit hit count; 24-bit length, longer records read their
+//!   length from the record header) plus hashbrown's control byte: 16–32 bytes per entry depending
+//!   on the tables' load (the measured figure: `docs/tiers/nvme.md`). 40 bits of the key hash
+//!   select a bucket; collisions cost an entry, never a wrong value (the full key is compared on
 //!   read). Expiry is not copied into the index: it is checked in the record on every hit, and
 //!   expired entries are dropped from the index when seen and never reinserted.
 //! - **Budget.** `bytes_used` is the total size of the live segment files. Before a segment is
@@ -55,14 +54,13 @@
 //!   barrier is [`Tier::flush`](cache_core::Tier::flush): when it returns, everything acknowledged
 //!   before it is on stable storage (segments `fdatasync`ed, directory `fsync`ed).
 //! - **Restart.** A clean [`close`](cache_core::Tier::close) writes `index.snap` (versioned,
-//!   xxh3-checksummed) listing the segments and every index entry; opening loads it if it
-//!   matches the segment files (one mapping, entries parsed in place on up to four threads:
-//!   1 M entries in ≈ 15–40 ms here), and deletes it; the deletion is synced before the first
-//!   write, so it is never trusted after a later unclean run. Otherwise the segments are scanned oldest first, validating
-//!   every record and stopping at the unwritten (zero) tail; a garbled record header is
-//!   skipped by searching forward for the next record that validates (FORMAT.md gives the
-//!   caveat). Removes and puts replacing an entry with an
-//!   already-expired one write tombstones, so a scan cannot bring removed keys back.
+//!   xxh3-checksummed) listing the segments and every index entry; opening loads it if it matches
+//!   the segment files (one mapping, entries parsed in place on up to four threads), and deletes
+//!   it; the deletion is synced before the first write, so it is never trusted after a later
+//!   unclean run. Otherwise the segments are scanned oldest first, validating every record and
+//!   stopping at the unwritten (zero) tail; a garbled record header is skipped by searching forward
+//!   for the next record that validates (FORMAT.md gives the caveat). Removes and puts replacing an
+//!   entry with an already-expired one write tombstones, so a scan cannot bring removed keys back.
 //! - **Namespaces.** `clear_namespace` appends one 40-byte marker (namespace id, log position)
 //!   to `namespaces.log` and syncs it: O(1) on disk. Entries of the namespace older than the
 //!   marker are misses from then on (and after restarts) and are dropped at reclaim.
@@ -93,22 +91,11 @@
 //!
 //! The byte layouts are in this crate's `FORMAT.md`.
 //!
-//! # Measured (2 vCPUs shared with other builds: ratios from one run, ±20 % or worse)
+//! # Performance
 //!
-//! - Puts, ratio to a plain sequential `write` of the same bytes in the same run, until the
-//!   writer has written everything (`cargo run --release -p cache-l2-nvme --example latency`,
-//!   medians of 7 alternating rounds; `cargo bench -p cache-l2-nvme --bench nvme` agrees within
-//!   the noise): 4 KiB values 1.3–2.1× (single `put` and `put_many`); 64 KiB values 0.7–0.8×
-//!   with [`Durability::None`], 0.45–0.9× with the default [`Durability::Periodic`], whose
-//!   syncer writes back and `fdatasync`s ≈ 10 MB every 5 ms while the baseline syncs nothing.
-//! - Get hit, 4 KiB page-cached, checksum verified: p50 1.35–1.6 µs, p99 1.9–2.6 µs
-//!   (unverified: p50 0.25–0.8 µs).
-//! - Against foyer's `HybridCache` with a 1-byte memory tier and the same 256 MiB disk, zipf
-//!   0.9 (`cargo run --release -p cache-l2-nvme --example vs_foyer`): 4 KiB puts 1.2×, gets
-//!   6.9× (foyer kept 74.5 % of the entries, this tier all); 64 KiB puts ≈ 1.0–1.5×, gets
-//!   3.4× (both kept all).
-//! - Reopen of 1 M entries: snapshot 27–45 ms, scan 0.6–1.4 s; index 29.4 bytes per entry
-//!   (`--example reopen_and_memory`).
+//! Puts against a plain file write, get-hit latency, a comparison with foyer, reopen times and
+//! the index's RAM per entry were measured: `docs/tiers/nvme.md` in the repository has the
+//! figures and the commands that reproduce them.
 //!
 //! # Example
 //!
