@@ -12,10 +12,10 @@
 //! write waiting for room in moka's write log could miss its wake-up and wait forever when no
 //! other caller came along. The thread stops at `close` or when the tier is dropped.
 //!
-//! Cost against raw moka: gets that hit run at about 0.9× (`cargo xtask bench --micro`). Writes
-//! pay for moka's eviction listener, which the tier needs to count evictions and feed the sink:
-//! moka takes a per-key lock on every write when a listener is set, and that alone halves its
-//! write throughput (docs/benchmarks.md, `compare`).
+//! Writes pay for moka's eviction listener, which the tier needs to count evictions and feed the
+//! sink: moka takes a per-key lock on every write when a listener is set. The cost against raw
+//! moka, of gets that hit and of writes, is measured in `docs/benchmarks.md` (the notes under
+//! `compare`; `cargo xtask bench --micro`).
 //!
 //! It implements [`cache_core::Tier`] and can be used on its own:
 //!
