@@ -553,6 +553,7 @@ impl Writer {
     /// Moves the active segment to the unsynced list.
     fn seal_active(&mut self) {
         if let Some(a) = self.active.take() {
+            a.seg.drop_cached_pages();
             self.sh.unsynced.lock().push(a.seg);
             *self.sh.active.lock() = None;
         }

@@ -9,7 +9,10 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::unix::fs::{FileExt, OpenOptionsExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
@@ -236,6 +239,7 @@ impl Segment {
         io::write_at(&self.file, &self.path, bytes, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.wrote(offset + bytes.len() as u64);
+        self.start_writeback(offset, bytes.len());
         Ok(())
     }
 
@@ -250,7 +254,36 @@ impl Segment {
         io::write_parts_at(&self.file, &self.path, head, value, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.wrote(offset + (head.len() + value.len()) as u64);
+        self.start_writeback(offset, head.len() + value.len());
         Ok(())
+    }
+
+    /// With direct reads, starts the writeback of a write that just returned
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: it does not wait and promises no durability).
+    /// A direct read of a range whose pages are still dirty has the kernel write them back
+    /// first, on the reader's time; started here, that is done by the time most reads come.
+    fn start_writeback(&self, offset: u64, len: usize) {
+        if self.direct.is_none() {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+        // SAFETY: a plain system call on a descriptor `self.file` owns; it reads no memory.
+        // Advisory: a failure changes nothing a later read or sync relies on.
+        let _ = unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+
+    /// With direct reads, asks the kernel to drop the segment's cached pages once it is full
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)`, which also starts writing back the dirty ones):
+    /// hits read the device, so those pages would only take RAM from the tiers above.
+    pub(crate) fn drop_cached_pages(&self) {
+        if self.direct.is_none() {
+            return;
+        }
+        // SAFETY: as in `start_writeback`; advisory, and it never changes the file's bytes.
+        let _ =
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
 
     /// Notes a completed write ending at `end`: first the end, then the dirty flag, so a sync

@@ -370,7 +370,13 @@ impl NvmeTier {
             Found::Done(record) => return Ok(record),
             Found::Slot { shard, tag, slot } => (shard, tag, slot),
         };
-        let bytes = match self.source(slot) {
+        let bytes = self.read(slot).await?;
+        Ok(self.validate(key, shard, tag, slot, bytes))
+    }
+
+    /// `slot`'s bytes: `None` if its segment is gone, `Some(None)` if the slot does not fit it.
+    async fn read(&self, slot: Slot) -> Result<Option<Option<Bytes>>> {
+        Ok(match self.source(slot) {
             Source::Direct(seg) if tokio::runtime::Handle::try_current().is_ok() => {
                 tokio::task::spawn_blocking(move || seg.read_record_direct(slot))
                     .await
@@ -380,8 +386,7 @@ impl NvmeTier {
                     .map(Some)?
             }
             source => source.read(slot)?,
-        };
-        Ok(self.validate(key, shard, tag, slot, bytes))
+        })
     }
 
     /// The first half of a read: the pending buffer and the index.
@@ -480,7 +485,7 @@ impl NvmeTier {
     /// header: the value's checksum is not computed and no hit or miss is counted (a tiered
     /// cache asks this on every put, to drop an older copy). A record whose header does not
     /// validate counts as present, so a removal still covers it.
-    fn probe(&self, key: &Key) -> Result<bool> {
+    async fn probe(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
         let sh = &*self.shared;
         let now = sh.clock.now();
@@ -494,7 +499,7 @@ impl NvmeTier {
         if sh.cleared(&key.namespace().id(), slot.lsn()) {
             return Ok(false);
         }
-        let Some(bytes) = self.source(slot).read(slot)? else { return Ok(false) };
+        let Some(bytes) = self.read(slot).await? else { return Ok(false) };
         Ok(bytes
             .and_then(|b| Record::decode_with(b, Verify::StructureOnly).ok())
             .is_none_or(|r| live(&r)))
@@ -777,7 +782,7 @@ impl Tier for NvmeTier {
     }
 
     async fn contains(&self, key: &Key) -> Result<bool> {
-        match self.probe(key) {
+        match self.probe(key).await {
             Ok(r) => Ok(r),
             Err(e) => self.fail(e),
         }
