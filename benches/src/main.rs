@@ -85,17 +85,22 @@ struct StackArgs {
     /// Where the disk tiers put their files (default `target/bench/data`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Disk reads bypass the page cache, so a disk hit costs a device read: the NVMe tier
+    /// reads hits with `O_DIRECT` (`NvmeTierBuilder::direct_reads`) and foyer opens its device
+    /// files with `O_DIRECT`. The data directory must be on a filesystem that has it.
+    #[arg(long)]
+    direct_reads: bool,
 }
 
 impl Default for StackArgs {
     fn default() -> StackArgs {
-        StackArgs { ram: 64 << 20, disk: 256 << 20, data_dir: None }
+        StackArgs { ram: 64 << 20, disk: 256 << 20, data_dir: None, direct_reads: false }
     }
 }
 
 impl StackArgs {
     fn budgets(&self) -> Budgets {
-        Budgets { ram: self.ram, disk: self.disk }
+        Budgets { ram: self.ram, disk: self.disk, direct_reads: self.direct_reads }
     }
     fn dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| output::out_dir().join("data"))

@@ -70,6 +70,10 @@ pub(crate) struct Budgets {
     pub(crate) ram: u64,
     /// Disk budget.
     pub(crate) disk: u64,
+    /// Disk reads bypass the page cache: the NVMe tier reads hits with `O_DIRECT`, foyer's
+    /// device opens its files with it.
+    #[serde(default)]
+    pub(crate) direct_reads: bool,
 }
 
 /// The seed of `MemoryTier`'s key hash in every bench system: with a fixed seed moka's TinyLFU
@@ -115,15 +119,16 @@ pub(crate) fn nvme_weight(value: u64) -> u64 {
     cache_core::Record::encoded_len(&key(&namespace(), 0), value) as u64
 }
 
-fn nvme(dir: &Path, budget: u64) -> Result<NvmeTier> {
-    nvme_with(dir, budget, false)
+fn nvme(dir: &Path, budgets: Budgets) -> Result<NvmeTier> {
+    nvme_with(dir, budgets, false)
 }
 
-fn nvme_with(dir: &Path, budget: u64, reinsert_hits: bool) -> Result<NvmeTier> {
+fn nvme_with(dir: &Path, budgets: Budgets, reinsert_hits: bool) -> Result<NvmeTier> {
     let _ = std::fs::remove_dir_all(dir);
-    NvmeTierBuilder::new(dir, budget.max(cache_l2_nvme::MIN_SEGMENT_SIZE))
+    NvmeTierBuilder::new(dir, budgets.disk.max(cache_l2_nvme::MIN_SEGMENT_SIZE))
         .durability(Durability::None)
         .reinsert_hits(reinsert_hits)
+        .direct_reads(budgets.direct_reads)
         .open_blocking()
         .with_context(|| format!("opening the NVMe tier in {}", dir.display()))
 }
@@ -147,7 +152,7 @@ impl System {
                 // tier as the small queue, the NVMe tier with hit-based reinsertion as the
                 // main queue, the TinyLFU-or-second-chance demotion filter between them, and
                 // no promotion.
-                let disk = Arc::new(nvme_with(&dir.join("nvme"), budgets.disk, true)?);
+                let disk = Arc::new(nvme_with(&dir.join("nvme"), budgets, true)?);
                 let mut b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)
                     .demotion_filter(DemotionFilter::tiny_lfu())
@@ -165,7 +170,7 @@ impl System {
                 System::Tiered(b.build()?, Some(disk))
             }
             SystemKind::TieredDefaults => {
-                let disk = Arc::new(nvme(&dir.join("nvme"), budgets.disk)?);
+                let disk = Arc::new(nvme(&dir.join("nvme"), budgets)?);
                 let b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)
                     .tier(MemoryTier::builder(budgets.ram.max(1)).hash_seed(HASH_SEED).build())
@@ -177,7 +182,7 @@ impl System {
                 None,
             ),
             SystemKind::Nvme | SystemKind::NvmeReinsert => {
-                let t = Arc::new(nvme_with(&dir, budgets.disk, kind == SystemKind::NvmeReinsert)?);
+                let t = Arc::new(nvme_with(&dir, budgets, kind == SystemKind::NvmeReinsert)?);
                 System::Tier(t.clone(), Some(t))
             }
             SystemKind::Object => {
@@ -195,6 +200,7 @@ impl System {
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir)?;
                 let device = foyer::FsDeviceBuilder::new(&dir)
+                    .with_direct(budgets.direct_reads)
                     .with_capacity(usize::try_from(budgets.disk.max(4 << 20))?)
                     .build()
                     .context("foyer device")?;

@@ -65,6 +65,7 @@ pub struct NvmeTierBuilder {
     pub(crate) durability: Durability,
     pub(crate) verify_on_read: bool,
     pub(crate) reinsert_hits: bool,
+    pub(crate) direct_reads: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_pending: Option<u32>,
 }
@@ -79,6 +80,7 @@ impl NvmeTierBuilder {
             durability: Durability::default(),
             verify_on_read: true,
             reinsert_hits: false,
+            direct_reads: false,
             clock: system_clock(),
             max_pending: None,
         }
@@ -118,6 +120,24 @@ impl NvmeTierBuilder {
     #[must_use]
     pub fn reinsert_hits(mut self, reinsert: bool) -> NvmeTierBuilder {
         self.reinsert_hits = reinsert;
+        self
+    }
+
+    /// Direct reads (default off): a hit reads its record with `O_DIRECT` (`pread` of the
+    /// 4 KiB-aligned blocks that hold it) into a buffer of its own instead of slicing the
+    /// segment's mapping, so hits bypass the page cache. Choose it when the RAM above this tier
+    /// (a RAM tier, the application) already caches the hot entries and the kernel keeping a
+    /// second copy of recently read segment pages would only take memory from them, or to
+    /// measure the device rather than the page cache. A hit then costs a device read and a copy
+    /// of the aligned blocks; writes, recovery and reclaim still go through the page cache.
+    ///
+    /// # Errors
+    /// Opening fails with [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) if the
+    /// directory's filesystem does not support `O_DIRECT` (tmpfs before Linux 6.6, some FUSE
+    /// and network filesystems).
+    #[must_use]
+    pub fn direct_reads(mut self, direct: bool) -> NvmeTierBuilder {
+        self.direct_reads = direct;
         self
     }
 

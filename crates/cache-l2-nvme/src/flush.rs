@@ -553,6 +553,7 @@ impl Writer {
     /// Moves the active segment to the unsynced list.
     fn seal_active(&mut self) {
         if let Some(a) = self.active.take() {
+            a.seg.drop_cached_pages();
             self.sh.unsynced.lock().push(a.seg);
             *self.sh.active.lock() = None;
         }
@@ -607,8 +608,8 @@ impl Writer {
             return Err(NvmeError::Config("segment ids are exhausted".into()));
         }
         self.next_segment += 1;
-        let seg =
-            Arc::new(Segment::create(&self.sh.dir, id, size, self.sh.clock.now().as_millis())?);
+        let seg = Segment::create(&self.sh.dir, id, size, self.sh.clock.now().as_millis())?;
+        let seg = Arc::new(if self.sh.direct_reads { seg.with_direct_reads()? } else { seg });
         self.noted.push((seg.clone(), SEGMENT_HEADER_LEN as u64));
         {
             let mut segments = self.sh.segments.write();

@@ -68,6 +68,11 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path, e)),
     }
 
+    if b.direct_reads {
+        // Refuse a filesystem without O_DIRECT now, not at the first segment.
+        crate::segment::open_direct(&lock_path)?;
+    }
+
     // Find segments; clear leftovers of interrupted temporary writes.
     let mut report = RecoveryReport::default();
     let mut segments = BTreeMap::new();
@@ -82,7 +87,10 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
             continue;
         }
         let Some(id) = parse_segment_file_name(name) else { continue };
-        match Segment::open_existing(&path, id) {
+        let opened = Segment::open_existing(&path, id);
+        let opened =
+            if b.direct_reads { opened.and_then(Segment::with_direct_reads) } else { opened };
+        match opened {
             Ok(seg) => {
                 segments.insert(id, Arc::new(seg));
             }
@@ -147,6 +155,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         durability: b.durability,
         verify: if b.verify_on_read { Verify::Checksum } else { Verify::StructureOnly },
         reinsert_hits: b.reinsert_hits,
+        direct_reads: b.direct_reads,
         clock: b.clock.clone(),
         index,
         segments: RwLock::new(segments),

@@ -9,7 +9,10 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
@@ -17,11 +20,18 @@ use std::{
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
+use cache_core::{HEADER_LEN, RecordHeader};
+
 use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, segment_file_name},
+    index::{LEN_IN_HEADER, Slot},
     io,
 };
+
+/// The alignment of a direct read's offset, length and buffer: the largest logical block size
+/// of the devices in use (512-byte devices accept it too).
+pub(crate) const DIRECT_BLOCK: usize = 4096;
 
 /// One live segment.
 #[derive(Debug)]
@@ -36,6 +46,8 @@ pub(crate) struct Segment {
     pub(crate) file: File,
     /// The whole mapping as `Bytes`; a hit is a slice of it.
     pub(crate) data: Bytes,
+    /// With direct reads, the file opened again with `O_DIRECT`: hits read through it.
+    pub(crate) direct: Option<File>,
     /// Written since the last sync.
     pub(crate) dirty: AtomicBool,
     /// Its format version (sync points from version 2 on).
@@ -44,6 +56,21 @@ pub(crate) struct Segment {
     pub(crate) written: AtomicU64,
     /// The end of the prefix a completed `fdatasync` made durable (in this run).
     pub(crate) synced: AtomicU64,
+}
+
+/// Opens `path` read-only with `O_DIRECT`. A filesystem without it (`EINVAL`: tmpfs before
+/// Linux 6.6, some FUSE and network filesystems) is a configuration error, not an IO failure.
+pub(crate) fn open_direct(path: &Path) -> Result<File, NvmeError> {
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            NvmeError::Config(format!(
+                "direct reads need O_DIRECT, which the filesystem of {} does not support",
+                path.display()
+            ))
+        } else {
+            io_err("open for direct reads", path, e)
+        }
+    })
 }
 
 /// Maps `len` bytes of `file`.
@@ -89,6 +116,7 @@ impl Segment {
                 path,
                 file,
                 data,
+                direct: None,
                 dirty: AtomicBool::new(true),
                 version: SEGMENT_VERSION,
                 written: AtomicU64::new(SEGMENT_HEADER_LEN as u64),
@@ -132,6 +160,7 @@ impl Segment {
             path: path.to_owned(),
             file,
             data,
+            direct: None,
             dirty: AtomicBool::new(false),
             version: header.version,
             // Never written in this run: the writer does not append to a recovered segment.
@@ -140,11 +169,77 @@ impl Segment {
         })
     }
 
+    /// Opens the file again with `O_DIRECT`, so that hits read the device rather than the page
+    /// cache ([`NvmeTierBuilder::direct_reads`](crate::NvmeTierBuilder::direct_reads)).
+    pub(crate) fn with_direct_reads(mut self) -> Result<Segment, NvmeError> {
+        self.direct = Some(open_direct(&self.path)?);
+        Ok(self)
+    }
+
+    /// The bytes of `slot`'s record read with `O_DIRECT` (`None` if it does not lie inside the
+    /// segment). Only for a segment opened [`Segment::with_direct_reads`].
+    pub(crate) fn read_record_direct(&self, slot: Slot) -> Result<Option<Bytes>, NvmeError> {
+        let Some(file) = self.direct.as_ref() else {
+            return Err(NvmeError::Config("a direct read of a segment without O_DIRECT".into()));
+        };
+        let start = slot.offset as usize;
+        let len = if slot.len == LEN_IN_HEADER {
+            let Some(head) = self.read_direct(file, start, HEADER_LEN)? else {
+                return Ok(None);
+            };
+            let len = RecordHeader::parse(&head)
+                .ok()
+                .and_then(|h| h.total_len())
+                .and_then(|n| usize::try_from(n).ok());
+            let Some(len) = len else { return Ok(None) };
+            len
+        } else {
+            slot.len as usize
+        };
+        self.read_direct(file, start, len)
+    }
+
+    /// Reads `len` bytes at `offset` through `file` (opened with `O_DIRECT`): the aligned
+    /// blocks that hold them go into an aligned buffer, and the result is a slice of it. `None`
+    /// if the range is not inside the segment.
+    fn read_direct(
+        &self,
+        file: &File,
+        offset: usize,
+        len: usize,
+    ) -> Result<Option<Bytes>, NvmeError> {
+        let Some(end) = offset.checked_add(len).filter(|&end| end <= self.data.len()) else {
+            return Ok(None);
+        };
+        let first = offset / DIRECT_BLOCK * DIRECT_BLOCK;
+        let span = end.div_ceil(DIRECT_BLOCK) * DIRECT_BLOCK - first;
+        let mut buf = vec![0u8; span + DIRECT_BLOCK];
+        let pad = buf.as_ptr().align_offset(DIRECT_BLOCK);
+        let window = &mut buf[pad..pad + span];
+        let mut done = 0;
+        while done < end - first {
+            match file.read_at(&mut window[done..], (first + done) as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("read segment (direct)", &self.path, e)),
+            }
+        }
+        if done < end - first {
+            // The mapping covers the range, so the file does: only a file truncated by hand
+            // ends early, and its record reads as a miss.
+            return Ok(None);
+        }
+        let at = pad + offset - first;
+        Ok(Some(Bytes::from(buf).slice(at..at + len)))
+    }
+
     /// Appends `bytes` at `offset` (a region never written before).
     pub(crate) fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), NvmeError> {
         io::write_at(&self.file, &self.path, bytes, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.wrote(offset + bytes.len() as u64);
+        self.start_writeback(offset, bytes.len());
         Ok(())
     }
 
@@ -159,7 +254,36 @@ impl Segment {
         io::write_parts_at(&self.file, &self.path, head, value, offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
         self.wrote(offset + (head.len() + value.len()) as u64);
+        self.start_writeback(offset, head.len() + value.len());
         Ok(())
+    }
+
+    /// With direct reads, starts the writeback of a write that just returned
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: it does not wait and promises no durability).
+    /// A direct read of a range whose pages are still dirty has the kernel write them back
+    /// first, on the reader's time; started here, that is done by the time most reads come.
+    fn start_writeback(&self, offset: u64, len: usize) {
+        if self.direct.is_none() {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+        // SAFETY: a plain system call on a descriptor `self.file` owns; it reads no memory.
+        // Advisory: a failure changes nothing a later read or sync relies on.
+        let _ = unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+
+    /// With direct reads, asks the kernel to drop the segment's cached pages once it is full
+    /// (`posix_fadvise(POSIX_FADV_DONTNEED)`, which also starts writing back the dirty ones):
+    /// hits read the device, so those pages would only take RAM from the tiers above.
+    pub(crate) fn drop_cached_pages(&self) {
+        if self.direct.is_none() {
+            return;
+        }
+        // SAFETY: as in `start_writeback`; advisory, and it never changes the file's bytes.
+        let _ =
+            unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
 
     /// Notes a completed write ending at `end`: first the end, then the dirty flag, so a sync

@@ -19,8 +19,9 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, EvictionSink, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection,
-    Result, StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait, check_record_key,
+    Clock, Entry, Error, ErrorKind, EvictionSink, Key, Namespace, NamespaceId, PutOutcome, Record,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify, async_trait,
+    check_record_key,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{Semaphore, oneshot};
@@ -105,6 +106,9 @@ pub(crate) struct Shared {
     pub(crate) durability: Durability,
     pub(crate) verify: Verify,
     pub(crate) reinsert_hits: bool,
+    /// Hits read with `O_DIRECT` ([`NvmeTierBuilder::direct_reads`]): new segments open a
+    /// descriptor for it.
+    pub(crate) direct_reads: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) index: Index,
     /// Live segments by id, oldest first.
@@ -250,6 +254,36 @@ pub(crate) struct StagedPut {
     pub(crate) room: u32,
 }
 
+/// What the pending buffer and the index say about a key being read.
+enum Found {
+    /// Answered without the segments: a miss, or a hit in the pending buffer.
+    Done(Option<Record>),
+    /// The index points at a record.
+    Slot { shard: usize, tag: u32, slot: Slot },
+}
+
+/// Where a slot's bytes come from.
+enum Source {
+    /// Its segment was reclaimed.
+    Gone,
+    /// A slice of the mapping (`None`: the slot does not fit the segment).
+    Mapped(Option<Bytes>),
+    /// A direct read of this segment.
+    Direct(Arc<Segment>),
+}
+
+impl Source {
+    /// The bytes, read on the calling thread: `None` if the segment is gone, `Some(None)` if
+    /// the slot does not fit it.
+    fn read(self, slot: Slot) -> Result<Option<Option<Bytes>>, NvmeError> {
+        match self {
+            Source::Gone => Ok(None),
+            Source::Mapped(bytes) => Ok(Some(bytes)),
+            Source::Direct(seg) => seg.read_record_direct(slot).map(Some),
+        }
+    }
+}
+
 /// The NVMe tier. Build it with [`NvmeTierBuilder`].
 pub struct NvmeTier {
     pub(crate) shared: Arc<Shared>,
@@ -328,26 +362,67 @@ impl NvmeTier {
         Ok(())
     }
 
-    /// The read path shared by `get` and `get_record`: a validated record or a miss.
-    fn lookup(&self, key: &Key) -> Result<Option<Record>> {
+    /// The read path shared by `get` and `get_record`: a validated record or a miss. A direct
+    /// read of the device runs on tokio's blocking pool (inline outside a runtime), so readers
+    /// waiting for the device do not hold the async workers.
+    async fn lookup(&self, key: &Key) -> Result<Option<Record>> {
+        let (shard, tag, slot) = match self.find(key)? {
+            Found::Done(record) => return Ok(record),
+            Found::Slot { shard, tag, slot } => (shard, tag, slot),
+        };
+        let bytes = self.read(slot).await?;
+        Ok(self.validate(key, shard, tag, slot, bytes))
+    }
+
+    /// `slot`'s bytes: `None` if its segment is gone, `Some(None)` if the slot does not fit it.
+    async fn read(&self, slot: Slot) -> Result<Option<Option<Bytes>>> {
+        Ok(match self.source(slot) {
+            Source::Direct(seg) if tokio::runtime::Handle::try_current().is_ok() => {
+                tokio::task::spawn_blocking(move || seg.read_record_direct(slot))
+                    .await
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Internal, TIER, format!("the read task failed: {e}"))
+                    })?
+                    .map(Some)?
+            }
+            source => source.read(slot)?,
+        })
+    }
+
+    /// The first half of a read: the pending buffer and the index.
+    fn find(&self, key: &Key) -> Result<Found> {
         self.check_open()?;
         let sh = &*self.shared;
         let (shard, tag) = locate(key.hash());
         if let Some(bytes) = sh.pending.read(shard, tag) {
-            return Ok(self.pending_hit(key, bytes));
+            return Ok(Found::Done(self.pending_hit(key, bytes)));
         }
         let Some(slot) = sh.index.get(shard, tag) else {
             sh.stats.miss();
-            return Ok(None);
+            return Ok(Found::Done(None));
         };
         if sh.cleared(&key.namespace().id(), slot.lsn()) {
             sh.index.remove_if(shard, tag, slot);
             sh.stats.miss();
-            return Ok(None);
+            return Ok(Found::Done(None));
         }
-        let Some(bytes) = self.slot_bytes(slot) else {
+        Ok(Found::Slot { shard, tag, slot })
+    }
+
+    /// The second half of a read: the record's bytes (`None`: its segment is gone; `Some(None)`:
+    /// the slot does not fit it) checked, counted and marked hit.
+    fn validate(
+        &self,
+        key: &Key,
+        shard: usize,
+        tag: u32,
+        slot: Slot,
+        bytes: Option<Option<Bytes>>,
+    ) -> Option<Record> {
+        let sh = &*self.shared;
+        let Some(bytes) = bytes else {
             sh.stats.miss();
-            return Ok(None);
+            return None;
         };
         let record =
             bytes.ok_or(()).and_then(|b| Record::decode_with(b, sh.verify).map_err(|_| ()));
@@ -373,40 +448,44 @@ impl NvmeTier {
                     offset = slot.offset,
                     "corrupt record read as a miss"
                 );
-                return Ok(None);
+                return None;
             }
         };
         if record.is_tombstone() || !record.matches(key) {
             sh.stats.miss();
-            return Ok(None);
+            return None;
         }
         if record.meta().is_expired(sh.clock.now()) {
             if sh.index.remove_if(shard, tag, slot) {
                 sh.stats.expire();
             }
             sh.stats.miss();
-            return Ok(None);
+            return None;
         }
         if sh.reinsert_hits && slot.hits < crate::index::MAX_HITS {
             sh.index.mark_hit(shard, tag, slot);
         }
         sh.stats.hit();
-        Ok(Some(record))
+        Some(record)
     }
 
-    /// The bytes `slot` points at: `None` if its segment is gone (reclaimed), `Some(None)` if
-    /// the slot does not fit the segment.
-    fn slot_bytes(&self, slot: Slot) -> Option<Option<Bytes>> {
+    /// Where `slot`'s bytes come from.
+    fn source(&self, slot: Slot) -> Source {
         let segments = self.shared.segments.read();
-        let seg = segments.get(&slot.segment)?;
-        Some(slot.range_in(&seg.data).map(|range| seg.data.slice(range)))
+        let Some(seg) = segments.get(&slot.segment) else { return Source::Gone };
+        if seg.direct.is_some() {
+            // A device read: not under the lock the writer takes to add and drop segments.
+            Source::Direct(seg.clone())
+        } else {
+            Source::Mapped(slot.range_in(&seg.data).map(|range| seg.data.slice(range)))
+        }
     }
 
     /// Whether `key` has a live entry, from the pending buffer or the index and the record's
     /// header: the value's checksum is not computed and no hit or miss is counted (a tiered
     /// cache asks this on every put, to drop an older copy). A record whose header does not
     /// validate counts as present, so a removal still covers it.
-    fn probe(&self, key: &Key) -> Result<bool> {
+    async fn probe(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
         let sh = &*self.shared;
         let now = sh.clock.now();
@@ -420,7 +499,7 @@ impl NvmeTier {
         if sh.cleared(&key.namespace().id(), slot.lsn()) {
             return Ok(false);
         }
-        let Some(bytes) = self.slot_bytes(slot) else { return Ok(false) };
+        let Some(bytes) = self.read(slot).await? else { return Ok(false) };
         Ok(bytes
             .and_then(|b| Record::decode_with(b, Verify::StructureOnly).ok())
             .is_none_or(|r| live(&r)))
@@ -696,21 +775,21 @@ impl Tier for NvmeTier {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
-        match self.lookup(key) {
+        match self.lookup(key).await {
             Ok(r) => Ok(r.map(|r| r.to_entry())),
             Err(e) => self.fail(e),
         }
     }
 
     async fn contains(&self, key: &Key) -> Result<bool> {
-        match self.probe(key) {
+        match self.probe(key).await {
             Ok(r) => Ok(r),
             Err(e) => self.fail(e),
         }
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
-        match self.lookup(key) {
+        match self.lookup(key).await {
             Ok(r) => Ok(r),
             Err(e) => self.fail(e),
         }

@@ -14,3 +14,22 @@ async fn factory(spec: TierSpec) -> TestTier {
 }
 
 cache_core::conformance_suite!(factory);
+
+/// The same suite with hits read by `O_DIRECT` (in the target directory: `/tmp` may be a tmpfs,
+/// which has `O_DIRECT` only from Linux 6.6).
+mod direct_reads {
+    use super::*;
+
+    async fn factory(spec: TierSpec) -> TestTier {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
+            .clock(spec.dyn_clock())
+            .direct_reads(true)
+            .open()
+            .await
+            .expect("open the tier");
+        TestTier::with_guard(tier, dir)
+    }
+
+    cache_core::conformance_suite!(factory);
+}

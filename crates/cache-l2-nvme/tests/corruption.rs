@@ -25,7 +25,16 @@ fn value(i: u32) -> Bytes {
 }
 
 async fn open(dir: &Path) -> NvmeTier {
-    NvmeTierBuilder::new(dir, 64 * MIB).segment_size(MIB).open().await.expect("open")
+    open_with(dir, false).await
+}
+
+async fn open_with(dir: &Path, direct_reads: bool) -> NvmeTier {
+    NvmeTierBuilder::new(dir, 64 * MIB)
+        .segment_size(MIB)
+        .direct_reads(direct_reads)
+        .open()
+        .await
+        .expect("open")
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -100,8 +109,19 @@ fn flipped_bytes_are_counted_misses_on_both_recovery_paths() {
 
 #[test]
 fn corruption_while_open_is_a_counted_miss() {
+    corruption_while_open(false);
+}
+
+#[test]
+fn corruption_while_open_is_a_counted_miss_with_direct_reads() {
+    corruption_while_open(true);
+}
+
+fn corruption_while_open(direct_reads: bool) {
     block_on(async {
-        let dir = tempfile::tempdir().unwrap();
+        // Not in `/tmp`, which may be a tmpfs (O_DIRECT only from Linux 6.6).
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let open = |dir| open_with(dir, direct_reads);
         let tier = open(dir.path()).await;
         let k = key(1);
         assert!(tier.put(k.clone(), Entry::new(value(1))).await.unwrap().is_stored());
