@@ -328,13 +328,14 @@ impl Shared {
             }
             if let Some((entry, queued_snap)) = slot.queued.get(key) {
                 if !self.still_valid(key, queued_snap) {
-                    // A demotion that a later write or removal overtook may be landing in this
-                    // tier right now, before its undo: do not read this tier's copy.
+                    // A demotion or write-behind job that a later write, removal or clear
+                    // overtook may be landing in this tier right now, before its undo: do not
+                    // read this tier's copy.
                     continue;
                 }
                 if !entry.is_expired(self.clock.now()) {
-                    // Evicted from the tier above, on its way to this one: serve it from the
-                    // queue.
+                    // On its way to this tier (evicted from the tier above, or written behind):
+                    // serve it from the queue.
                     slot.stats.served.fetch_add(1, Ordering::Relaxed);
                     slot.stats.served_from_queue.fetch_add(1, Ordering::Relaxed);
                     self.stats.hit();

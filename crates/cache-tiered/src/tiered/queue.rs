@@ -67,8 +67,10 @@ impl Promoting {
     }
 }
 
-/// The demotions waiting in a tier's queue, by key: an evicted entry stays readable until its
-/// demotion is written (or dropped), as in the flush buffers of disk caches.
+/// The demotions and write-behind jobs waiting in a tier's queue, by key: an evicted entry stays
+/// readable until its demotion is written (or dropped), as in the flush buffers of disk caches,
+/// and while a job that a later write, removal or clear overtook is landing, its snapshot tells
+/// `get` not to read the tier's copy.
 #[derive(Default)]
 pub(super) struct Queued {
     len: AtomicUsize,
@@ -118,7 +120,7 @@ pub(super) struct Job {
     entry: Entry,
     snap: Snap,
     kind: JobKind,
-    /// For demotions: the job's entry in the target slot's [`Queued`] (0 for other jobs).
+    /// The job's entry in the target slot's [`Queued`].
     id: u64,
 }
 
@@ -316,17 +318,24 @@ impl Shared {
             if report.tiers[i].1 != TierWrite::Deferred {
                 continue;
             }
+            let snap = self.snap(key);
+            let id = self.job_ids.fetch_add(1, Ordering::Relaxed) + 1;
+            // Listed like a demotion until it is written and checked: if a removal or a clear
+            // overtakes it while it lands, `get` must not read this tier's copy before the
+            // undo (the removal leaves the tier marked clean).
+            slot.queued.insert(id, key, entry, snap);
             let job = Job {
                 key: key.clone(),
                 entry: entry.clone(),
-                snap: self.snap(key),
+                snap,
                 kind: JobKind::WriteBehind,
-                id: 0,
+                id,
             };
             let tx = slot.behind.lock().clone();
             self.pending.fetch_add(1, Ordering::AcqRel);
             slot.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
             if tx.map(|tx| tx.try_send(job).is_ok()) != Some(true) {
+                slot.queued.remove(id, key);
                 slot.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 self.done();
                 slot.stats.reject(Rejection::QueueFull);
@@ -375,8 +384,7 @@ pub(super) async fn worker(
         }
         let n = batch.len();
         shared.slots[to].stats.queue_depth.fetch_sub(n as u64, Ordering::Relaxed);
-        let done: Vec<(u64, Key)> =
-            batch.iter().filter(|j| j.id != 0).map(|j| (j.id, j.key.clone())).collect();
+        let done: Vec<(u64, Key)> = batch.iter().map(|j| (j.id, j.key.clone())).collect();
         run_batch(&shared, to, &mut batch, max_attempts, backoff).await;
         batch.clear();
         for (id, key) in &done {

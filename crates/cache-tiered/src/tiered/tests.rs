@@ -731,6 +731,46 @@ async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
     assert!(top.inner.get(&k).await.unwrap().is_none_or(|e| e.value == "new"));
 }
 
+/// A write-behind job that a removal overtook lands its value after the removal and then
+/// undoes it; in between, `get` must not serve it (the removal left the tier marked clean). The
+/// tier double stops the job exactly in that window, so this fails without the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_behind_overtaken_by_a_removal_is_never_served_before_its_undo() {
+    let c = clock();
+    let top = Arc::new(l1(1 << 20, &c));
+    let bottom = Arc::new(HoldsPromotion::new(l1(1 << 20, &c), "old"));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()).write(WritePolicy::behind()))
+        .build()
+        .unwrap();
+    let k = key("overtaken");
+    // The job's write into the lower tier waits at its gate.
+    let _ = cache.put(k.clone(), Entry::new("old")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bottom.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the write-behind job never started");
+        tokio::task::yield_now().await;
+    }
+    // The removal finds nothing below yet; the job's undo (a removal) is held back after it.
+    bottom.hold_removes.store(false, Ordering::SeqCst);
+    cache.remove(&k).await.unwrap();
+    bottom.hold_removes.store(true, Ordering::SeqCst);
+    bottom.puts.add_permits(1);
+    while bottom.inner.get(&k).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the job never wrote its value");
+        tokio::task::yield_now().await;
+    }
+    assert!(cache.get(&k).await.unwrap().is_none(), "served a removed key's write-behind copy");
+    assert!(!cache.contains(&k).await.unwrap());
+    bottom.hold_removes.store(false, Ordering::SeqCst);
+    bottom.removes.add_permits(1 << 20);
+    cache.quiesce().await;
+    assert!(cache.get(&k).await.unwrap().is_none(), "the undo ran");
+    assert!(bottom.inner.get(&k).await.unwrap().is_none());
+}
+
 /// S3-FIFO's filter between RAM and the tier below: what was read twice while in RAM is
 /// demoted, a key read once or never is dropped and remembered by the ghost, and the same key
 /// evicted again while the ghost remembers it is demoted.
