@@ -19,6 +19,15 @@
 //!   The segment being written is read through the same mapping: Linux's page cache makes
 //!   bytes written by `pwrite` visible in the mapping at once, and index entries are published
 //!   only after their `pwrite` returned. A corrupt record is a miss, counted in `corrupted`.
+//! - **Direct reads (optional).** With [`NvmeTierBuilder::direct_reads`] a hit (and
+//!   `contains`) reads the 4 KiB-aligned blocks that hold its record with `O_DIRECT`, on tokio's
+//!   blocking pool, into a buffer of its own: a device read and a copy instead of a slice of the
+//!   page cache. The writer then starts each write's writeback at once
+//!   (`sync_file_range`, which promises no durability) and drops a full segment's cached pages
+//!   (`posix_fadvise`), so the page cache holds no second copy of what a RAM tier above
+//!   already caches. Writes, recovery and reclaim still go through the page cache. Choose it
+//!   when the disk is much larger than the RAM the kernel can give its page cache, or to
+//!   measure the device rather than the page cache.
 //! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
 //!   The writer hands the unlinked segment to a reaper thread, whose drop of the last handle

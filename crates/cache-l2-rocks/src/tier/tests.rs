@@ -155,7 +155,7 @@ async fn check_budget(compaction: CompactionStyle) -> (u64, u64, u64) {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "the measured disk use is quoted in the crate docs")]
+#[expect(clippy::print_stderr, reason = "the measured disk use is quoted in docs/tiers/rocks.md")]
 fn budget_holds_on_disk_after_writing_three_times_it() {
     runtime().block_on(async {
         let capacity = 8 * MIB;
@@ -171,7 +171,7 @@ fn budget_holds_on_disk_after_writing_three_times_it() {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "the measured disk use is quoted in the crate docs")]
+#[expect(clippy::print_stderr, reason = "the measured disk use is quoted in docs/tiers/rocks.md")]
 fn budget_holds_with_fifo_compaction() {
     runtime().block_on(async {
         let capacity = 8 * MIB;
@@ -589,7 +589,7 @@ fn invalid_configuration_is_rejected() {
 /// `ROCKS_MEASURE_MIB` (default 16) sets the budget and `ROCKS_MEASURE_ROUNDS` (default 10) the
 /// volume written.
 #[test]
-#[ignore = "a measurement, not a check: run it to refresh the numbers in the crate docs"]
+#[ignore = "a measurement, not a check: run it to refresh the numbers in docs/tiers/rocks.md"]
 #[expect(clippy::print_stdout, reason = "the measurement prints its table")]
 fn measure_compaction_write_amplification() {
     use rocksdb::statistics::Ticker;
