@@ -153,6 +153,23 @@ pub async fn contains(f: &dyn TierFactory) {
     assert!(!tier.contains(&k).await.expect("contains"));
 }
 
+/// `drop_older_copy` leaves the key absent, whether it held an entry or not, and touches no
+/// other key.
+pub async fn drop_older_copy(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let (k, other) = (key("conf", "older"), key("conf", "kept"));
+    tier.drop_older_copy(&k).await.expect("drop an absent key");
+    stored(tier.put(k.clone(), Entry::new("v")).await.expect("put"));
+    stored(tier.put(other.clone(), Entry::new("w")).await.expect("put"));
+    tier.drop_older_copy(&k).await.expect("drop");
+    assert!(tier.get(&k).await.expect("get").is_none(), "the older copy is gone");
+    assert!(!tier.contains(&k).await.expect("contains"));
+    assert_eq!(value_of(tier, &other).await.as_deref(), Some(&b"w"[..]));
+    tier.flush().await.expect("flush");
+    assert!(tier.get(&k).await.expect("get").is_none(), "still gone after a flush");
+}
+
 /// An empty value is a hit, not a miss.
 pub async fn empty_value(f: &dyn TierFactory) {
     let (t, _) = build(f, 16 * MIB).await;
@@ -481,7 +498,7 @@ pub async fn record_round_trip(f: &dyn TierFactory) {
 macro_rules! conformance_suite {
     ($factory:expr) => {
         $crate::conformance_suite!(@each $factory;
-            put_get_remove, overwrite, contains, empty_value, large_value, ttl_expiry,
+            put_get_remove, overwrite, contains, drop_older_copy, empty_value, large_value, ttl_expiry,
             ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip);

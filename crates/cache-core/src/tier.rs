@@ -80,6 +80,18 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
         Ok(self.get(key).await?.is_some())
     }
 
+    /// Removes an older copy of `key` that a composition will not overwrite (a tier it does
+    /// not write a put to): afterwards `key` is absent, as after [`Tier::remove`]. The default
+    /// asks [`Tier::contains`] first, which on most tiers is cheaper than a removal; a tier
+    /// that knows presence without reading the entry (an in-memory index) overrides it, so the
+    /// caller's put pays no read.
+    ///
+    /// # Errors
+    /// As for [`Tier::remove`] and [`Tier::contains`].
+    async fn drop_older_copy(&self, key: &Key) -> Result<()> {
+        if self.contains(key).await? { self.remove(key).await } else { Ok(()) }
+    }
+
     /// Removes every entry of `namespace`.
     ///
     /// # Errors

@@ -439,15 +439,10 @@ impl Shared {
     async fn put_one(&self, slot: &Slot, key: &Key, entry: &Entry) -> TierWrite {
         match slot.write {
             WritePolicy::Skip | WritePolicy::OnEviction => {
-                // Drop an older copy so it is never served; `contains` first, because it is an
-                // in-memory lookup on disk tiers while a remove writes a tombstone.
-                let stale = self.call(slot, slot.tier.contains(key)).await;
-                return match stale {
-                    Ok(false) => TierWrite::Skipped,
-                    Ok(true) => match self.call(slot, slot.tier.remove(key)).await {
-                        Ok(()) => TierWrite::Skipped,
-                        Err(e) => TierWrite::Failed(e.kind()),
-                    },
+                // Drop an older copy so it is never served (the tier decides how: most ask
+                // `contains` first, the NVMe tier its index, without reading the record).
+                return match self.call(slot, slot.tier.drop_older_copy(key)).await {
+                    Ok(()) => TierWrite::Skipped,
                     Err(e) => TierWrite::Failed(e.kind()),
                 };
             }
