@@ -482,9 +482,8 @@ impl NvmeTier {
     }
 
     /// Whether `key` has a live entry, from the pending buffer or the index and the record's
-    /// header: the value's checksum is not computed and no hit or miss is counted (a tiered
-    /// cache asks this on every put, to drop an older copy). A record whose header does not
-    /// validate counts as present, so a removal still covers it.
+    /// header: the value's checksum is not computed and no hit or miss is counted. A record
+    /// whose header does not validate counts as present, so a removal still covers it.
     async fn probe(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
         let sh = &*self.shared;
