@@ -77,8 +77,7 @@ impl Slot {
     pub(crate) fn range_in(self, data: &[u8]) -> Option<Range<usize>> {
         let start = self.offset as usize;
         let len = if self.len == LEN_IN_HEADER {
-            let header = RecordHeader::parse(data.get(start..start + HEADER_LEN)?).ok()?;
-            usize::try_from(header.total_len()?).ok()?
+            len_in_header(data.get(start..start + HEADER_LEN)?)?
         } else {
             self.len as usize
         };
@@ -97,6 +96,12 @@ impl Slot {
         b[6..9].copy_from_slice(&self.len.to_le_bytes()[..3]);
         Packed(b)
     }
+}
+
+/// The length of the record whose header `head` starts with, for a slot of [`LEN_IN_HEADER`]
+/// (`None` if the header does not parse).
+pub(crate) fn len_in_header(head: &[u8]) -> Option<usize> {
+    usize::try_from(RecordHeader::parse(head).ok()?.total_len()?).ok()
 }
 
 /// A packed slot: segment id mod 2¹⁶, offset with hit count, 24-bit length.

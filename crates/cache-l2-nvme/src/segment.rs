@@ -20,12 +20,12 @@ use std::{
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 
-use cache_core::{HEADER_LEN, RecordHeader};
+use cache_core::HEADER_LEN;
 
 use crate::{
     error::{NvmeError, io_err},
     format::{SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, segment_file_name},
-    index::{LEN_IN_HEADER, Slot},
+    index::{LEN_IN_HEADER, Slot, len_in_header},
     io,
 };
 
@@ -187,11 +187,7 @@ impl Segment {
             let Some(head) = self.read_direct(file, start, HEADER_LEN)? else {
                 return Ok(None);
             };
-            let len = RecordHeader::parse(&head)
-                .ok()
-                .and_then(|h| h.total_len())
-                .and_then(|n| usize::try_from(n).ok());
-            let Some(len) = len else { return Ok(None) };
+            let Some(len) = len_in_header(&head) else { return Ok(None) };
             len
         } else {
             slot.len as usize
