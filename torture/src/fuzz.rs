@@ -281,7 +281,13 @@ fn record_pool(rng: &mut StdRng, n: usize) -> Result<Vec<Bytes>> {
         if rng.random_bool(0.5) {
             entry = entry.with_version(rng.random());
         }
-        pool.push(Record::encode(&key, &entry));
+        if rng.random_bool(0.15) && !entry.value.is_empty() {
+            // Version 2 with small chunks, so its chunk table is fuzzed at the sizes of the
+            // other seeds (the writer uses 64 KiB chunks from 256 KiB values up).
+            pool.push(chunked(&key, &entry, rng.random_range(12..=13)));
+        } else {
+            pool.push(Record::encode(&key, &entry));
+        }
     }
     for r in &pool {
         Record::decode(r.clone()).context("a freshly encoded record decodes")?;
@@ -359,13 +365,40 @@ fn mutate_once(rng: &mut StdRng, data: &mut Vec<u8>, fields: &[(usize, usize)], 
 
 /// Recomputes a record's checksum in place (header bytes 0..32 and everything after the header).
 fn fix_record_checksum(rec: &mut [u8]) {
-    if rec.len() >= HEADER_LEN {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(&rec[..HEADER_LEN - 8]);
-        h.update(&rec[HEADER_LEN..]);
-        let sum = h.digest().to_le_bytes();
-        rec[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&sum);
+    if rec.len() < HEADER_LEN {
+        return;
     }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&rec[..HEADER_LEN - 8]);
+    // A version-2 header whose lengths fit: the checksum skips the value.
+    let v2 = RecordHeader::parse(rec).ok().filter(|h| {
+        h.version == cache_core::RECORD_VERSION_CHUNKED && h.total_len() == Some(rec.len() as u64)
+    });
+    match v2 {
+        Some(header) => {
+            let (at, len) = (header.value_offset() as usize, header.value_len as usize);
+            h.update(&rec[HEADER_LEN..at]);
+            h.update(&rec[at + len..]);
+        }
+        None => h.update(&rec[HEADER_LEN..]),
+    }
+    let sum = h.digest().to_le_bytes();
+    rec[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&sum);
+}
+
+/// `entry` under `key` as a version-2 record with chunks of `2^shift` bytes (docs/format.md).
+fn chunked(key: &Key, entry: &Entry, shift: u32) -> Bytes {
+    let v1 = Record::encode(key, entry);
+    let at = v1.len() - entry.value.len();
+    let mut out = v1[..at].to_vec();
+    out[4..6].copy_from_slice(&cache_core::RECORD_VERSION_CHUNKED.to_le_bytes());
+    out[20..24].copy_from_slice(&shift.to_le_bytes());
+    let table: Vec<u8> =
+        entry.value.chunks(1 << shift).flat_map(|c| xxh3_64(c).to_le_bytes()).collect();
+    out.extend_from_slice(&entry.value);
+    out.extend_from_slice(&table);
+    fix_record_checksum(&mut out);
+    out.into()
 }
 
 /// Integer fields of the record header.
@@ -376,17 +409,28 @@ const RECORD_FIELDS: [(usize, usize); 9] =
 // Decoder targets
 
 /// Decodes `input` every way the tiers do and touches every accessor of an accepted record.
-fn decode_record(input: &[u8]) -> bool {
+fn decode_record(input: &[u8], range: &std::ops::Range<u64>) -> bool {
     let bytes = Bytes::copy_from_slice(input);
     let _ = RecordHeader::parse(input);
     let structure = Record::decode_with(bytes.clone(), Verify::StructureOnly);
     if let Ok(r) = &structure {
         touch(r);
     }
+    let ranged = Record::decode_for_range(bytes.clone(), range);
+    if let Ok(r) = &ranged {
+        touch(r);
+        assert!(structure.is_ok(), "a range-verified record failed the structure check");
+    }
     match Record::decode(bytes) {
         Ok(r) => {
             touch(&r);
             assert!(structure.is_ok(), "checksum-verified record failed the structure check");
+            let part = ranged.expect("a fully verified record passes a range check");
+            assert!(
+                cache_core::slice_range(&part.value(), range)
+                    == cache_core::slice_range(&r.value(), range),
+                "a range read differs from the full read"
+            );
             true
         }
         Err(e) => {
@@ -408,7 +452,9 @@ fn touch(r: &Record) {
 }
 
 fn fuzz_records(rng: &mut StdRng, pool: &[Bytes], execs: u64) -> TargetStats {
-    let mut t = TargetStats::new("record decoder (`Record::decode`, structure-only, header)");
+    let mut t = TargetStats::new(
+        "record decoder (`Record::decode`, range, structure-only, header; versions 1 and 2)",
+    );
     let started = Instant::now();
     let mut input = Vec::new();
     for i in 0..execs {
@@ -429,11 +475,13 @@ fn fuzz_records(rng: &mut StdRng, pool: &[Bytes], execs: u64) -> TargetStats {
             }
         }
         let data = &input;
+        let from = rng.random_range(0..data.len() as u64 + 16);
+        let range = from..from + rng.random_range(0..20_000);
         let mut accepted = false;
         t.exec(
-            || format!("input #{i} {}", hex_prefix(data)),
+            || format!("input #{i} {} range {range:?}", hex_prefix(data)),
             || {
-                accepted = decode_record(data);
+                accepted = decode_record(data, &range);
                 accepted
             },
         );
@@ -678,13 +726,32 @@ mod tests {
         let record = Record::encode(&key, &Entry::new("a value of some length"));
         let mut r = record.to_vec();
         r[HEADER_LEN + 2] ^= 4;
-        assert!(!decode_record(&r), "flip went unnoticed");
+        assert!(!decode_record(&r, &(0..4)), "flip went unnoticed");
         let mut r = record.to_vec();
         let last = r.len() - 1;
         r[last] ^= 1;
-        assert!(!decode_record(&r), "flip went unnoticed");
+        assert!(!decode_record(&r, &(0..4)), "flip went unnoticed");
         fix_record_checksum(&mut r);
-        assert!(decode_record(&r), "a changed value under a fixed checksum is a valid record");
+        assert!(decode_record(&r, &(0..4)), "a changed value under a fixed checksum is valid");
+    }
+
+    #[test]
+    fn a_hand_built_chunked_record_decodes_and_its_checksum_can_be_fixed() {
+        let key = Key::new("ns", "k").unwrap();
+        let entry = Entry::new(vec![7u8; 10_000]);
+        let record = chunked(&key, &entry, 12);
+        assert_eq!(RecordHeader::parse(&record).unwrap().chunks(), 3);
+        assert_eq!(Record::decode(record.clone()).unwrap().to_entry(), entry);
+        let mut r = record.to_vec();
+        r[HEADER_LEN + 25 + 2] ^= 1; // the key (after 25 bytes of metadata and "ns")
+        assert!(!decode_record(&r, &(0..1)));
+        fix_record_checksum(&mut r);
+        assert!(Record::decode(r.clone().into()).is_ok(), "the fixed checksum skips the value");
+        let mut r = record.to_vec();
+        let in_chunk_2 = r.len() - 24 - 10;
+        r[in_chunk_2] ^= 1;
+        assert!(Record::decode_for_range(r.clone().into(), &(0..4096)).is_ok());
+        assert!(!decode_record(&r, &(0..4096)), "the full decode sees chunk 2");
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub use crate::{
         PromotionPolicy, PutOutcome, Rejection,
     },
     record::{
-        FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION, Record, RecordHeader, Verify,
+        CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION,
+        RECORD_VERSION_CHUNKED, Record, RecordHeader, RecordParts, Verify,
     },
     stats::{StatsSnapshot, TierStats, Usage},
-    tier::{Tier, check_open, check_record_key, reject_expired},
+    tier::{Tier, check_open, check_range, check_record_key, reject_expired, slice_range},
 };

@@ -86,6 +86,16 @@ pub enum Promotion {
 pub trait PromotionPolicy: Send + Sync + fmt::Debug + 'static {
     /// Called on a hit in tier number `found_in` (0 is the top).
     fn on_hit(&self, key: &Key, entry: &Entry, found_in: usize, now: Timestamp) -> Promotion;
+
+    /// Called on a ranged hit (`get_range`) in tier number `found_in`, where only part of the
+    /// value was read. `Promote` makes the composition read the whole value from that tier in
+    /// the background and promote it. The default stays: a policy that decides by the entry
+    /// (its size, say) cannot decide without it, and a range of a large value is the common
+    /// case where promoting would read far more than was asked for.
+    fn on_range_hit(&self, key: &Key, found_in: usize, now: Timestamp) -> Promotion {
+        let _ = (key, found_in, now);
+        Promotion::Stay
+    }
 }
 
 /// Why a tier let go of an entry.

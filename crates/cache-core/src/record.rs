@@ -1,12 +1,15 @@
 //! The record format shared by every persistent tier (NVMe, RocksDB, object storage).
 //!
 //! A record is one contiguous byte string: a 40-byte little-endian header, rkyv-archived
-//! metadata, the namespace, the key and the value. It moves between tiers as bytes and is never
-//! re-encoded; the value is the record's tail, so a hit is a [`Bytes::slice`] of the record.
-//! The layout is documented byte by byte in `docs/format.md`.
+//! metadata, the namespace, the key and the value, and for a value of at least
+//! [`CHUNKED_MIN_VALUE`] bytes (format version 2) a table of one xxh3-64 per 64 KiB chunk of
+//! the value. It moves between tiers as bytes and is never re-encoded; a hit is a
+//! [`Bytes::slice`] of the record. The layout is documented byte by byte in `docs/format.md`.
 //!
-//! Decoding checks bounds, version, flags, lengths, the xxh3-64 checksum and the rkyv archive;
-//! any failure is [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted), never a panic.
+//! Decoding checks bounds, version, flags, lengths, the checksums and the rkyv archive; any
+//! failure is [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted), never a panic. The chunk
+//! table lets a reader of part of a large value verify only the chunks it reads
+//! ([`Record::decode_for_range`]).
 
 use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
@@ -20,8 +23,17 @@ use crate::{
 
 /// The four bytes every record starts with.
 pub const RECORD_MAGIC: [u8; 4] = *b"TCRD";
-/// The record format version this build writes and reads.
+/// The record format version this build writes for values below [`CHUNKED_MIN_VALUE`].
 pub const RECORD_VERSION: u16 = 1;
+/// The record format version with a chunk table, written for values of at least
+/// [`CHUNKED_MIN_VALUE`] bytes. This build reads both versions.
+pub const RECORD_VERSION_CHUNKED: u16 = 2;
+/// Values of at least this many bytes are written as [`RECORD_VERSION_CHUNKED`] records.
+pub const CHUNKED_MIN_VALUE: usize = 256 * 1024;
+/// log2 of the chunk size this build writes: 64 KiB.
+pub const CHUNK_SHIFT: u32 = 16;
+/// The chunk sizes a version-2 record may declare: 4 KiB to 1 GiB.
+const CHUNK_SHIFTS: std::ops::RangeInclusive<u32> = 12..=30;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 40;
 /// Flag bit: the record is a tombstone (a removal marker with no value).
@@ -55,6 +67,8 @@ impl From<&EntryMeta> for RecordMeta {
 /// The parsed fixed header of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// The format version: [`RECORD_VERSION`] or [`RECORD_VERSION_CHUNKED`].
+    pub version: u16,
     /// Flag bits ([`FLAG_TOMBSTONE`]).
     pub flags: u16,
     /// Length of the archived metadata.
@@ -65,6 +79,8 @@ pub struct RecordHeader {
     pub key_len: u32,
     /// Length of the value.
     pub value_len: u64,
+    /// log2 of the chunk size of a version-2 record's chunk table; 0 in version 1.
+    pub chunk_shift: u32,
     /// The stored checksum.
     pub checksum: u64,
 }
@@ -88,7 +104,7 @@ impl RecordHeader {
             return Err(corrupt("bad record magic"));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != RECORD_VERSION {
+        if version != RECORD_VERSION && version != RECORD_VERSION_CHUNKED {
             return Err(corrupt(format!("unknown record format version {version}")));
         }
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -98,15 +114,25 @@ impl RecordHeader {
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let header = RecordHeader {
+            version,
             flags,
             meta_len: u32_at(8),
             namespace_len: u32_at(12),
             key_len: u32_at(16),
             value_len: u64_at(24),
+            chunk_shift: u32_at(20),
             checksum: u64_at(32),
         };
-        if u32_at(20) != 0 {
+        if version == RECORD_VERSION && header.chunk_shift != 0 {
             return Err(corrupt("reserved header bytes are not zero"));
+        }
+        if version == RECORD_VERSION_CHUNKED {
+            if !CHUNK_SHIFTS.contains(&header.chunk_shift) {
+                return Err(corrupt(format!("chunk size 2^{} out of range", header.chunk_shift)));
+            }
+            if flags & FLAG_TOMBSTONE != 0 {
+                return Err(corrupt("a tombstone with a chunk table"));
+            }
         }
         if header.meta_len as usize > MAX_META_LEN
             || header.namespace_len as usize > MAX_NAMESPACE_LEN
@@ -123,13 +149,27 @@ impl RecordHeader {
         Ok(header)
     }
 
-    /// Total length of the record (header included), or `None` if it would overflow.
+    /// Total length of the record (header and chunk table included), or `None` if it would
+    /// overflow.
     pub fn total_len(&self) -> Option<u64> {
-        (HEADER_LEN as u64)
-            .checked_add(u64::from(self.meta_len))?
-            .checked_add(u64::from(self.namespace_len))?
-            .checked_add(u64::from(self.key_len))?
-            .checked_add(self.value_len)
+        self.value_offset().checked_add(self.value_len)?.checked_add(self.chunks().checked_mul(8)?)
+    }
+
+    /// Where the value starts: the length of the header, metadata, namespace and key.
+    pub fn value_offset(&self) -> u64 {
+        HEADER_LEN as u64
+            + u64::from(self.meta_len)
+            + u64::from(self.namespace_len)
+            + u64::from(self.key_len)
+    }
+
+    /// The number of chunks in a version-2 record's table (0 in version 1).
+    pub fn chunks(&self) -> u64 {
+        if self.version == RECORD_VERSION_CHUNKED {
+            self.value_len.div_ceil(1 << self.chunk_shift)
+        } else {
+            0
+        }
     }
 
     /// Whether this is a tombstone.
@@ -155,12 +195,56 @@ pub struct Record {
     meta: EntryMeta,
 }
 
+/// A record encoded in three parts, `head ‖ value ‖ tail`, so a writer can hand the caller's
+/// value buffer to the disk or the network without copying it into one record buffer.
+///
+/// The concatenation is exactly [`Record::encode`]'s bytes. `tail` is the chunk table of a
+/// version-2 record and empty otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordParts {
+    /// Header, metadata, namespace and key.
+    pub head: Bytes,
+    /// The value (the caller's buffer).
+    pub value: Bytes,
+    /// The chunk table, or empty.
+    pub tail: Bytes,
+}
+
+impl RecordParts {
+    /// The record's total length.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.value.len() + self.tail.len()
+    }
+
+    /// Whether the record is empty (never: a record has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The record as one buffer (a copy of the three parts).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.value);
+        out.extend_from_slice(&self.tail);
+        out.into()
+    }
+}
+
 impl Record {
     /// Encodes `entry` under `key` as a new record.
     pub fn encode(key: &Key, entry: &Entry) -> Bytes {
         let mut out = Vec::with_capacity(Record::encoded_len(key, entry.value.len()));
         Record::encode_into(key, entry, &mut out);
         out.into()
+    }
+
+    /// Encodes `entry` under `key` in three parts whose concatenation is [`Record::encode`]'s
+    /// bytes; the value part is `entry.value` itself (read once for the checksums, not copied).
+    pub fn encode_parts(key: &Key, entry: &Entry) -> RecordParts {
+        let mut head = Vec::with_capacity(Record::encoded_len(key, 0));
+        let tail = write_head(key, &entry.meta, &entry.value, 0, &mut head);
+        RecordParts { head: head.into(), value: entry.value.clone(), tail: tail.into() }
     }
 
     /// Encodes a tombstone for `key` written at `at`.
@@ -176,9 +260,15 @@ impl Record {
         write(key, &entry.meta, &entry.value, 0, out);
     }
 
-    /// The encoded length of a record for `key` with a value of `value_len` bytes.
+    /// The encoded length of a record for `key` with a value of `value_len` bytes (the chunk
+    /// table included for a value of at least [`CHUNKED_MIN_VALUE`] bytes).
     pub fn encoded_len(key: &Key, value_len: usize) -> usize {
-        HEADER_LEN + meta_len() + key.namespace().as_str().len() + key.key_bytes().len() + value_len
+        HEADER_LEN
+            + meta_len()
+            + key.namespace().as_str().len()
+            + key.key_bytes().len()
+            + value_len
+            + table_len(value_len)
     }
 
     /// Decodes and validates a record that occupies exactly `bytes`, verifying the checksum.
@@ -194,7 +284,50 @@ impl Record {
     /// # Errors
     /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) on any validation failure.
     pub fn decode_with(bytes: Bytes, verify: Verify) -> Result<Record> {
-        let header = RecordHeader::parse(&bytes)?;
+        let header = Record::checked_header(&bytes)?;
+        if verify == Verify::Checksum {
+            verify_head(&bytes, &header)?;
+            verify_chunks(&bytes, &header, 0..header.value_len)?;
+        }
+        Record::finish_decode(bytes, header)
+    }
+
+    /// Decodes a record that occupies exactly `bytes` for a read of bytes `range` of its
+    /// value: as [`Record::decode`], except that of a version-2 record's value only the
+    /// chunks `range` covers (clamped to the value) are hashed, with the header, metadata, key
+    /// and chunk table. A version-1 record has one checksum over everything and is verified
+    /// whole. The bytes outside `range` are not verified: read only `range` of the result.
+    ///
+    /// ```
+    /// use cache_core::{CHUNKED_MIN_VALUE, Entry, Key, Record};
+    /// let key = Key::new("blobs", "kv-chunk-7")?;
+    /// let value: Vec<u8> = (0..CHUNKED_MIN_VALUE * 4).map(|i| i as u8).collect();
+    /// let bytes = Record::encode(&key, &Entry::new(value.clone()));
+    /// let record = Record::decode_for_range(bytes.clone(), &(1000..5000))?;
+    /// assert_eq!(&record.value()[1000..5000], &value[1000..5000]);
+    ///
+    /// // A flipped byte far from the range goes unnoticed by this read, not by a full decode.
+    /// let mut flipped = bytes.to_vec();
+    /// let far = bytes.len() - 9 - 8 * 16; // in the value's last chunk
+    /// flipped[far] ^= 1;
+    /// assert!(Record::decode_for_range(flipped.clone().into(), &(1000..5000)).is_ok());
+    /// assert!(Record::decode(flipped.into()).is_err());
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) on any validation failure.
+    pub fn decode_for_range(bytes: Bytes, range: &std::ops::Range<u64>) -> Result<Record> {
+        let header = Record::checked_header(&bytes)?;
+        // In version 1 this is the one checksum, over the whole record.
+        verify_head(&bytes, &header)?;
+        let (start, end) = (range.start.min(header.value_len), range.end.min(header.value_len));
+        verify_chunks(&bytes, &header, start..end.max(start))?;
+        Record::finish_decode(bytes, header)
+    }
+
+    fn checked_header(bytes: &Bytes) -> Result<RecordHeader> {
+        let header = RecordHeader::parse(bytes)?;
         let total = header.total_len().expect("checked by parse");
         if total != bytes.len() as u64 {
             return Err(corrupt(format!(
@@ -202,12 +335,11 @@ impl Record {
                 bytes.len()
             )));
         }
-        if verify == Verify::Checksum {
-            let actual = checksum(&bytes[..HEADER_LEN - 8], &bytes[HEADER_LEN..]);
-            if actual != header.checksum {
-                return Err(corrupt("record checksum mismatch"));
-            }
-        }
+        Ok(header)
+    }
+
+    /// The checks after the checksums: the metadata archive and the namespace's UTF-8.
+    fn finish_decode(bytes: Bytes, header: RecordHeader) -> Result<Record> {
         let meta_end = HEADER_LEN + header.meta_len as usize;
         let archived =
             rkyv::access::<ArchivedRecordMeta, rkyv::rancor::Error>(&bytes[HEADER_LEN..meta_end])
@@ -274,7 +406,8 @@ impl Record {
 
     /// The value: a zero-copy slice of the record.
     pub fn value(&self) -> Bytes {
-        self.bytes.slice(self.key_range().end..)
+        let start = self.key_range().end;
+        self.bytes.slice(start..start + self.header.value_len as usize)
     }
 
     /// Whether this record stores `key` (namespace and key bytes equal).
@@ -312,34 +445,98 @@ fn meta_len() -> usize {
     *LEN.get_or_init(|| archived_meta(&EntryMeta::default()).len())
 }
 
-fn checksum(header_without_checksum: &[u8], body: &[u8]) -> u64 {
+/// The chunk table's length for a value of `value_len` bytes (0 below the chunked threshold).
+fn table_len(value_len: usize) -> usize {
+    if value_len >= CHUNKED_MIN_VALUE { value_len.div_ceil(1 << CHUNK_SHIFT) * 8 } else { 0 }
+}
+
+/// Verifies the record checksum: in version 1 over everything after the header, in version 2
+/// over the metadata, namespace, key and chunk table.
+fn verify_head(bytes: &[u8], header: &RecordHeader) -> Result<()> {
     let mut h = Xxh3::new();
-    h.update(header_without_checksum);
-    h.update(body);
-    h.digest()
+    h.update(&bytes[..HEADER_LEN - 8]);
+    if header.version == RECORD_VERSION {
+        h.update(&bytes[HEADER_LEN..]);
+    } else {
+        let value_end = (header.value_offset() + header.value_len) as usize;
+        h.update(&bytes[HEADER_LEN..header.value_offset() as usize]);
+        h.update(&bytes[value_end..]);
+    }
+    if h.digest() != header.checksum {
+        return Err(corrupt("record checksum mismatch"));
+    }
+    Ok(())
+}
+
+/// Verifies the chunks of a version-2 record's value that `range` (within the value) touches
+/// against its chunk table; nothing to do in version 1, whose checksum covers the value.
+fn verify_chunks(bytes: &[u8], header: &RecordHeader, range: std::ops::Range<u64>) -> Result<()> {
+    if header.version == RECORD_VERSION || range.is_empty() {
+        return Ok(());
+    }
+    let chunk = 1u64 << header.chunk_shift;
+    let value_start = header.value_offset();
+    let table_start = (value_start + header.value_len) as usize;
+    let (first, last) = (range.start / chunk, (range.end - 1) / chunk);
+    for i in first..=last {
+        let from = value_start + i * chunk;
+        let to = (from + chunk).min(value_start + header.value_len);
+        let at = table_start + i as usize * 8;
+        let stored = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        if xxhash_rust::xxh3::xxh3_64(&bytes[from as usize..to as usize]) != stored {
+            return Err(corrupt(format!("record chunk {i} checksum mismatch")));
+        }
+    }
+    Ok(())
 }
 
 fn write(key: &Key, meta: &EntryMeta, value: &[u8], flags: u16, out: &mut Vec<u8>) {
+    let head_at = out.len();
+    let tail = write_head(key, meta, value, flags, out);
+    debug_assert_eq!(out.len() - head_at, Record::encoded_len(key, 0));
+    out.extend_from_slice(value);
+    out.extend_from_slice(&tail);
+}
+
+/// Appends the record's head (header, metadata, namespace, key) for `value` to `out`, and
+/// returns its tail: the chunk table of a version-2 record, or nothing.
+fn write_head(key: &Key, meta: &EntryMeta, value: &[u8], flags: u16, out: &mut Vec<u8>) -> Vec<u8> {
     let meta = archived_meta(meta);
     debug_assert_eq!(meta.len(), meta_len());
     let ns = key.namespace().as_str().as_bytes();
     let k = &key.key_bytes()[..];
+    let chunked = value.len() >= CHUNKED_MIN_VALUE;
+    let (version, shift) =
+        if chunked { (RECORD_VERSION_CHUNKED, CHUNK_SHIFT) } else { (RECORD_VERSION, 0) };
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&RECORD_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
     out.extend_from_slice(&(ns.len() as u32).to_le_bytes());
     out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&shift.to_le_bytes());
     out.extend_from_slice(&(value.len() as u64).to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes());
     out.extend_from_slice(&meta);
     out.extend_from_slice(ns);
     out.extend_from_slice(k);
-    out.extend_from_slice(value);
-    let sum = checksum(&out[start..start + HEADER_LEN - 8], &out[start + HEADER_LEN..]);
-    out[start + HEADER_LEN - 8..start + HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
+    let mut h = Xxh3::new();
+    h.update(&out[start..start + HEADER_LEN - 8]);
+    h.update(&out[start + HEADER_LEN..]);
+    let tail = if chunked {
+        let table: Vec<u8> = value
+            .chunks(1 << CHUNK_SHIFT)
+            .flat_map(|c| xxhash_rust::xxh3::xxh3_64(c).to_le_bytes())
+            .collect();
+        h.update(&table);
+        table
+    } else {
+        h.update(value);
+        Vec::new()
+    };
+    out[start + HEADER_LEN - 8..start + HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
+    tail
 }
 
 #[cfg(test)]

@@ -170,6 +170,50 @@ pub async fn drop_older_copy(f: &dyn TierFactory) {
     assert!(tier.get(&k).await.expect("get").is_none(), "still gone after a flush");
 }
 
+/// `get_range` reads part of a value, clamped to its end, and misses where `get` misses: an
+/// absent key, a removed one, an expired one. A range that ends before it starts is `Invalid`.
+/// The large value spans many 64 KiB chunks, so a tier that verifies only the chunks a range
+/// covers is checked at chunk boundaries.
+pub async fn get_range(f: &dyn TierFactory) {
+    let (t, clock) = build(f, 64 * MIB).await;
+    let tier = &*t.tier;
+    let k = key("conf", "ranged");
+    assert!(tier.get_range(&k, 0..4).await.expect("get_range").is_none(), "absent: a miss");
+    stored(tier.put(k.clone(), Entry::new("0123456789")).await.expect("put"));
+    let range = |r: std::ops::Range<u64>| {
+        let k = k.clone();
+        async move { tier.get_range(&k, r).await.expect("get_range").expect("a hit") }
+    };
+    assert_eq!(range(2..5).await, "234");
+    assert_eq!(range(0..10).await, "0123456789");
+    assert_eq!(range(7..100).await, "789", "clamped to the value's end");
+    assert!(range(10..20).await.is_empty(), "at or past the end: an empty hit");
+    assert!(range(4..4).await.is_empty());
+    #[expect(clippy::reversed_empty_ranges, reason = "the invalid input under test")]
+    let err = tier.get_range(&k, 5..2).await.expect_err("a backwards range");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+
+    let big = key("conf", "ranged-large");
+    let len = 3 * MIB as usize + 12_345;
+    let v: Bytes = (0..len).map(|i| (i * 131 % 251) as u8).collect::<Vec<_>>().into();
+    stored(tier.put(big.clone(), Entry::new(v.clone())).await.expect("put"));
+    tier.flush().await.expect("flush");
+    let chunk = 64 * 1024;
+    for r in [0..1, chunk - 3..chunk + 3, 5 * chunk..7 * chunk + 1, len - 10..len, 17..len] {
+        let got = tier.get_range(&big, r.start as u64..r.end as u64).await.expect("get_range");
+        assert!(got.expect("a hit") == v.slice(r.clone()), "range {r:?} differs");
+    }
+
+    tier.remove(&k).await.expect("remove");
+    assert!(tier.get_range(&k, 0..4).await.expect("get_range").is_none(), "removed: a miss");
+    let ttl = key("conf", "ranged-ttl");
+    let entry = Entry::new("short").with_ttl(&*clock, Duration::from_secs(5));
+    stored(tier.put(ttl.clone(), entry).await.expect("put"));
+    assert_eq!(tier.get_range(&ttl, 1..3).await.expect("get_range").expect("live"), "ho");
+    clock.advance(Duration::from_secs(5));
+    assert!(tier.get_range(&ttl, 1..3).await.expect("get_range").is_none(), "expired: a miss");
+}
+
 /// An empty value is a hit, not a miss.
 pub async fn empty_value(f: &dyn TierFactory) {
     let (t, _) = build(f, 16 * MIB).await;
@@ -498,7 +542,8 @@ pub async fn record_round_trip(f: &dyn TierFactory) {
 macro_rules! conformance_suite {
     ($factory:expr) => {
         $crate::conformance_suite!(@each $factory;
-            put_get_remove, overwrite, contains, drop_older_copy, empty_value, large_value, ttl_expiry,
+            put_get_remove, overwrite, contains, drop_older_copy, get_range, empty_value, large_value,
+            ttl_expiry,
             ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip);

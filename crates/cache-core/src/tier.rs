@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -9,6 +10,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::{
     clock::Timestamp,
@@ -78,6 +80,22 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
     /// As for [`Tier::get`].
     async fn contains(&self, key: &Key) -> Result<bool> {
         Ok(self.get(key).await?.is_some())
+    }
+
+    /// Reads bytes `range` of the value of `key`: `Ok(None)` is a miss, as for [`Tier::get`].
+    ///
+    /// The range is clamped to the value, so a range past its end gives fewer bytes, or none
+    /// (a hit with an empty slice). The default slices a full [`Tier::get`] (zero-copy, but it
+    /// reads and verifies the whole value); tiers that can read part of a value override it:
+    /// the object tier with a ranged GET, the NVMe tier by verifying only the chunks the range
+    /// covers (see the record format in `docs/format.md`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`] if `range.start > range.end` ([`check_range`]); otherwise as for
+    /// [`Tier::get`].
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        check_range(self.name(), &range)?;
+        Ok(self.get(key).await?.map(|entry| slice_range(&entry.value, &range)))
     }
 
     /// Removes an older copy of `key` that a composition will not overwrite (a tier it does
@@ -227,6 +245,36 @@ pub fn reject_expired(meta: &EntryMeta, now: Timestamp, stats: &TierStats) -> Op
     }
     stats.reject();
     Some(Rejection::Expired)
+}
+
+/// The check every [`Tier::get_range`] makes first: a range must not end before it starts.
+///
+/// # Errors
+/// [`ErrorKind::Invalid`], naming `tier`, if `range.start > range.end`.
+pub fn check_range(tier: &'static str, range: &Range<u64>) -> Result<()> {
+    if range.start > range.end {
+        return Err(Error::invalid(
+            tier,
+            format!("range {}..{} ends before it starts", range.start, range.end),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes `range` of `value`, clamped to its length (zero-copy): what [`Tier::get_range`]
+/// returns for a value it holds whole.
+///
+/// ```
+/// use bytes::Bytes;
+/// let v = Bytes::from_static(b"abcdef");
+/// assert_eq!(cache_core::slice_range(&v, &(1..3)), "bc");
+/// assert_eq!(cache_core::slice_range(&v, &(4..99)), "ef");
+/// assert!(cache_core::slice_range(&v, &(9..12)).is_empty());
+/// ```
+pub fn slice_range(value: &Bytes, range: &Range<u64>) -> Bytes {
+    let len = value.len() as u64;
+    let (start, end) = (range.start.min(len), range.end.min(len));
+    value.slice(start as usize..end.max(start) as usize)
 }
 
 /// Checks that `record` stores `key`; the check every `put_record` makes.

@@ -385,7 +385,7 @@ impl Writer {
             self.flush_staging()?;
             let active = self.active.as_mut().expect("an active segment");
             let offset = active.write_off;
-            if let Err(e) = active.seg.write_parts_at(&record.head, &record.value, offset) {
+            if let Err(e) = active.seg.write_parts_at(record, offset) {
                 self.seal_active();
                 return Err(e);
             }
@@ -397,6 +397,8 @@ impl Writer {
             }
             return Ok(());
         }
+        // Only records of at least `DIRECT_WRITE` bytes have a chunk table.
+        debug_assert!(record.tail.is_empty());
         self.stage(
             &record.head,
             &record.value,
@@ -499,7 +501,7 @@ impl Writer {
             });
         }
         let seg = self.create_segment(size, false)?.0;
-        seg.write_parts_at(&record.head, &record.value, SEGMENT_HEADER_LEN as u64)?;
+        seg.write_parts_at(record, SEGMENT_HEADER_LEN as u64)?;
         if let Some((_, shard, tag)) = who {
             let slot = Slot::new(seg.id, SEGMENT_HEADER_LEN as u32, record.len() as u32);
             apply(&self.sh, IndexOp::Insert { shard, tag, slot });

@@ -90,32 +90,31 @@ pub(crate) fn write_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> i
     trace::with(Kind::Write, path, offset, &[bytes], || file.write_all_at(bytes, offset))
 }
 
-/// Writes `head` then `value` at `offset` with `pwritev`, so `value` is copied once.
+/// Writes `parts` (at most three: a record's head, value and chunk table) one after the
+/// other at `offset` with `pwritev`, so the value is copied once.
 #[inline]
 pub(crate) fn write_parts_at(
     file: &File,
     path: &Path,
-    head: &[u8],
-    value: &[u8],
+    parts: &[&[u8]],
     offset: u64,
 ) -> io::Result<()> {
-    trace::with(Kind::Write, path, offset, &[head, value], || {
-        pwritev_all(file, head, value, offset)
-    })
+    trace::with(Kind::Write, path, offset, parts, || pwritev_all(file, parts, offset))
 }
 
-fn pwritev_all(file: &File, head: &[u8], value: &[u8], offset: u64) -> io::Result<()> {
-    let (mut head, mut value, mut offset) = (head, value, offset);
-    while !head.is_empty() || !value.is_empty() {
-        let iov = [
-            libc::iovec { iov_base: head.as_ptr() as *mut libc::c_void, iov_len: head.len() },
-            libc::iovec { iov_base: value.as_ptr() as *mut libc::c_void, iov_len: value.len() },
-        ];
+fn pwritev_all(file: &File, parts: &[&[u8]], offset: u64) -> io::Result<()> {
+    let mut left: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut offset = offset;
+    while !left.is_empty() {
+        let iov: Vec<libc::iovec> = left
+            .iter()
+            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+            .collect();
         let at =
             libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        // SAFETY: both iovecs describe live, initialised slices borrowed for the call, and
+        // SAFETY: every iovec describes a live, initialised slice borrowed for the call, and
         // `pwritev` only reads from them; the descriptor is owned by `file`.
-        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, at) };
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -126,11 +125,16 @@ fn pwritev_all(file: &File, head: &[u8], value: &[u8], offset: u64) -> io::Resul
         if n == 0 {
             return Err(io::Error::from(io::ErrorKind::WriteZero));
         }
-        let n = n as usize;
+        let mut n = n as usize;
         offset += n as u64;
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        value = &value[n - from_head..];
+        while let Some(first) = left.first_mut() {
+            if n < first.len() {
+                *first = &first[n..];
+                break;
+            }
+            n -= first.len();
+            left.remove(0);
+        }
     }
     Ok(())
 }

@@ -89,6 +89,12 @@
 //!   miss at once) and the writer's queue, and `remove` returns; a removal is durable after the
 //!   next barrier. A key that is neither indexed nor pending is not queued at all. Namespace
 //!   clears wait for the writer. Every write is ordered after every write queued before it.
+//! - **Ranged reads.** [`Tier::get_range`](cache_core::Tier::get_range) is a zero-copy slice of
+//!   the record's value. A value of at least
+//!   [`CHUNKED_MIN_VALUE`](cache_core::CHUNKED_MIN_VALUE) bytes is stored with one checksum per
+//!   64 KiB chunk (record format version 2), so a range read verifies the record's head, its
+//!   chunk table and only the chunks the range covers; a smaller value is verified whole. With
+//!   direct reads the whole record is still read from the device.
 //! - **Concurrency.** Reads run on the caller's task: shard read lock, slice, checksum. They
 //!   never wait for the writer or a sync. Writes are encoded on the caller's task and queued to
 //!   the writer thread; nothing on the async path blocks the executor on disk IO or `fsync`.

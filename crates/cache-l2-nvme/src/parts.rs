@@ -1,33 +1,33 @@
-//! A record encoded in two parts, so a value is written to the segment from the caller's own
+//! A record encoded in parts, so a value is written to the segment from the caller's own
 //! buffer instead of being copied into an encoded record first.
 //!
-//! The cache-core record is `header ‖ metadata ‖ namespace ‖ key ‖ value`, with an xxh3-64
-//! checksum of header bytes 0..32 followed by everything after the header (docs/format.md).
-//! [`Parts::encode`] builds the first four fields (the head) with cache-core's encoder for an
-//! empty value, then sets the value length and recomputes the checksum over the head and the
-//! caller's value: the bytes written are exactly those of `Record::encode` (a test checks it),
-//! but the value is read once (for the checksum) and copied once (into the page cache).
+//! [`Parts::encode`] takes cache-core's [`Record::encode_parts`]: the head (header, metadata,
+//! namespace, key), the caller's value buffer, and for a large value the chunk table
+//! (docs/format.md). The bytes written are exactly those of `Record::encode` (a test checks
+//! it), but the value is read once (for the checksums) and copied once (into the page cache).
 
 use bytes::Bytes;
-use cache_core::{Entry, HEADER_LEN, Key, Record};
-use xxhash_rust::xxh3::Xxh3;
+use cache_core::{Entry, Key, Record};
 
 /// Values shorter than this are encoded into one buffer (the split saves nothing there).
 const SPLIT_MIN: usize = 512;
 
-/// An encoded record: `head` followed by `value`. A record held whole has an empty `value`.
+/// An encoded record: `head`, `value`, `tail`. A record held whole has an empty `value` and
+/// `tail`; only a version-2 record (a large value) has a `tail`, its chunk table.
 #[derive(Debug, Clone)]
 pub(crate) struct Parts {
     /// The record up to the value (or the whole record).
     pub(crate) head: Bytes,
     /// The value, the caller's buffer (or empty).
     pub(crate) value: Bytes,
+    /// The chunk table after the value (or empty).
+    pub(crate) tail: Bytes,
 }
 
 impl Parts {
     /// A record that is already one buffer.
     pub(crate) fn whole(record: Bytes) -> Parts {
-        Parts { head: record, value: Bytes::new() }
+        Parts { head: record, value: Bytes::new(), tail: Bytes::new() }
     }
 
     /// Encodes `entry` under `key`; the same bytes as [`Record::encode`].
@@ -35,31 +35,29 @@ impl Parts {
         if entry.value.len() < SPLIT_MIN {
             return Parts::whole(Record::encode(key, entry));
         }
-        let head_only = Entry { value: Bytes::new(), meta: entry.meta };
-        let mut head = Vec::with_capacity(Record::encoded_len(key, 0));
-        Record::encode_into(key, &head_only, &mut head);
-        head[24..32].copy_from_slice(&(entry.value.len() as u64).to_le_bytes());
-        let mut sum = Xxh3::new();
-        sum.update(&head[..HEADER_LEN - 8]);
-        sum.update(&head[HEADER_LEN..]);
-        sum.update(&entry.value);
-        head[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&sum.digest().to_le_bytes());
-        Parts { head: head.into(), value: entry.value.clone() }
+        let parts = Record::encode_parts(key, entry);
+        Parts { head: parts.head, value: parts.value, tail: parts.tail }
     }
 
     /// Total encoded length.
     pub(crate) fn len(&self) -> usize {
-        self.head.len() + self.value.len()
+        self.head.len() + self.value.len() + self.tail.len()
+    }
+
+    /// The three parts, for a vectored write.
+    pub(crate) fn slices(&self) -> [&[u8]; 3] {
+        [&self.head, &self.value, &self.tail]
     }
 
     /// The record as one buffer (a copy if it is split).
     pub(crate) fn to_bytes(&self) -> Bytes {
-        if self.value.is_empty() {
+        if self.value.is_empty() && self.tail.is_empty() {
             return self.head.clone();
         }
         let mut b = Vec::with_capacity(self.len());
-        b.extend_from_slice(&self.head);
-        b.extend_from_slice(&self.value);
+        for part in self.slices() {
+            b.extend_from_slice(part);
+        }
         b.into()
     }
 }
@@ -73,7 +71,7 @@ mod tests {
     #[test]
     fn split_encoding_writes_the_bytes_of_record_encode() {
         let key = Key::new("parts", "some-key").unwrap();
-        for len in [0usize, 1, 511, 512, 4096, 65_536, 100_003] {
+        for len in [0usize, 1, 511, 512, 4096, 65_536, 100_003, 256 << 10, (1 << 20) + 3] {
             for (expires, version) in [(None, None), (Some(1_900_000_000_000), Some(42))] {
                 let mut entry = Entry::new((0..len).map(|i| (i * 31) as u8).collect::<Vec<_>>());
                 entry.meta.created_at = Timestamp::from_millis(1_750_000_000_000);

@@ -27,6 +27,7 @@ use crate::{
     format::{SEGMENT_HEADER_LEN, SEGMENT_VERSION, SegmentHeader, segment_file_name},
     index::{LEN_IN_HEADER, Slot, len_in_header},
     io,
+    parts::Parts,
 };
 
 /// The alignment of a direct read's offset, length and buffer: the largest logical block size
@@ -239,18 +240,14 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends `head` then `value` at `offset` (a region never written before) with `pwritev`,
-    /// so a value is copied once, from the caller's buffer into the page cache.
-    pub(crate) fn write_parts_at(
-        &self,
-        head: &[u8],
-        value: &[u8],
-        offset: u64,
-    ) -> Result<(), NvmeError> {
-        io::write_parts_at(&self.file, &self.path, head, value, offset)
+    /// Appends `record` (its head, the caller's value buffer and any chunk table) at `offset`
+    /// (a region never written before) with `pwritev`, so a value is copied once, from the
+    /// caller's buffer into the page cache.
+    pub(crate) fn write_parts_at(&self, record: &Parts, offset: u64) -> Result<(), NvmeError> {
+        io::write_parts_at(&self.file, &self.path, &record.slices(), offset)
             .map_err(|e| io_err("append to segment", &self.path, e))?;
-        self.wrote(offset + (head.len() + value.len()) as u64);
-        self.start_writeback(offset, head.len() + value.len());
+        self.wrote(offset + record.len() as u64);
+        self.start_writeback(offset, record.len());
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::{
 
 use cache_core::{Clock, Error, ErrorKind, Result, system_clock};
 use futures::StreamExt;
+use object_store::limit::LimitStore;
 #[cfg(feature = "s3")]
 use object_store::{BackoffConfig, RetryConfig};
 use object_store::{
@@ -27,6 +28,9 @@ use crate::{
 };
 
 pub(crate) const MIB: u64 = 1024 * 1024;
+
+/// The default of [`ObjectTierBuilder::max_requests`].
+pub(crate) const DEFAULT_MAX_REQUESTS: usize = 64;
 
 enum Source {
     Store(Arc<dyn ObjectStore>),
@@ -70,6 +74,7 @@ pub struct ObjectTierBuilder {
     part_size: usize,
     part_concurrency: usize,
     delete_concurrency: usize,
+    max_requests: usize,
     conditional_create: bool,
     budget: Option<u64>,
     clock: Arc<dyn Clock>,
@@ -99,6 +104,7 @@ impl ObjectTierBuilder {
             part_size: 8 * MIB as usize,
             part_concurrency: 4,
             delete_concurrency: 8,
+            max_requests: DEFAULT_MAX_REQUESTS,
             conditional_create: false,
             budget: None,
             clock: system_clock(),
@@ -195,6 +201,17 @@ impl ObjectTierBuilder {
         self
     }
 
+    /// The most requests the tier has in flight to the store at once (default 64); more wait
+    /// their turn (through `object_store`'s `LimitStore`). Without a bound, a thousand
+    /// concurrent misses during a slow spell of the server open a thousand connections (or,
+    /// on the local filesystem, files), which stay open in the HTTP client's idle pool after
+    /// the spell. Keep it above `part_concurrency` and `delete_concurrency`; a listing holds
+    /// one request for as long as it is read.
+    pub fn max_requests(mut self, requests: usize) -> ObjectTierBuilder {
+        self.max_requests = requests;
+        self
+    }
+
     /// Write-once keys: every `put` is a conditional create (`PutMode::Create`), so the first
     /// writer of a key wins and later writes fail without changing it. `build` checks that the
     /// store really enforces it and fails with `Unsupported` if not. Values go up in one
@@ -249,6 +266,15 @@ impl ObjectTierBuilder {
                 "part size, part concurrency and delete concurrency must be positive",
             ));
         }
+        if self.max_requests <= self.part_concurrency.max(self.delete_concurrency) {
+            return Err(Error::invalid(
+                TIER,
+                format!(
+                    "max_requests ({}) must exceed part_concurrency ({}) and delete_concurrency ({})",
+                    self.max_requests, self.part_concurrency, self.delete_concurrency
+                ),
+            ));
+        }
         if self.operation_timeout.is_zero() {
             return Err(Error::invalid(TIER, "the operation timeout must be positive"));
         }
@@ -277,6 +303,7 @@ impl ObjectTierBuilder {
                 format!("multipart parts of {} bytes are below S3's 5 MiB minimum", self.part_size),
             ));
         }
+        let store: Arc<dyn ObjectStore> = Arc::new(LimitStore::new(store, self.max_requests));
         let settings = Settings {
             operation_timeout: self.operation_timeout,
             multipart_threshold: self.multipart_threshold,
@@ -393,6 +420,7 @@ mod tests {
         let cases = [
             ObjectTierBuilder::in_memory().prefix("a//b"),
             ObjectTierBuilder::in_memory().part_concurrency(0),
+            ObjectTierBuilder::in_memory().max_requests(8),
             ObjectTierBuilder::in_memory().operation_timeout(Duration::ZERO),
             ObjectTierBuilder::in_memory().budget(0),
             ObjectTierBuilder::in_memory().request_timeout(Duration::ZERO),

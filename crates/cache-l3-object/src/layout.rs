@@ -6,25 +6,21 @@
 //! byte of the key hash (two hex digits), which spreads keys over 256 sub-prefixes per namespace
 //! (S3 partitions request rates by prefix; directories on a local filesystem stay small).
 //!
-//! Records are written in two pieces so a value is never copied on `put`: a small head (header,
-//! metadata, namespace, key) built here with the value's length and checksum, followed by the
-//! value itself. The bytes are exactly those of [`Record::encode`] (a test checks this).
+//! Records are written in pieces so a value is never copied on `put`: a small head (header,
+//! metadata, namespace, key), the value itself, and for a large value its chunk table
+//! ([`Record::encode_parts`]). The bytes are exactly those of [`Record::encode`] (a test checks
+//! this).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cache_core::{
-    EntryMeta, Error, HEADER_LEN, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader,
-    Result, Verify,
+    EntryMeta, Error, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader, Result, Verify,
 };
 use object_store::path::Path;
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::tier::TIER;
 
 /// The byte offset of the `value_len` field in a record header (see cache-core's record format).
 const VALUE_LEN_AT: usize = 24;
-/// The byte offset of the checksum in a record header; the checksum covers the bytes before it
-/// and everything after the header.
-const CHECKSUM_AT: usize = HEADER_LEN - 8;
 
 /// The sub-prefix under the tier's prefix used for start-up probes. It is not 32 hex digits, so
 /// it can never be a namespace identifier.
@@ -126,45 +122,44 @@ fn push_hex(s: &mut String, bytes: &[u8]) {
     }
 }
 
-/// A record split into a head and the value, ready to upload without copying the value.
+/// A record split into a head, the value and (for a large value) its chunk table, ready to
+/// upload without copying the value.
 #[derive(Debug, Clone)]
 pub(crate) struct SplitRecord {
     /// Header, metadata, namespace and key.
     pub(crate) head: Bytes,
     /// The value.
     pub(crate) value: Bytes,
+    /// The chunk table of a version-2 record, or empty.
+    pub(crate) tail: Bytes,
 }
 
 impl SplitRecord {
     /// Encodes the record for `value` with `meta` under `key`.
     pub(crate) fn encode(key: &Key, meta: EntryMeta, value: Bytes) -> SplitRecord {
-        let empty = cache_core::Entry { value: Bytes::new(), meta };
-        let mut head = BytesMut::from(&Record::encode(key, &empty)[..]);
-        head[VALUE_LEN_AT..VALUE_LEN_AT + 8].copy_from_slice(&(value.len() as u64).to_le_bytes());
-        let mut h = Xxh3::new();
-        h.update(&head[..CHECKSUM_AT]);
-        h.update(&head[HEADER_LEN..]);
-        h.update(&value);
-        head[CHECKSUM_AT..HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
-        SplitRecord { head: head.freeze(), value }
+        let parts = Record::encode_parts(key, &cache_core::Entry { value, meta });
+        SplitRecord { head: parts.head, value: parts.value, tail: parts.tail }
     }
 
     /// Splits an already encoded record (zero-copy).
     pub(crate) fn from_record(record: &Record) -> SplitRecord {
         let bytes = record.as_bytes();
         let value = record.value();
-        let head_len = bytes.len() - value.len();
-        SplitRecord { head: bytes.slice(..head_len), value }
+        let value_at = record.header().value_offset() as usize;
+        let value_end = value_at + value.len();
+        SplitRecord { head: bytes.slice(..value_at), value, tail: bytes.slice(value_end..) }
     }
 
     /// The whole object's length.
     pub(crate) fn len(&self) -> u64 {
-        (self.head.len() + self.value.len()) as u64
+        (self.head.len() + self.value.len() + self.tail.len()) as u64
     }
 
     /// The object's bytes as a list of chunks.
     pub(crate) fn chunks(&self) -> impl Iterator<Item = Bytes> + use<> {
-        [self.head.clone(), self.value.clone()].into_iter().filter(|b| !b.is_empty())
+        [self.head.clone(), self.value.clone(), self.tail.clone()]
+            .into_iter()
+            .filter(|b| !b.is_empty())
     }
 }
 

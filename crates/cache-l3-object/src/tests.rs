@@ -462,3 +462,33 @@ async fn budget_evicts_oldest_and_reports_usage() {
     let unbounded = ObjectTierBuilder::in_memory().build().await.unwrap();
     assert_eq!(unbounded.usage().capacity, None);
 }
+
+/// `max_requests` bounds the requests in flight: 40 concurrent gets against a store that
+/// takes 50 ms per get go 10 at a time, so they take at least four rounds (200 ms), where
+/// unbounded they would all overlap in one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_bounds_the_requests_in_flight() {
+    let store = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    let tier = Arc::new(
+        ObjectTier::builder(store.clone())
+            .max_requests(10)
+            .part_concurrency(2)
+            .delete_concurrency(2)
+            .build()
+            .await
+            .unwrap(),
+    );
+    store.inject(FaultRule::new(Fault::Latency(Duration::from_millis(50))).on(FaultOp::Get));
+    let start = Instant::now();
+    let gets: Vec<_> = (0..40)
+        .map(|i| {
+            let tier = tier.clone();
+            tokio::spawn(async move { tier.get(&key(&format!("absent-{i}"))).await })
+        })
+        .collect();
+    for g in gets {
+        assert!(g.await.unwrap().unwrap().is_none());
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(200), "40 gets of 50 ms, 10 at a time, took {took:?}");
+}

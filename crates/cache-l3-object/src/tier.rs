@@ -317,12 +317,7 @@ impl Inner {
 
     async fn get_range(self: &Arc<Self>, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
         self.check_open()?;
-        if range.start > range.end {
-            return Err(Error::invalid(
-                TIER,
-                format!("range {}..{} ends before it starts", range.start, range.end),
-            ));
-        }
+        cache_core::check_range(TIER, &range)?;
         let path = self.layout.object(key);
         let head_len = layout::head_len(key);
         let ranged = |r: Range<u64>| {
@@ -719,6 +714,11 @@ impl Tier for ObjectTier {
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
         Ok(self.get_record(key).await?.map(|r| r.to_entry()))
+    }
+
+    /// Ranged GETs ([`ObjectTier::get_range`]).
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        ObjectTier::get_range(self, key, range).await
     }
 
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {

@@ -1,6 +1,9 @@
 //! The common calls on [`TieredCache`] as inherent methods, so using the cache needs no
 //! import of the [`Tier`] trait. Each one is the `Tier` method of the same name.
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use cache_core::{Entry, Key, Namespace, PutOutcome, Result, Tier};
 
 use crate::TieredCache;
@@ -63,6 +66,30 @@ impl TieredCache {
     /// As for [`TieredCache::get`].
     pub async fn remove(&self, key: &Key) -> Result<()> {
         <TieredCache as Tier>::remove(self, key).await
+    }
+
+    /// Reads bytes `range` of the value of `key` top-down, each tier asked for the range, so
+    /// the NVMe tier verifies only the chunks it reads and the object tier issues a ranged
+    /// GET. The range is clamped to the value. A ranged hit below the top is promoted, whole,
+    /// only when the promotion policy's `on_range_hit` says so. The same as
+    /// [`Tier::get_range`].
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("kv", "layer-0")?;
+    /// cache.put(key.clone(), Entry::new("0123456789")).await?;
+    /// assert_eq!(cache.get_range(&key, 2..5).await?.unwrap(), "234");
+    /// assert_eq!(cache.get_range(&key, 8..64).await?.unwrap(), "89", "clamped");
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) for a range that ends before it
+    /// starts; otherwise as for [`TieredCache::get`].
+    pub async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        <TieredCache as Tier>::get_range(self, key, range).await
     }
 
     /// Whether any tier has a live entry for `key`. The same as [`Tier::contains`].

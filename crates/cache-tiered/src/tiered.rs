@@ -7,6 +7,7 @@
 use std::{
     collections::{HashMap, HashSet},
     future::Future,
+    ops::Range,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
@@ -15,10 +16,11 @@ use std::{
 };
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cache_core::{
     Admission, AdmissionPolicy, Clock, Entry, Error, ErrorKind, Key, Namespace, NamespaceId,
     PromotionPolicy, PutOutcome, Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp,
-    Usage,
+    Usage, check_range, slice_range,
 };
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -312,6 +314,24 @@ impl Shared {
     }
 
     async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<Entry>> {
+        Ok(self.read(key, None).await?.map(|hit| match hit {
+            Hit::Whole(entry) => entry,
+            Hit::Part(_) => unreachable!("a read without a range returns whole entries"),
+        }))
+    }
+
+    async fn get_range(self: &Arc<Self>, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        check_range(NAME, &range)?;
+        Ok(self.read(key, Some(&range)).await?.map(|hit| match hit {
+            Hit::Whole(entry) => slice_range(&entry.value, &range),
+            Hit::Part(bytes) => bytes,
+        }))
+    }
+
+    /// The read path of `get` and, with `range`, of `get_range`: top-down, each tier read with
+    /// `get`, or with `get_range` when a range is asked for (the tier then reads and verifies
+    /// only that part where it can).
+    async fn read(self: &Arc<Self>, key: &Key, range: Option<&Range<u64>>) -> Result<Option<Hit>> {
         self.check_open()?;
         if let Some(filter) = &self.demotion {
             filter.requested(key);
@@ -342,19 +362,29 @@ impl Shared {
                     if let Some(filter) = &self.demotion {
                         filter.outcome(true);
                     }
-                    return Ok(Some(entry));
+                    return Ok(Some(Hit::Whole(entry)));
                 }
             }
             // Time one get in eight per thread: two clock reads per RAM hit cost more than the
             // histogram is worth, and a sample describes the distribution as well.
             let started = sample_latency().then(Instant::now);
-            let found = self.call(slot, slot.tier.get(key)).await;
+            let found = match range {
+                None => self.call(slot, slot.tier.get(key)).await.map(|e| e.map(Hit::Whole)),
+                Some(r) => self
+                    .call(slot, slot.tier.get_range(key, r.clone()))
+                    .await
+                    .map(|b| b.map(Hit::Part)),
+            };
             if let Some(started) = started {
                 slot.stats.get_latency.record(started.elapsed());
             }
             match found {
-                Ok(Some(entry)) => {
-                    if entry.meta.expires_at.is_some() && entry.is_expired(self.clock.now()) {
+                Ok(Some(hit)) => {
+                    // A ranged read's tier checked the expiry itself.
+                    if let Hit::Whole(entry) = &hit
+                        && entry.meta.expires_at.is_some()
+                        && entry.is_expired(self.clock.now())
+                    {
                         continue;
                     }
                     if self.is_stale(i, key)
@@ -369,9 +399,12 @@ impl Shared {
                         filter.hit(i, key);
                     }
                     if let Some(snap) = snap {
-                        self.maybe_promote(key, &entry, i, snap);
+                        match &hit {
+                            Hit::Whole(entry) => self.maybe_promote(key, entry, i, snap),
+                            Hit::Part(_) => self.maybe_promote_range(key, i, snap),
+                        }
                     }
-                    return Ok(Some(entry));
+                    return Ok(Some(hit));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -543,6 +576,12 @@ fn sample_latency() -> bool {
     })
 }
 
+/// What a read found: a whole entry, or the range a ranged read asked a tier for.
+enum Hit {
+    Whole(Entry),
+    Part(Bytes),
+}
+
 #[async_trait]
 impl Tier for TieredCache {
     fn name(&self) -> &'static str {
@@ -552,6 +591,17 @@ impl Tier for TieredCache {
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
         let span = tracing::debug_span!("tiered.get", ns = %key.namespace());
         self.shared.get(key).instrument(span).await
+    }
+
+    /// Top-down like `get`, each tier asked for the range ([`Tier::get_range`]: the NVMe tier
+    /// verifies only the chunks it covers, the object tier issues a ranged GET). A ranged hit
+    /// below the top tier is promoted when the promotion policy's
+    /// [`on_range_hit`](cache_core::PromotionPolicy::on_range_hit) says so: the whole value is
+    /// then read from that tier in the background and promoted as after a `get`, so the tiers
+    /// above never hold part of a value as if it were whole.
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        let span = tracing::debug_span!("tiered.get_range", ns = %key.namespace());
+        self.shared.get_range(key, range).instrument(span).await
     }
 
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
@@ -592,11 +642,17 @@ impl Tier for TieredCache {
         s
     }
 
+    /// Waits for the background jobs, then flushes the tiers top-down, waiting after each for
+    /// the demotions its flush queued: a RAM tier's flush runs its pending evictions, and what
+    /// they demote must land, and the tier below run its own, before the flush returns (else
+    /// the tier below holds more than its budget until its next maintenance, and a demoted
+    /// entry is not yet durable).
     async fn flush(&self) -> Result<()> {
         self.shared.check_open()?;
         self.quiesce().await;
         for slot in &self.shared.slots {
             slot.tier.flush().await?;
+            self.quiesce().await;
         }
         Ok(())
     }

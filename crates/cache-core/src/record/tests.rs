@@ -159,3 +159,131 @@ fn archived_metadata_layout_is_pinned() {
     assert_eq!(none.len(), 25);
     assert_eq!(none[16], 0, "version tag 0 = absent");
 }
+
+fn large(len: usize) -> (Key, Entry) {
+    let key = Key::new("kv/blocks", "layer-3/chunk-9").unwrap();
+    let value: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+    (key, Entry::new(value).with_created_at(Timestamp::from_millis(1_700_000_000_000)))
+}
+
+#[test]
+fn values_from_the_threshold_up_get_a_chunk_table() {
+    for len in [CHUNKED_MIN_VALUE - 1, CHUNKED_MIN_VALUE, CHUNKED_MIN_VALUE + 1, 5 << 20] {
+        let (key, entry) = large(len);
+        let bytes = Record::encode(&key, &entry);
+        assert_eq!(bytes.len(), Record::encoded_len(&key, len), "{len}");
+        let h = RecordHeader::parse(&bytes).unwrap();
+        let chunked = len >= CHUNKED_MIN_VALUE;
+        assert_eq!(h.version, if chunked { 2 } else { 1 }, "{len}");
+        assert_eq!(&bytes[4..6], &h.version.to_le_bytes());
+        let chunks = if chunked { len.div_ceil(1 << CHUNK_SHIFT) } else { 0 };
+        assert_eq!(h.chunks(), chunks as u64);
+        assert_eq!(h.chunk_shift, if chunked { CHUNK_SHIFT } else { 0 });
+        assert_eq!(h.total_len(), Some(bytes.len() as u64));
+        let rec = Record::decode(bytes.clone()).unwrap();
+        assert_eq!(rec.to_entry(), entry);
+        // The value is a slice of the record, followed by the table of one xxh3 per chunk.
+        let at = h.value_offset() as usize;
+        assert_eq!(rec.value().as_ptr(), bytes[at..].as_ptr());
+        for (i, chunk) in entry.value.chunks(1 << CHUNK_SHIFT).enumerate().take(chunks) {
+            let t = at + len + i * 8;
+            assert_eq!(bytes[t..t + 8], xxhash_rust::xxh3::xxh3_64(chunk).to_le_bytes());
+        }
+        // The three parts are the same bytes.
+        let parts = Record::encode_parts(&key, &entry);
+        assert_eq!(parts.to_bytes(), bytes);
+        assert_eq!(parts.value.as_ptr(), entry.value.as_ptr(), "the value is not copied");
+        assert_eq!(parts.tail.len(), chunks * 8);
+    }
+}
+
+#[test]
+fn a_range_read_verifies_the_head_the_table_and_only_the_chunks_it_covers() {
+    let chunk = 1usize << CHUNK_SHIFT;
+    let (key, entry) = large(4 * chunk + 100);
+    let bytes = Record::encode(&key, &entry);
+    let at = RecordHeader::parse(&bytes).unwrap().value_offset() as usize;
+    let flip = |i: usize| {
+        let mut b = bytes.to_vec();
+        b[i] ^= 0x40;
+        Bytes::from(b)
+    };
+    let in_chunk_2 = flip(at + 2 * chunk + 7);
+    let r = |a: usize, b: usize| a as u64..b as u64;
+    assert!(Record::decode(in_chunk_2.clone()).is_err(), "a full decode hashes every chunk");
+    assert!(Record::decode_for_range(in_chunk_2.clone(), &r(0, chunk)).is_ok(), "chunk 0 only");
+    assert!(Record::decode_for_range(in_chunk_2.clone(), &r(3 * chunk, 4 * chunk + 100)).is_ok());
+    for bad in [r(2 * chunk, 2 * chunk + 1), r(chunk, 3 * chunk), r(2 * chunk + 7, 2 * chunk + 8)] {
+        let err = Record::decode_for_range(in_chunk_2.clone(), &bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "{bad:?}");
+    }
+    assert!(
+        Record::decode_for_range(in_chunk_2.clone(), &r(chunk, 2 * chunk)).is_ok(),
+        "ends before"
+    );
+    assert!(
+        Record::decode_for_range(in_chunk_2, &r(9 * chunk, 10 * chunk)).is_ok(),
+        "past the end"
+    );
+    // The head, the metadata, the key and the table are checked on every range read.
+    let table = at + entry.value.len();
+    for i in [0, 5, 20, 33, 45, at - 1, table, table + 3, bytes.len() - 1] {
+        let err = Record::decode_for_range(flip(i), &r(0, 1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "byte {i}");
+    }
+    // A version-1 record has one checksum: a range read verifies everything.
+    let (small_key, small) = sample();
+    let mut b = Record::encode(&small_key, &small).to_vec();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    assert!(Record::decode_for_range(b.into(), &(0..1)).is_err());
+}
+
+#[test]
+fn a_chunked_header_with_a_bad_chunk_size_or_a_tombstone_flag_is_corrupt() {
+    let (key, entry) = large(CHUNKED_MIN_VALUE);
+    let bytes = Record::encode(&key, &entry);
+    for (at, value) in [(20, 11u32), (20, 31), (20, 0)] {
+        let mut b = bytes.to_vec();
+        b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        assert_eq!(RecordHeader::parse(&b).unwrap_err().kind(), ErrorKind::Corrupted, "{value}");
+    }
+    let mut b = bytes.to_vec();
+    b[6] |= FLAG_TOMBSTONE as u8;
+    assert_eq!(RecordHeader::parse(&b).unwrap_err().kind(), ErrorKind::Corrupted);
+    let (small_key, small) = sample();
+    let mut b = Record::encode(&small_key, &small).to_vec();
+    b[20] = 16;
+    assert!(RecordHeader::parse(&b).is_err(), "version 1 keeps the reserved bytes zero");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn a_mutated_chunked_record_never_yields_a_wrong_value(
+        idx in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        len in CHUNKED_MIN_VALUE..CHUNKED_MIN_VALUE + 3 * (1 << CHUNK_SHIFT),
+        from in 0usize..1 << 20,
+        span in 0usize..100_000,
+    ) {
+        let (key, entry) = large(len);
+        let mut b = Record::encode(&key, &entry).to_vec();
+        let i = idx.index(b.len());
+        let changed = b[i] != byte;
+        b[i] = byte;
+        let b = Bytes::from(b);
+        match Record::decode(b.clone()) {
+            Ok(rec) => { prop_assert!(!changed); prop_assert_eq!(rec.to_entry(), entry.clone()); }
+            Err(e) => { prop_assert!(changed); prop_assert_eq!(e.kind(), ErrorKind::Corrupted); }
+        }
+        // A range read returns the right bytes of its range, or a corruption error.
+        let range = from as u64..(from + span) as u64;
+        if let Ok(rec) = Record::decode_for_range(b, &range) {
+            let got = crate::slice_range(&rec.value(), &range);
+            prop_assert_eq!(got, crate::slice_range(&entry.value, &range));
+            prop_assert!(rec.matches(&key));
+        }
+    }
+}

@@ -13,6 +13,11 @@ impl PromotionPolicy for PromoteAlways {
     fn on_hit(&self, _: &Key, _: &Entry, _: usize, _: Timestamp) -> Promotion {
         Promotion::Promote
     }
+
+    /// Promotes ranged hits too (the whole value is read in the background).
+    fn on_range_hit(&self, _: &Key, _: usize, _: Timestamp) -> Promotion {
+        Promotion::Promote
+    }
 }
 
 /// Never promotes.
@@ -25,7 +30,8 @@ impl PromotionPolicy for PromoteNever {
     }
 }
 
-/// Promotes values of at most `max_bytes`.
+/// Promotes values of at most `max_bytes`. A ranged hit is not promoted: the value's size is
+/// not known from it.
 #[derive(Debug, Clone, Copy)]
 pub struct PromoteUnderSize(pub u64);
 
@@ -53,6 +59,17 @@ impl PromoteOnNthHit {
 
 impl PromotionPolicy for PromoteOnNthHit {
     fn on_hit(&self, key: &Key, _: &Entry, _: usize, now: Timestamp) -> Promotion {
+        self.count(key, now)
+    }
+
+    /// A ranged hit counts as a hit; the N-th promotes the whole value.
+    fn on_range_hit(&self, key: &Key, _: usize, now: Timestamp) -> Promotion {
+        self.count(key, now)
+    }
+}
+
+impl PromoteOnNthHit {
+    fn count(&self, key: &Key, now: Timestamp) -> Promotion {
         let mut s = self.state.lock();
         let (start, seen) = &mut *s;
         if start.saturating_add(self.window) <= now {

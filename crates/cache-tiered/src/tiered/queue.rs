@@ -262,6 +262,30 @@ impl Shared {
         );
     }
 
+    /// A ranged hit in tier `found_in`: if the promotion policy says so, reads the whole value
+    /// from that tier in the background and promotes it as a `get` would (the snapshot taken
+    /// before the read still decides whether the copy may land).
+    pub(super) fn maybe_promote_range(self: &Arc<Self>, key: &Key, found_in: usize, snap: Snap) {
+        if self.promotion.on_range_hit(key, found_in, self.clock.now()) != Promotion::Promote {
+            return;
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let this = self.clone();
+        let key = key.clone();
+        tokio::spawn(
+            async move {
+                let slot = &this.slots[found_in];
+                if let Ok(Some(entry)) = this.call(slot, slot.tier.get(&key)).await
+                    && !entry.is_expired(this.clock.now())
+                {
+                    this.promote(&key, entry, found_in, snap).await;
+                }
+                this.done();
+            }
+            .instrument(tracing::debug_span!("tiered.promote_range")),
+        );
+    }
+
     async fn promote(&self, key: &Key, entry: Entry, found_in: usize, snap: Snap) {
         // Nearest tier first, so the value is never in a faster tier without the slower one.
         for j in (0..found_in).rev() {

@@ -96,6 +96,95 @@ async fn lower_hit_is_promoted_and_served_from_the_top_afterwards() {
     assert_eq!(cache.tiered_stats().tiers[0].served, 1, "second get served by the top tier");
 }
 
+/// A tier that counts the ranged reads asked of it.
+#[derive(Debug)]
+struct CountsRanges {
+    inner: MemoryTier,
+    ranges: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Tier for CountsRanges {
+    fn name(&self) -> &'static str {
+        "counts-ranges"
+    }
+    async fn get(&self, key: &Key) -> cache_core::Result<Option<Entry>> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &Key,
+        range: std::ops::Range<u64>,
+    ) -> cache_core::Result<Option<bytes::Bytes>> {
+        self.ranges.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_range(key, range).await
+    }
+    async fn put(&self, key: Key, entry: Entry) -> cache_core::Result<PutOutcome> {
+        self.inner.put(key, entry).await
+    }
+    async fn remove(&self, key: &Key) -> cache_core::Result<()> {
+        self.inner.remove(key).await
+    }
+    async fn clear_namespace(&self, namespace: &Namespace) -> cache_core::Result<()> {
+        self.inner.clear_namespace(namespace).await
+    }
+    fn usage(&self) -> cache_core::Usage {
+        self.inner.usage()
+    }
+    fn stats(&self) -> cache_core::StatsSnapshot {
+        self.inner.stats()
+    }
+    async fn flush(&self) -> cache_core::Result<()> {
+        self.inner.flush().await
+    }
+    async fn close(&self) -> cache_core::Result<()> {
+        self.inner.close().await
+    }
+}
+
+/// A ranged read asks each tier for the range; a ranged hit below the top is promoted whole
+/// (read again in the background) by a policy that promotes ranged hits, and not by one that
+/// does not, and the top tier never holds the part as if it were the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ranged_hit_below_is_read_as_a_range_and_promoted_whole_by_policy() {
+    ranged_hit(true, crate::policy::PromoteAlways).await;
+    ranged_hit(false, crate::policy::PromoteUnderSize(1 << 30)).await;
+    ranged_hit(false, PromoteNever).await;
+}
+
+async fn ranged_hit(promote: bool, policy: impl cache_core::PromotionPolicy) {
+    let policy_name = format!("{policy:?}");
+    {
+        let c = clock();
+        let top = Arc::new(l1(1 << 20, &c));
+        let bottom = Arc::new(CountsRanges { inner: l1(1 << 20, &c), ranges: AtomicUsize::new(0) });
+        let cache = TieredCache::builder()
+            .clock(c.clone())
+            .promotion(policy)
+            .tier(TierOptions::from_arc(top.clone()))
+            .tier(TierOptions::from_arc(bottom.clone()))
+            .build()
+            .unwrap();
+        let k = key("ranged");
+        assert!(bottom.put(k.clone(), Entry::new("0123456789")).await.unwrap().is_stored());
+        assert_eq!(cache.get_range(&k, 3..6).await.unwrap().unwrap(), "345", "{policy_name}");
+        assert_eq!(bottom.ranges.load(Ordering::Relaxed), 1, "the lower tier read a range");
+        cache.quiesce().await;
+        let on_top = top.get(&k).await.unwrap().map(|e| e.value);
+        if promote {
+            assert_eq!(on_top.unwrap(), "0123456789", "promoted whole");
+            assert_eq!(cache.get_range(&k, 8..20).await.unwrap().unwrap(), "89");
+            assert_eq!(bottom.ranges.load(Ordering::Relaxed), 1, "then served by the top tier");
+        } else {
+            assert!(on_top.is_none(), "{policy_name} does not promote a ranged hit");
+        }
+        assert!(cache.get_range(&key("absent"), 0..1).await.unwrap().is_none());
+        #[expect(clippy::reversed_empty_ranges, reason = "the invalid input under test")]
+        let err = cache.get_range(&k, 6..3).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+}
+
 #[tokio::test]
 async fn never_policy_does_not_promote() {
     let c = clock();
