@@ -211,6 +211,23 @@ pub struct RecordParts {
 }
 
 impl RecordParts {
+    /// An encoded record held in one buffer (`head` is then the whole record).
+    pub fn whole(record: Bytes) -> RecordParts {
+        RecordParts { head: record, value: Bytes::new(), tail: Bytes::new() }
+    }
+
+    /// The three parts, for a vectored write.
+    pub fn slices(&self) -> [&[u8]; 3] {
+        [&self.head, &self.value, &self.tail]
+    }
+
+    /// The parts that are not empty, in order (cheap clones of the buffers).
+    pub fn chunks(&self) -> impl Iterator<Item = Bytes> + use<> {
+        [self.head.clone(), self.value.clone(), self.tail.clone()]
+            .into_iter()
+            .filter(|b| !b.is_empty())
+    }
+
     /// The record's total length.
     pub fn len(&self) -> usize {
         self.head.len() + self.value.len() + self.tail.len()
@@ -221,12 +238,16 @@ impl RecordParts {
         self.len() == 0
     }
 
-    /// The record as one buffer (a copy of the three parts).
+    /// The record as one buffer: the head itself for a record held whole, else a copy of the
+    /// parts.
     pub fn to_bytes(&self) -> Bytes {
+        if self.value.is_empty() && self.tail.is_empty() {
+            return self.head.clone();
+        }
         let mut out = Vec::with_capacity(self.len());
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(&self.value);
-        out.extend_from_slice(&self.tail);
+        for part in self.slices() {
+            out.extend_from_slice(part);
+        }
         out.into()
     }
 }
@@ -402,6 +423,17 @@ impl Record {
     /// The key bytes stored in the record.
     pub fn key_bytes(&self) -> &[u8] {
         &self.bytes[self.key_range()]
+    }
+
+    /// The record split into its head, value and chunk table (zero-copy slices).
+    pub fn parts(&self) -> RecordParts {
+        let value = self.value();
+        let value_end = self.key_range().end + value.len();
+        RecordParts {
+            head: self.bytes.slice(..self.key_range().end),
+            value,
+            tail: self.bytes.slice(value_end..),
+        }
     }
 
     /// The value: a zero-copy slice of the record.

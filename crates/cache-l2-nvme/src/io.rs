@@ -103,18 +103,25 @@ pub(crate) fn write_parts_at(
 }
 
 fn pwritev_all(file: &File, parts: &[&[u8]], offset: u64) -> io::Result<()> {
-    let mut left: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
-    let mut offset = offset;
-    while !left.is_empty() {
-        let iov: Vec<libc::iovec> = left
-            .iter()
-            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
-            .collect();
+    // On the stack: this runs for every large write.
+    let mut left: [&[u8]; 3] = [&[], &[], &[]];
+    let mut count = 0;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        assert!(count < left.len(), "at most three parts");
+        left[count] = part;
+        count += 1;
+    }
+    let (mut first, mut offset) = (0, offset);
+    while first < count {
+        let iov = left
+            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() });
         let at =
             libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
         // SAFETY: every iovec describes a live, initialised slice borrowed for the call, and
         // `pwritev` only reads from them; the descriptor is owned by `file`.
-        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at) };
+        let n = unsafe {
+            libc::pwritev(file.as_raw_fd(), iov[first..].as_ptr(), (count - first) as i32, at)
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -127,13 +134,13 @@ fn pwritev_all(file: &File, parts: &[&[u8]], offset: u64) -> io::Result<()> {
         }
         let mut n = n as usize;
         offset += n as u64;
-        while let Some(first) = left.first_mut() {
-            if n < first.len() {
-                *first = &first[n..];
+        while first < count {
+            if n < left[first].len() {
+                left[first] = &left[first][n..];
                 break;
             }
-            n -= first.len();
-            left.remove(0);
+            n -= left[first].len();
+            first += 1;
         }
     }
     Ok(())

@@ -32,7 +32,7 @@ use crate::{
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
     index::{Index, MAX_RECORD_LEN, Slot, locate},
-    parts::Parts,
+    parts::{self, Parts},
     pending::Pending,
     segment::Segment,
 };
@@ -648,7 +648,7 @@ impl NvmeTier {
             return Ok(None);
         }
         self.check_size(Record::encoded_len(key, entry.value.len()) as u64)?;
-        Ok(Some(Parts::encode(key, &entry)))
+        Ok(Some(parts::encode(key, &entry)))
     }
 
     async fn put_inner(&self, key: Key, entry: Entry) -> Result<PutOutcome> {

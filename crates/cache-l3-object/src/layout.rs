@@ -122,47 +122,6 @@ fn push_hex(s: &mut String, bytes: &[u8]) {
     }
 }
 
-/// A record split into a head, the value and (for a large value) its chunk table, ready to
-/// upload without copying the value.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitRecord {
-    /// Header, metadata, namespace and key.
-    pub(crate) head: Bytes,
-    /// The value.
-    pub(crate) value: Bytes,
-    /// The chunk table of a version-2 record, or empty.
-    pub(crate) tail: Bytes,
-}
-
-impl SplitRecord {
-    /// Encodes the record for `value` with `meta` under `key`.
-    pub(crate) fn encode(key: &Key, meta: EntryMeta, value: Bytes) -> SplitRecord {
-        let parts = Record::encode_parts(key, &cache_core::Entry { value, meta });
-        SplitRecord { head: parts.head, value: parts.value, tail: parts.tail }
-    }
-
-    /// Splits an already encoded record (zero-copy).
-    pub(crate) fn from_record(record: &Record) -> SplitRecord {
-        let bytes = record.as_bytes();
-        let value = record.value();
-        let value_at = record.header().value_offset() as usize;
-        let value_end = value_at + value.len();
-        SplitRecord { head: bytes.slice(..value_at), value, tail: bytes.slice(value_end..) }
-    }
-
-    /// The whole object's length.
-    pub(crate) fn len(&self) -> u64 {
-        (self.head.len() + self.value.len() + self.tail.len()) as u64
-    }
-
-    /// The object's bytes as a list of chunks.
-    pub(crate) fn chunks(&self) -> impl Iterator<Item = Bytes> + use<> {
-        [self.head.clone(), self.value.clone(), self.tail.clone()]
-            .into_iter()
-            .filter(|b| !b.is_empty())
-    }
-}
-
 /// What the head of a stored record says, read without downloading the value.
 #[derive(Debug, Clone)]
 pub(crate) struct RecordHead {
@@ -269,12 +228,12 @@ mod tests {
             };
             let entry = Entry { value: Bytes::from(v), meta };
             let whole = Record::encode(&key, &entry);
-            let split = SplitRecord::encode(&key, meta, entry.value.clone());
+            let split = Record::encode_parts(&key, &entry);
             let joined: Vec<u8> = split.chunks().flat_map(|c| c.to_vec()).collect();
             prop_assert_eq!(&joined[..], &whole[..]);
-            prop_assert_eq!(split.len(), whole.len() as u64);
+            prop_assert_eq!(split.len(), whole.len());
             let record = Record::decode(whole.clone()).unwrap();
-            let again = SplitRecord::from_record(&record);
+            let again = record.parts();
             prop_assert_eq!(&again.head[..], &split.head[..]);
             let head = parse_head(&key, &whole, whole.len() as u64).unwrap();
             prop_assert_eq!(head.meta, *record.meta());

@@ -15,8 +15,8 @@ use std::{
 use bytes::Bytes;
 use cache_core::{
     Clock, Entry, Error, ErrorKind, Key, KeyHash, Namespace, NamespaceId, PutOutcome, Record,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open,
-    reject_expired,
+    RecordParts, Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait,
+    check_open, reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use crate::{
     builder::ObjectTierBuilder,
     error::ObjectError,
-    layout::{self, Layout, SplitRecord},
+    layout::{self, Layout},
     metrics::{Metrics, ObjectMetrics, Op},
 };
 
@@ -397,7 +397,7 @@ impl Inner {
             return Ok(None);
         }
         entry.meta.stamp(now);
-        let split = SplitRecord::encode(&key, entry.meta, entry.value);
+        let split = Record::encode_parts(&key, &entry);
         self.write(&key, split, mode).await.map(Some)
     }
 
@@ -411,7 +411,7 @@ impl Inner {
             self.drop_stale(&key, self.put_mode()).await?;
             return Ok(None);
         }
-        self.write(&key, SplitRecord::from_record(&record), self.put_mode()).await.map(Some)
+        self.write(&key, record.parts(), self.put_mode()).await.map(Some)
     }
 
     /// Deletes the object of `key` after an overwriting put of it was rejected (already
@@ -444,10 +444,10 @@ impl Inner {
     async fn write(
         self: &Arc<Self>,
         key: &Key,
-        split: SplitRecord,
+        split: RecordParts,
         mode: PutMode,
     ) -> Result<Written> {
-        let size = split.len();
+        let size = split.len() as u64;
         if let Some(budget) = self.settings.budget
             && size > budget
         {
@@ -478,7 +478,7 @@ impl Inner {
         Ok(Written::Stored)
     }
 
-    async fn multipart(&self, path: &Path, split: &SplitRecord) -> Result<()> {
+    async fn multipart(&self, path: &Path, split: &RecordParts) -> Result<()> {
         let mut upload = self
             .call(
                 Op::MultipartStart,
@@ -685,7 +685,7 @@ fn clamp(value: &Bytes, range: &Range<u64>) -> Bytes {
 }
 
 /// Cuts a record into multipart parts of `part_size` bytes (the last one shorter), zero-copy.
-fn parts(split: &SplitRecord, part_size: usize) -> Vec<PutPayload> {
+fn parts(split: &RecordParts, part_size: usize) -> Vec<PutPayload> {
     let mut parts = Vec::new();
     let mut current: Vec<Bytes> = Vec::new();
     let mut current_len = 0usize;
@@ -969,7 +969,7 @@ mod tests {
     fn parts_cover_the_record_exactly() {
         let key = Key::new("ns", "k").unwrap();
         let value = Bytes::from((0..10_000u32).map(|i| i as u8).collect::<Vec<_>>());
-        let split = SplitRecord::encode(&key, cache_core::EntryMeta::default(), value);
+        let split = Record::encode_parts(&key, &Entry::new(value));
         let whole: Vec<u8> = split.chunks().flat_map(|c| c.to_vec()).collect();
         for size in [1, 7, 100, 4096, 10_000, 20_000] {
             let parts = parts(&split, size);
