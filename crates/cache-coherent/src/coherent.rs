@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use cache_core::{Entry, Error, Key, Namespace, PutOutcome, Result, StatsSnapshot, Tier, Usage};
 use cache_remote_redis::{Invalidator, InvalidatorBuilder, invalidate::Versions};
-use cache_tiered::{PutReport, TieredCache};
+use cache_tiered::{FrontTiers, PutReport, TieredCache};
 use parking_lot::Mutex;
 use tokio::{sync::Notify, task::JoinHandle};
 
@@ -91,10 +91,15 @@ impl CoherentCacheBuilder {
                 ),
             ));
         }
-        let local: Vec<Arc<dyn Tier>> = tiers[..self.local].to_vec();
+        // Drops go through the cache's view of its first tiers, ordered with its background
+        // copies: a promotion that read the old value before a drop does not put it back.
+        let local = match self.local {
+            0 => None,
+            n => Some(Arc::new(self.cache.front(n)?)),
+        };
         let mut invalidator = self.invalidator;
-        for tier in &local {
-            invalidator = invalidator.local_tier(Arc::clone(tier));
+        if let Some(front) = &local {
+            invalidator = invalidator.local_tier(Arc::clone(front) as Arc<dyn Tier>);
         }
         let invalidator = invalidator.build().await?;
         let inner = Arc::new(Inner {
@@ -113,7 +118,7 @@ impl CoherentCacheBuilder {
 struct Inner {
     cache: TieredCache,
     invalidator: Invalidator,
-    local: Vec<Arc<dyn Tier>>,
+    local: Option<Arc<FrontTiers>>,
     /// Namespaces with a message that could not be published.
     unpublished: Mutex<HashSet<Namespace>>,
     wake: Notify,
@@ -144,7 +149,7 @@ impl fmt::Debug for CoherentCache {
         f.debug_struct("CoherentCache")
             .field("cache", &self.inner.cache)
             .field("invalidator", &self.inner.invalidator)
-            .field("local", &self.inner.local.iter().map(|t| t.name()).collect::<Vec<_>>())
+            .field("local", &self.inner.local)
             .field("stats", &self.coherent_stats())
             .finish_non_exhaustive()
     }
@@ -204,10 +209,10 @@ impl CoherentCache {
         }
         self.inner.counters.refused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(ns = %key.namespace(), "refused an entry older than its key's fence");
-        for tier in &self.inner.local {
-            if let Err(e) = tier.remove(key).await {
-                tracing::warn!(tier = tier.name(), error = %e, "dropping a refused entry failed");
-            }
+        if let Some(front) = &self.inner.local
+            && let Err(e) = front.remove(key).await
+        {
+            tracing::warn!(error = %e, "dropping a refused entry from the local tiers failed");
         }
         None
     }

@@ -52,6 +52,9 @@
 //! - two nodes writing one key at the same time end with every node serving the write with the
 //!   higher version, or missing (when the shared tiers kept the other write, which every node
 //!   then refuses), never the lower one;
+//! - a dropped local copy stays dropped: the drops go through the tiered cache's
+//!   [`front`](cache_tiered::TieredCache::front) view, ordered with its promotions and
+//!   demotions, so one that read the old value before the drop is not written after it;
 //! - a node's own messages never drop its own fresh write;
 //! - a node that may have missed messages (reconnect, a sequence gap) clears its local copies
 //!   of every watched namespace and refuses entries written before the resync in any tier, so

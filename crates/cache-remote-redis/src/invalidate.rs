@@ -26,7 +26,10 @@
 //! [`Versions::admits`] its version never serves a value older than a write it has heard of,
 //! even if a promotion, a demotion or a fill from a shared tier that read the old value before
 //! the message puts it back into a local tier afterwards; `cache-coherent` wraps a tiered cache
-//! so that every read is checked.
+//! so that every read is checked. Hand the invalidator a tiered cache's local tiers as
+//! `TieredCache::front(n)` rather than tier by tier: its drops are then ordered with the cache's
+//! own promotions and demotions, so a copy that read the old value just before a drop is not
+//! written back after it (the fence would refuse it, but it would hold room until then).
 //!
 //! # Lost messages
 //!

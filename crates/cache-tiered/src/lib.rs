@@ -121,5 +121,5 @@ pub use crate::{
     builder::{TierOptions, TieredBuilder},
     policy::WritePolicy,
     stats::{TierReport, TieredStats},
-    tiered::{PutReport, TierWrite, TieredCache},
+    tiered::{FrontTiers, PutReport, TierWrite, TieredCache},
 };

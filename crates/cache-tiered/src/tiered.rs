@@ -36,12 +36,16 @@ mod load;
 mod ordering;
 mod queue;
 mod report;
+mod view;
 
-pub use self::report::{PutReport, TierWrite};
 use self::{
     load::Flight,
     ordering::STRIPES,
     queue::{CleanSet, DemotionSink, Job, Promoting, Queued, VictimSink, worker},
+};
+pub use self::{
+    report::{PutReport, TierWrite},
+    view::FrontTiers,
 };
 
 const NAME: &str = "tiered";
@@ -513,10 +517,16 @@ impl Shared {
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
+        self.remove_in(key, self.slots.len()).await
+    }
+
+    /// Removes `key` from the first `count` tiers, bottom-up, as one foreground write: a
+    /// promotion or demotion of the key that read it before is not written afterwards.
+    async fn remove_in(&self, key: &Key, count: usize) -> Result<()> {
         self.check_open()?;
         self.begin_write(key, None);
         let mut failed = None;
-        for (i, slot) in self.slots.iter().enumerate().rev() {
+        for (i, slot) in self.slots[..count].iter().enumerate().rev() {
             slot.clean.unmark(key);
             let result = self.call(slot, slot.tier.remove(key)).await;
             self.set_stale(i, key, result.is_err());
@@ -537,17 +547,29 @@ impl Shared {
     }
 
     async fn clear_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.clear_in(ns, self.slots.len()).await
+    }
+
+    /// Clears `ns` in the first `count` tiers, bottom-up; background copies that read an entry
+    /// of it before are not written afterwards. Only a clear of every tier stamps the
+    /// namespace's clear time, which keeps older entries out of demotions for good.
+    async fn clear_in(&self, ns: &Namespace, count: usize) -> Result<()> {
         self.check_open()?;
+        let every_tier = count == self.slots.len();
         self.clearing.fetch_add(1, Ordering::SeqCst);
         self.clear_epoch.fetch_add(1, Ordering::SeqCst);
-        self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        if every_tier {
+            self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        }
         let mut failed = None;
-        for slot in self.slots.iter().rev() {
+        for slot in self.slots[..count].iter().rev() {
             if let Err(e) = self.call(slot, slot.tier.clear_namespace(ns)).await {
                 failed.get_or_insert(e);
             }
         }
-        self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        if every_tier {
+            self.cleared_at.lock().insert(ns.id(), self.clock.now());
+        }
         self.clear_epoch.fetch_add(1, Ordering::SeqCst);
         self.clearing.fetch_sub(1, Ordering::SeqCst);
         self.negative.lock().retain(|k, _| k.namespace() != ns);

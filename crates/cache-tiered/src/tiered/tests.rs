@@ -922,3 +922,33 @@ async fn second_chance_demotes_what_was_read_and_what_came_back() {
         assert!(bottom.get(&key(&format!("once{i}"))).await.unwrap().is_some(), "once{i} again");
     }
 }
+
+/// A removal through [`TieredCache::front`] is ordered with the cache: a promotion that read
+/// the old value before it is undone (a removal straight from the tier would leave the copy
+/// there: it lands once the held-back put goes through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_through_the_front_view_is_not_undone_by_a_racing_promotion() {
+    let c = clock();
+    let top = Arc::new(HoldsPromotion::new(l1(1 << 20, &c), "old"));
+    top.hold_removes.store(false, Ordering::SeqCst);
+    let bottom = Arc::new(l1(1 << 20, &c));
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(TierOptions::from_arc(top.clone()))
+        .tier(TierOptions::from_arc(bottom.clone()))
+        .build()
+        .unwrap();
+    let k = key("front");
+    let _ = bottom.put(k.clone(), Entry::new("old")).await.unwrap();
+    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "old");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while top.held.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the promotion never started");
+        tokio::task::yield_now().await;
+    }
+    cache.front(1).unwrap().remove(&k).await.unwrap();
+    top.puts.add_permits(1);
+    cache.quiesce().await;
+    assert!(top.inner.get(&k).await.unwrap().is_none(), "the promotion put the removed copy back");
+    assert!(bottom.get(&k).await.unwrap().is_some(), "the view leaves the lower tier alone");
+}
