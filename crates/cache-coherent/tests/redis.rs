@@ -68,6 +68,8 @@ async fn a_racing_stale_copy_is_refused() {
     let (a, b) = (node(&url, &prefix, &ns).await, node(&url, &prefix, &ns).await);
     let key = ns.key("q").unwrap();
     a.put_report(key.clone(), Entry::new("v1")).await.unwrap();
+    // Heard first: the message's drop in B's RAM would otherwise cancel the promotion below.
+    eventually("B to hear of v1", async || b.invalidator().stats().applied >= 1).await;
     assert_eq!(b.get(&key).await.unwrap().unwrap().value, "v1");
     b.cache().quiesce().await; // the promotion into B's RAM tier
     let old = b.cache().tiers()[0].get(&key).await.unwrap().expect("promoted into B's RAM");

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use cache_core::{AdmissionPolicy, Clock, Error, PromotionPolicy, Result, SystemClock, Tier};
 
 use crate::{
-    policy::{DemotionFilter, PromoteAlways, WritePolicy},
+    policy::{DemotionFilter, PromoteAlways, ServeStale, WritePolicy},
     tiered::TieredCache,
 };
 
@@ -69,6 +69,7 @@ pub struct TieredBuilder {
     pub(crate) promotion: Arc<dyn PromotionPolicy>,
     pub(crate) strict: bool,
     pub(crate) negative_ttl: Option<Duration>,
+    pub(crate) serve_stale: Option<ServeStale>,
     pub(crate) demotion_queue_len: usize,
     pub(crate) demotion_filter: DemotionFilter,
 }
@@ -81,6 +82,7 @@ impl Default for TieredBuilder {
             promotion: Arc::new(PromoteAlways),
             strict: false,
             negative_ttl: None,
+            serve_stale: None,
             demotion_queue_len: 4096,
             demotion_filter: DemotionFilter::All,
         }
@@ -122,6 +124,14 @@ impl TieredBuilder {
     #[must_use]
     pub fn negative_ttl(mut self, ttl: Duration) -> TieredBuilder {
         self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Lets `get_or_load` serve entries past their freshness while it reloads them or when the
+    /// loader fails, as `policy` says (default: never); see [`ServeStale`].
+    #[must_use]
+    pub fn serve_stale(mut self, policy: ServeStale) -> TieredBuilder {
+        self.serve_stale = Some(policy);
         self
     }
 

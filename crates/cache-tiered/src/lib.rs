@@ -17,6 +17,9 @@
 //! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
 //!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.
+//! - **serve-stale** ([`ServeStale`]): `get_or_load` may serve an entry past its freshness at
+//!   once while one loader refreshes it (stale-while-revalidate), or when the loader fails
+//!   (fail-safe), within a grace period; both are counted in [`TieredStats`].
 //! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
 //!   the error is returned).
 //! - **ordering**: removals and writes cannot be undone by a concurrent promotion, demotion or
@@ -119,7 +122,7 @@ pub use cache_l3_object as object;
 
 pub use crate::{
     builder::{TierOptions, TieredBuilder},
-    policy::WritePolicy,
+    policy::{ServeStale, WritePolicy},
     stats::{TierReport, TieredStats},
     tiered::{FrontTiers, PutReport, TierWrite, TieredCache},
 };

@@ -196,6 +196,12 @@ impl TierReport {
 pub struct TieredStats {
     /// Gets, hits (from any tier), misses, puts and rejections of the cache as a whole.
     pub overall: StatsSnapshot,
+    /// Stale entries `get_or_load` served at once while one loader refreshed them
+    /// ([`ServeStale::revalidate`](crate::ServeStale::revalidate)).
+    pub served_stale: u64,
+    /// Stale entries `get_or_load` served because the loader failed
+    /// ([`ServeStale::on_error`](crate::ServeStale::on_error)).
+    pub served_stale_on_error: u64,
     /// One report per tier, fastest first.
     pub tiers: Vec<TierReport>,
 }

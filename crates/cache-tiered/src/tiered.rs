@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::{
     builder::TieredBuilder,
-    policy::{Filter, WritePolicy},
+    policy::{Filter, ServeStale, WritePolicy},
     stats::{SlotStats, TierReport, TieredStats},
 };
 
@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     cleared_at: Mutex<HashMap<NamespaceId, Timestamp>>,
     flights: Mutex<HashMap<Key, Flight<Result<Option<Entry>>>>>,
     negative_ttl: Option<Duration>,
+    serve_stale: Option<ServeStale>,
+    /// Stale entries `get_or_load` served: while reloading them, and when the loader failed.
+    served_stale: [AtomicU64; 2],
     negative: Mutex<HashMap<Key, Timestamp>>,
     pending: AtomicUsize,
     idle: Notify,
@@ -172,6 +175,8 @@ impl TieredCache {
             cleared_at: Mutex::default(),
             flights: Mutex::default(),
             negative_ttl: b.negative_ttl,
+            serve_stale: b.serve_stale,
+            served_stale: Default::default(),
             negative: Mutex::default(),
             pending: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -265,6 +270,8 @@ impl TieredCache {
         let s = &self.shared;
         TieredStats {
             overall: s.stats.snapshot(self.usage()),
+            served_stale: s.served_stale[0].load(Ordering::Relaxed),
+            served_stale_on_error: s.served_stale[1].load(Ordering::Relaxed),
             tiers: s
                 .slots
                 .iter()

@@ -1,6 +1,7 @@
-//! [`TieredCache::get_or_load`]: single-flight loads and negative caching.
+//! [`TieredCache::get_or_load`]: single-flight loads, negative caching and serving stale
+//! entries.
 
-use std::future::Future;
+use std::{future::Future, sync::atomic::Ordering};
 
 use cache_core::{Entry, Key, Result};
 use futures::{
@@ -8,7 +9,7 @@ use futures::{
     future::{BoxFuture, Shared as SharedFuture},
 };
 
-use crate::tiered::TieredCache;
+use crate::{policy::Freshness, tiered::TieredCache};
 
 pub(super) type Flight<T> = SharedFuture<BoxFuture<'static, T>>;
 
@@ -20,6 +21,25 @@ impl TieredCache {
     /// `Ok(None)` from the loader means "no such value" and is cached for the negative TTL if
     /// one is configured.
     ///
+    /// With [`serve_stale`](crate::TieredBuilder::serve_stale), an entry past its freshness is
+    /// served at once while one loader refreshes it, or when the loader fails, as the
+    /// [`ServeStale`](crate::ServeStale) policy says; a refresh that finds nothing (`Ok(None)`)
+    /// removes the stale entry.
+    ///
+    /// ```
+    /// use cache_tiered::{TieredCache, cache_core::{Entry, Key}, l1::MemoryTier};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_tiered::cache_core::Result<()> {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("answers", "What is 6 x 7?")?;
+    /// let answer = cache.get_or_load(key.clone(), || async { Ok(Some(Entry::new("42"))) }).await?;
+    /// assert_eq!(answer.unwrap().value, "42");
+    /// // Served from the cache: this loader does not run.
+    /// let again = cache.get_or_load(key, || async { unreachable!() }).await?;
+    /// assert_eq!(again.unwrap().value, "42");
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed), the loader's error, or in strict mode
     /// a tier failure.
@@ -28,9 +48,41 @@ impl TieredCache {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<Option<Entry>>> + Send + 'static,
     {
-        if let Some(hit) = self.get(&key).await? {
-            return Ok(Some(hit));
+        let Some(hit) = self.get(&key).await? else { return self.load(key, loader).await };
+        let Some(policy) = self.shared.serve_stale else { return Ok(Some(hit)) };
+        match policy.freshness(&hit.meta, self.shared.clock.now()) {
+            Freshness::Fresh => Ok(Some(hit)),
+            Freshness::Spent => self.flight(key, loader, true).await,
+            Freshness::Stale if policy.revalidate => {
+                let flight = self.flight(key, loader, true);
+                // The flight runs only while polled: drive it here, counted as background work
+                // so `quiesce` waits for the refresh.
+                self.shared.pending.fetch_add(1, Ordering::AcqRel);
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    let _ = flight.await;
+                    shared.done();
+                });
+                self.shared.served_stale[0].fetch_add(1, Ordering::Relaxed);
+                Ok(Some(hit))
+            }
+            Freshness::Stale => match self.flight(key, loader, true).await {
+                Err(e) if policy.on_error => {
+                    tracing::debug!(error = %e, "the loader failed: serving the stale entry");
+                    self.shared.served_stale[1].fetch_add(1, Ordering::Relaxed);
+                    Ok(Some(hit))
+                }
+                other => other,
+            },
         }
+    }
+
+    /// A miss: the negative cache, then one shared run of `loader`.
+    async fn load<F, Fut>(&self, key: Key, loader: F) -> Result<Option<Entry>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<Entry>>> + Send + 'static,
+    {
         if self.shared.negative_ttl.is_some() {
             let now = self.shared.clock.now();
             let mut neg = self.shared.negative.lock();
@@ -42,43 +94,53 @@ impl TieredCache {
                 None => {}
             }
         }
-        let flight = {
-            let mut flights = self.shared.flights.lock();
-            if let Some(f) = flights.get(&key) {
-                f.clone()
-            } else {
-                let cache = self.clone();
-                let k = key.clone();
-                let fut = async move {
-                    let loaded = loader().await;
-                    let result = match loaded {
-                        Ok(Some(entry)) => {
-                            // The value is returned even if no tier accepts it.
-                            let _ = cache.shared.put(k.clone(), entry.clone()).await;
-                            Ok(Some(entry))
-                        }
-                        Ok(None) => {
-                            if let Some(ttl) = cache.shared.negative_ttl {
-                                let until = cache.shared.clock.now().saturating_add(ttl);
-                                let mut neg = cache.shared.negative.lock();
-                                if neg.len() >= 1 << 16 {
-                                    neg.clear();
-                                }
-                                neg.insert(k.clone(), until);
-                            }
-                            Ok(None)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    cache.shared.flights.lock().remove(&k);
-                    result
+        self.flight(key, loader, false).await
+    }
+
+    /// The one run of a loader for `key`: joined if one is under way, started otherwise. With
+    /// `replaces`, the tiers hold an entry for the key that a `None` from the loader removes.
+    fn flight<F, Fut>(&self, key: Key, loader: F, replaces: bool) -> Flight<Result<Option<Entry>>>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Option<Entry>>> + Send + 'static,
+    {
+        let mut flights = self.shared.flights.lock();
+        if let Some(f) = flights.get(&key) {
+            return f.clone();
+        }
+        let cache = self.clone();
+        let k = key.clone();
+        let fut = async move {
+            let loaded = loader().await;
+            let result = match loaded {
+                Ok(Some(entry)) => {
+                    // The value is returned even if no tier accepts it.
+                    let _ = cache.shared.put(k.clone(), entry.clone()).await;
+                    Ok(Some(entry))
                 }
-                .boxed()
-                .shared();
-                flights.insert(key.clone(), fut.clone());
-                fut
-            }
-        };
-        flight.await
+                Ok(None) => {
+                    if replaces {
+                        // Gone at the source: the stale copy must not be served again.
+                        let _ = cache.shared.remove(&k).await;
+                    }
+                    if let Some(ttl) = cache.shared.negative_ttl {
+                        let until = cache.shared.clock.now().saturating_add(ttl);
+                        let mut neg = cache.shared.negative.lock();
+                        if neg.len() >= 1 << 16 {
+                            neg.clear();
+                        }
+                        neg.insert(k.clone(), until);
+                    }
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            };
+            cache.shared.flights.lock().remove(&k);
+            result
+        }
+        .boxed()
+        .shared();
+        flights.insert(key, fut.clone());
+        fut
     }
 }

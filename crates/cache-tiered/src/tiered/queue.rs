@@ -329,7 +329,7 @@ impl Shared {
         true
     }
 
-    fn done(&self) {
+    pub(super) fn done(&self) {
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }

@@ -952,3 +952,100 @@ async fn a_removal_through_the_front_view_is_not_undone_by_a_racing_promotion() 
     assert!(top.inner.get(&k).await.unwrap().is_none(), "the promotion put the removed copy back");
     assert!(bottom.get(&k).await.unwrap().is_some(), "the view leaves the lower tier alone");
 }
+
+fn stale_cache(c: &Arc<ManualClock>, policy: crate::ServeStale) -> TieredCache {
+    TieredCache::builder()
+        .clock(c.clone())
+        .serve_stale(policy)
+        .tier(l1(1 << 20, c))
+        .build()
+        .unwrap()
+}
+
+async fn load_value(cache: &TieredCache, value: &'static str) -> Option<Entry> {
+    cache.get_or_load(key("llm"), move || async move { Ok(Some(Entry::new(value))) }).await.unwrap()
+}
+
+fn down() -> cache_core::Error {
+    cache_core::Error::new(ErrorKind::Unavailable, "origin", "down")
+}
+
+/// Stale-while-revalidate: fresh for 10 s, then served at once (for 60 s more) while one
+/// loader refreshes it in the background.
+#[tokio::test]
+async fn a_stale_entry_is_served_while_one_loader_refreshes_it() {
+    let c = clock();
+    let cache =
+        stale_cache(&c, crate::ServeStale::new(Duration::from_secs(10), Duration::from_secs(60)));
+    assert_eq!(load_value(&cache, "v1").await.unwrap().value, "v1");
+    c.advance(Duration::from_secs(9));
+    assert_eq!(load_value(&cache, "unused").await.unwrap().value, "v1", "fresh: no load");
+    assert_eq!(cache.tiered_stats().served_stale, 0);
+    c.advance(Duration::from_secs(1));
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let calls = calls.clone();
+        let got = cache
+            .get_or_load(key("llm"), move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                Ok(Some(Entry::new("v2")))
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.unwrap().value, "v1", "stale, served at once");
+    }
+    cache.quiesce().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh for the three stale reads");
+    assert_eq!(cache.tiered_stats().served_stale, 3);
+    assert_eq!(cache.get(&key("llm")).await.unwrap().unwrap().value, "v2", "refreshed");
+    assert_eq!(load_value(&cache, "unused").await.unwrap().value, "v2", "and fresh again");
+}
+
+/// Fail-safe: with the loader down, a stale entry is served until the grace runs out; then
+/// the loader's error is returned.
+#[tokio::test]
+async fn a_stale_entry_is_served_when_the_loader_fails_until_the_grace_runs_out() {
+    let c = clock();
+    let policy =
+        crate::ServeStale::new(Duration::from_secs(10), Duration::from_secs(60)).revalidate(false);
+    let cache = stale_cache(&c, policy);
+    let _ = load_value(&cache, "v1").await;
+    c.advance(Duration::from_secs(69));
+    let got = cache.get_or_load(key("llm"), || async { Err(down()) }).await.unwrap();
+    assert_eq!(got.unwrap().value, "v1", "the loader failed: the stale entry is served");
+    let stats = cache.tiered_stats();
+    assert_eq!((stats.served_stale, stats.served_stale_on_error), (0, 1));
+    c.advance(Duration::from_secs(1));
+    let err = cache.get_or_load(key("llm"), || async { Err(down()) }).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "past the grace the error is returned");
+    // Without `revalidate`, a stale read waits for a loader that works.
+    assert_eq!(load_value(&cache, "v2").await.unwrap().value, "v2");
+
+    let strict = stale_cache(&c, policy.on_error(false));
+    let _ = load_value(&strict, "v1").await;
+    c.advance(Duration::from_secs(10));
+    let err = strict.get_or_load(key("llm"), || async { Err(down()) }).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "on_error(false): the error, not the entry");
+}
+
+/// A refresh that finds nothing at the source removes the stale entry; without
+/// `serve_stale`, an old entry is simply a hit.
+#[tokio::test]
+async fn a_refresh_that_finds_nothing_removes_the_stale_entry() {
+    let c = clock();
+    let cache =
+        stale_cache(&c, crate::ServeStale::new(Duration::from_secs(10), Duration::from_secs(60)));
+    let _ = load_value(&cache, "v1").await;
+    c.advance(Duration::from_secs(30));
+    let got = cache.get_or_load(key("llm"), || async { Ok(None) }).await.unwrap();
+    assert_eq!(got.unwrap().value, "v1");
+    cache.quiesce().await;
+    assert!(cache.get(&key("llm")).await.unwrap().is_none(), "gone at the source, gone here");
+
+    let plain = TieredCache::builder().clock(c.clone()).tier(l1(1 << 20, &c)).build().unwrap();
+    let _ = load_value(&plain, "v1").await;
+    c.advance(Duration::from_secs(3600));
+    let got = plain.get_or_load(key("llm"), || async { Err(down()) }).await.unwrap();
+    assert_eq!(got.unwrap().value, "v1", "no serve_stale: no freshness, no load");
+}

@@ -184,8 +184,8 @@ mod tests {
         assert_eq!(put.unwrap_err().kind(), ErrorKind::Unsupported);
     }
 
-    #[test]
-    fn count_is_checked() {
+    #[tokio::test]
+    async fn count_is_checked() {
         let cache = two_tiers();
         assert_eq!(cache.front(0).unwrap_err().kind(), ErrorKind::Invalid);
         assert_eq!(cache.front(3).unwrap_err().kind(), ErrorKind::Invalid);
