@@ -31,8 +31,8 @@
 //! assert_eq!(l1.get(&key).await?.unwrap().value, "42");
 //! // Single-flight: concurrent callers for a missing key run the loader once.
 //! let other = Key::new("llm/answers", "what is 2 + 2?")?;
-//! let entry = l1.get_or_load(other, || async { Ok(Entry::new("4")) }).await?;
-//! assert_eq!(entry.value, "4");
+//! let entry = l1.get_or_load(other, || async { Ok(Some(Entry::new("4"))) }).await?;
+//! assert_eq!(entry.unwrap().value, "4");
 //! # Ok::<(), cache_core::Error>(()) }).unwrap();
 //! ```
 

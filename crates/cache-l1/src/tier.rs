@@ -160,6 +160,8 @@ impl Expiry<Key, Entry> for EntryExpiry {
 enum LoadError {
     Loader(Error),
     NotCached(Entry),
+    /// The loader found no value: nothing to cache or return.
+    Absent,
 }
 
 impl MemoryTier {
@@ -233,26 +235,28 @@ impl MemoryTier {
     }
 
     /// Returns the entry for `key`, running `loader` on a miss; concurrent callers for the same
-    /// missing key wait for one loader run and share its result.
+    /// missing key wait for one loader run and share its result (the same shape as
+    /// `TieredCache::get_or_load`).
     ///
     /// The loaded entry is cached unless it is already expired or too large for the tier; it is
-    /// returned either way. A loader error reaches every waiter and is not cached.
+    /// returned either way. `Ok(None)` from the loader ("no such value") is returned and not
+    /// cached. A loader error reaches every waiter and is not cached.
     ///
     /// # Errors
     /// [`ErrorKind::Closed`](cache_core::ErrorKind::Closed), or the loader's error.
-    pub async fn get_or_load<F, Fut>(&self, key: Key, loader: F) -> Result<Entry>
+    pub async fn get_or_load<F, Fut>(&self, key: Key, loader: F) -> Result<Option<Entry>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Entry>>,
+        Fut: Future<Output = Result<Option<Entry>>>,
     {
         self.check_open()?;
         if let Some(hit) = self.lookup(&key).await {
             self.shared.stats.hit();
-            return Ok(hit);
+            return Ok(Some(hit));
         }
         self.shared.stats.miss();
         let init = async {
-            let mut entry = loader().await.map_err(LoadError::Loader)?;
+            let mut entry = loader().await.map_err(LoadError::Loader)?.ok_or(LoadError::Absent)?;
             let now = self.shared.clock.now();
             entry.meta.stamp(now);
             if entry.is_expired(now) || !self.fits(&key, &entry) {
@@ -263,9 +267,10 @@ impl MemoryTier {
             Ok(entry)
         };
         match self.cache.try_get_with_by_ref(&key, init).await {
-            Ok(entry) => Ok(entry),
+            Ok(entry) => Ok(Some(entry)),
             Err(e) => match &*e {
-                LoadError::NotCached(entry) => Ok(entry.clone()),
+                LoadError::NotCached(entry) => Ok(Some(entry.clone())),
+                LoadError::Absent => Ok(None),
                 LoadError::Loader(err) => Err(err.clone()),
             },
         }

@@ -86,10 +86,12 @@ impl NvmeTierBuilder {
         }
     }
 
-    /// The largest segment size (default 64 MiB). The size actually used is
-    /// `clamp(min(this, budget / 8), 64 KiB, 1 GiB)`, and at least `budget / 16384`, rounded
-    /// down to 4 KiB, so small budgets still get eight segments and FIFO reclaim frees at most
-    /// an eighth of the budget at once.
+    /// The largest segment size (default 64 MiB; [`MIN_SEGMENT_SIZE`] to [`MAX_SEGMENT_SIZE`],
+    /// else `open` fails with `Invalid`). The size actually used is
+    /// `clamp(min(this, budget / 32), 16 KiB, 1 GiB)`, at least `budget / 16384` and at most
+    /// the budget, rounded down to 4 KiB, so small budgets still get
+    /// [`SEGMENTS_PER_BUDGET`] segments and FIFO reclaim frees at most a thirty-second of the
+    /// budget at once.
     #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> NvmeTierBuilder {
         self.segment_size = bytes;

@@ -102,13 +102,13 @@ async fn get_or_load_runs_the_loader_once_for_concurrent_callers() {
             l1.get_or_load(k, || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(Entry::new("loaded"))
+                Ok(Some(Entry::new("loaded")))
             })
             .await
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap().value, "loaded");
+        assert_eq!(t.await.unwrap().unwrap().unwrap().value, "loaded");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(l1.get(&k).await.unwrap().unwrap().value, "loaded");
@@ -132,16 +132,30 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap_err().kind(), ErrorKind::Unavailable);
     }
-    let ok = l1.get_or_load(k.clone(), || async { Ok(Entry::new("recovered")) }).await.unwrap();
-    assert_eq!(ok.value, "recovered");
+    let ok =
+        l1.get_or_load(k.clone(), || async { Ok(Some(Entry::new("recovered"))) }).await.unwrap();
+    assert_eq!(ok.unwrap().value, "recovered");
+}
+
+#[tokio::test]
+async fn a_loader_that_finds_nothing_is_returned_and_not_cached() {
+    let l1 = MemoryTier::builder(1 << 20).build();
+    let k = Key::new("ns", "absent").unwrap();
+    assert!(l1.get_or_load(k.clone(), || async { Ok(None) }).await.unwrap().is_none());
+    assert_eq!(l1.stats().inserts, 0);
+    let found = l1.get_or_load(k, || async { Ok(Some(Entry::new("later"))) }).await.unwrap();
+    assert_eq!(found.unwrap().value, "later", "nothing was cached for the miss");
 }
 
 #[tokio::test]
 async fn loaded_entry_that_does_not_fit_is_returned_but_not_cached() {
     let l1 = MemoryTier::builder(1024).build();
     let k = Key::new("ns", "huge").unwrap();
-    let e = l1.get_or_load(k.clone(), || async { Ok(Entry::new(vec![7u8; 4096])) }).await.unwrap();
-    assert_eq!(e.value.len(), 4096);
+    let e = l1
+        .get_or_load(k.clone(), || async { Ok(Some(Entry::new(vec![7u8; 4096]))) })
+        .await
+        .unwrap();
+    assert_eq!(e.unwrap().value.len(), 4096);
     assert!(l1.get(&k).await.unwrap().is_none());
 }
 
@@ -153,14 +167,14 @@ async fn expiry_follows_the_injected_clock_in_get_or_load() {
     let c = clock.clone();
     let first = l1
         .get_or_load(k.clone(), || async move {
-            Ok(Entry::new("v1").with_ttl(&*c, Duration::from_secs(5)))
+            Ok(Some(Entry::new("v1").with_ttl(&*c, Duration::from_secs(5))))
         })
         .await
         .unwrap();
-    assert_eq!(first.value, "v1");
+    assert_eq!(first.unwrap().value, "v1");
     clock.advance(Duration::from_secs(5));
-    let second = l1.get_or_load(k.clone(), || async { Ok(Entry::new("v2")) }).await.unwrap();
-    assert_eq!(second.value, "v2", "an expired entry is reloaded, not served");
+    let second = l1.get_or_load(k.clone(), || async { Ok(Some(Entry::new("v2"))) }).await.unwrap();
+    assert_eq!(second.unwrap().value, "v2", "an expired entry is reloaded, not served");
 }
 
 /// moka runs its pending tasks only inside callers' writes, and a write that waits for room in
