@@ -542,7 +542,10 @@ impl Shared {
             }
         }
         self.end_write(key);
-        self.stats.remove();
+        if count == self.slots.len() {
+            // A drop from the front tiers (an invalidation) is not a removal from the cache.
+            self.stats.remove();
+        }
         self.negative.lock().remove(key);
         match failed {
             None => Ok(()),

@@ -189,6 +189,9 @@ fn put_remove_and_clear_propagate_across_processes() {
     let mut b = Node::start("b", &s3, &redis, &prefix);
 
     let v1 = a.put("k", "v1");
+    // Heard first: the message's drop of B's local copies would otherwise cancel the promotion
+    // of the read below.
+    b.eventually("hearing of v1", |b| b.fence("k") >= v1);
     assert_eq!(b.get("k"), Some(("v1".to_owned(), v1)), "B reads A's put from a shared tier");
     b.ask("quiesce");
     assert_eq!(b.local("k"), Some(("v1".to_owned(), v1)), "and keeps a local copy");
@@ -204,8 +207,10 @@ fn put_remove_and_clear_propagate_across_processes() {
     assert!(a.local("k").is_none());
 
     let c = a.put("c", "x");
+    b.eventually("hearing of c", |b| b.fence("c") >= c);
     assert_eq!(b.get("c"), Some(("x".to_owned(), c)));
     b.ask("quiesce");
+    assert_eq!(b.local("c"), Some(("x".to_owned(), c)), "B holds a local copy for the clear");
     a.ask("clear");
     b.eventually("the clear", |b| b.local("c").is_none());
     assert!(b.get("c").is_none(), "a clear reaches the shared tiers too");
@@ -326,6 +331,7 @@ fn redis_killed_mid_run() {
     let mut a = Node::start("a", &s3, &url, &prefix);
     let mut b = Node::start("b", &s3, &url, &prefix);
     let v1 = a.put("k", "v1");
+    b.eventually("hearing of v1", |b| b.fence("k") >= v1);
     assert_eq!(b.get("k"), Some(("v1".to_owned(), v1)));
     b.ask("quiesce");
     let subscriptions = b.stat("subscriptions");

@@ -778,13 +778,15 @@ impl<T: Tier> Tier for HoldsPromotion<T> {
     }
 }
 
-/// A promotion that a put overtook writes its older copy and then undoes it; in between, `get`
-/// must not serve that copy (it reads the tier below, which holds the newest value). The tier
-/// double stops the promotion exactly in that window, so this fails without the check.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
+type HeldPromotion = (Arc<HoldsPromotion<MemoryTier>>, Arc<MemoryTier>, TieredCache, Key, Instant);
+
+/// Two tiers, "old" in the lower one, and a get whose promotion of it into the top tier waits
+/// at the top's gate (`top.puts`); removals from the top are held back too if `hold_removes`.
+/// Returns the tiers, the cache, the key and a deadline 10 s away.
+async fn a_held_promotion(name: &str, hold_removes: bool) -> HeldPromotion {
     let c = clock();
     let top = Arc::new(HoldsPromotion::new(l1(1 << 20, &c), "old"));
+    top.hold_removes.store(hold_removes, Ordering::SeqCst);
     let bottom = Arc::new(l1(1 << 20, &c));
     let cache = TieredCache::builder()
         .clock(c.clone())
@@ -792,15 +794,23 @@ async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
         .tier(TierOptions::from_arc(bottom.clone()))
         .build()
         .unwrap();
-    let k = key("overtaken");
+    let k = key(name);
     let _ = bottom.put(k.clone(), Entry::new("old")).await.unwrap();
-    // A lower-tier hit: its promotion into the top tier waits at the top's gate.
     assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "old");
     let deadline = Instant::now() + Duration::from_secs(10);
     while top.held.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "the promotion never started");
         tokio::task::yield_now().await;
     }
+    (top, bottom, cache, k, deadline)
+}
+
+/// A promotion that a put overtook writes its older copy and then undoes it; in between, `get`
+/// must not serve that copy (it reads the tier below, which holds the newest value). The tier
+/// double stops the promotion exactly in that window, so this fails without the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_overtaken_by_a_put_is_never_served_before_its_undo() {
+    let (top, _bottom, cache, k, deadline) = a_held_promotion("overtaken", true).await;
     let _ = cache.put(k.clone(), Entry::new("new")).await.unwrap();
     // Let the promotion write its older copy; its undo (a removal) is held back.
     top.puts.add_permits(1);
@@ -928,24 +938,7 @@ async fn second_chance_demotes_what_was_read_and_what_came_back() {
 /// there: it lands once the held-back put goes through).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_through_the_front_view_is_not_undone_by_a_racing_promotion() {
-    let c = clock();
-    let top = Arc::new(HoldsPromotion::new(l1(1 << 20, &c), "old"));
-    top.hold_removes.store(false, Ordering::SeqCst);
-    let bottom = Arc::new(l1(1 << 20, &c));
-    let cache = TieredCache::builder()
-        .clock(c.clone())
-        .tier(TierOptions::from_arc(top.clone()))
-        .tier(TierOptions::from_arc(bottom.clone()))
-        .build()
-        .unwrap();
-    let k = key("front");
-    let _ = bottom.put(k.clone(), Entry::new("old")).await.unwrap();
-    assert_eq!(cache.get(&k).await.unwrap().unwrap().value, "old");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while top.held.load(Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the promotion never started");
-        tokio::task::yield_now().await;
-    }
+    let (top, bottom, cache, k, _) = a_held_promotion("front", false).await;
     cache.front(1).unwrap().remove(&k).await.unwrap();
     top.puts.add_permits(1);
     cache.quiesce().await;
