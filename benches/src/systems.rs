@@ -150,8 +150,7 @@ impl System {
             SystemKind::Tiered | SystemKind::Tiered3 => {
                 // A small queue in front of a main queue (see cache-tiered's docs): an LRU RAM
                 // tier as the small queue, the NVMe tier with hit-based reinsertion as the
-                // main queue, the TinyLFU-or-second-chance demotion filter between them, and
-                // no promotion.
+                // main queue, W-TinyLFU's demotion filter between them, and no promotion.
                 let disk = Arc::new(nvme_with(&dir.join("nvme"), budgets, true)?);
                 let mut b = TieredCache::builder()
                     .demotion_queue_len(1 << 16)

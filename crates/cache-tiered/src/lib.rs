@@ -13,7 +13,7 @@
 //!   ([`DemotionFilter`](policy::DemotionFilter)): S3-FIFO's second chance (only entries read
 //!   while on top, or seen again while a ghost of recently dropped keys remembers them, go
 //!   down), W-TinyLFU's frequency test (only entries requested more often than what the tier
-//!   below lets go), or either.
+//!   below lets go; [`DemotionFilter::tiny_lfu`](policy::DemotionFilter::tiny_lfu)), or either.
 //! - **admission**: per tier, [`SizeRange`](policy::SizeRange),
 //!   [`FrequencyFilter`](policy::FrequencyFilter), [`RateLimit`](policy::RateLimit) or your own.
 //! - **single-flight**: [`TieredCache::get_or_load`] runs one loader per missing key.

@@ -25,16 +25,14 @@ const MAX_COUNT: u64 = 15;
 /// Keeps every nibble's three low bits after a shift right by one: halves 16 counters at once.
 const HALF_MASK: u64 = 0x7777_7777_7777_7777;
 
-/// One request in this many is counted toward the aging period (by key-hash bits, so a single
-/// thread's count is exact): the shared counter is then written 8 times less often.
-const SAMPLE_EVERY: u64 = 8;
-
 /// A count-min sketch of recent request frequency, halved every `period` requests.
 pub(crate) struct FrequencySketch {
     blocks: Box<[Block]>,
-    /// Sampled requests since the last halving (one in [`SAMPLE_EVERY`]).
-    sampled: AtomicU64,
-    /// Requests between halvings, over [`SAMPLE_EVERY`].
+    /// Requests since the last halving. Every request is counted: sampling one in eight by
+    /// key-hash bits, as before, counted a hot key always or never, so on a skewed workload the
+    /// period came out several times too long or too short.
+    requests: AtomicU64,
+    /// Requests between halvings.
     period: AtomicU64,
 }
 
@@ -42,7 +40,7 @@ impl std::fmt::Debug for FrequencySketch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrequencySketch")
             .field("counters", &(self.blocks.len() * 8 * 16))
-            .field("period", &(self.period.load(Ordering::Relaxed) * SAMPLE_EVERY))
+            .field("period", &self.period.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -54,15 +52,15 @@ impl FrequencySketch {
         let blocks = (counters.max(1024) / 128).next_power_of_two();
         FrequencySketch {
             blocks: (0..blocks).map(|_| Block(Default::default())).collect(),
-            sampled: AtomicU64::new(0),
-            period: AtomicU64::new((period / SAMPLE_EVERY).max(1)),
+            requests: AtomicU64::new(0),
+            period: AtomicU64::new(period.max(1)),
         }
     }
 
     /// Sets the requests between halvings (TinyLFU's sample size: about ten times the number
     /// of entries the cache holds).
     pub(crate) fn set_period(&self, period: u64) {
-        self.period.store((period / SAMPLE_EVERY).max(1), Ordering::Relaxed);
+        self.period.store(period.max(1), Ordering::Relaxed);
     }
 
     /// The block and, for each of the four counters, its word and bit shift.
@@ -93,11 +91,12 @@ impl FrequencySketch {
                 w.store(v + (1 << shift), Ordering::Relaxed);
             }
         }
-        if u64::from(hash.0[24]) % SAMPLE_EVERY == 0 {
-            let n = self.sampled.fetch_add(1, Ordering::Relaxed) + 1;
-            if n >= self.period.load(Ordering::Relaxed) {
-                self.halve();
-            }
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        // One caller claims the halving: the one whose count is still the latest.
+        if n >= self.period.load(Ordering::Relaxed)
+            && self.requests.compare_exchange(n, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.halve();
         }
     }
 
@@ -114,7 +113,6 @@ impl FrequencySketch {
 
     /// Halves every counter (TinyLFU's reset): old popularity fades, recent popularity wins.
     fn halve(&self) {
-        self.sampled.store(0, Ordering::Relaxed);
         for block in self.blocks.iter() {
             for w in &block.0 {
                 let v = w.load(Ordering::Relaxed);
@@ -163,24 +161,21 @@ mod tests {
     }
 
     #[test]
-    fn counts_halve_every_period() {
-        // A period of 8 · 64 requests: 64 sampled requests trigger a halving.
-        let s = FrequencySketch::new(4096, 64 * SAMPLE_EVERY);
+    fn counts_halve_every_period_of_requests() {
+        let s = FrequencySketch::new(4096, 64);
         let h = hash(7);
         for _ in 0..12 {
             s.increment(&h);
         }
-        let before = s.estimate(&h);
-        let mut previous = s.sampled.load(Ordering::Relaxed);
-        for k in 1000.. {
+        for k in 1000..1051 {
             s.increment(&hash(k));
-            let now = s.sampled.load(Ordering::Relaxed);
-            if now < previous {
-                break;
-            }
-            previous = now;
         }
-        let after = s.estimate(&h);
-        assert_eq!(after, before / 2, "halved once ({before} -> {after})");
+        assert_eq!(s.estimate(&h), 12, "63 requests: not yet");
+        s.increment(&hash(2000));
+        assert_eq!(s.estimate(&h), 6, "the 64th request halves every counter");
+        for k in 3000..3064 {
+            s.increment(&hash(k));
+        }
+        assert_eq!(s.estimate(&h), 3, "and the next 64 again, whichever keys they were");
     }
 }
