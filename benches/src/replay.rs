@@ -1255,8 +1255,9 @@ mod tests {
     /// deterministic): the figures of `docs/benchmarks.md`. Over OLTP at 1,000 entries the
     /// stack beats its RAM tier alone by 8 points and S3-FIFO (40.84 %), the best published
     /// policy there; over cloudPhysicsIO at 1 GiB it is 0.4 points below moka alone (52.02 %)
-    /// and 8 above its NVMe tier alone. Needs the traces (`../shared/traces`, or `TIERED_CACHE_TRACES`); without
-    /// them the test says so and passes, except under `CI=true`, where they must be there.
+    /// and 8 above its NVMe tier alone. Needs the traces (`../shared/traces`, or
+    /// `TIERED_CACHE_TRACES`); without them the test says so and passes, except under
+    /// `CI=true`, where they must be there.
     #[tokio::test(flavor = "current_thread")]
     async fn the_tiered_stack_against_its_parts_on_real_traces() {
         let Some(dir) = traces::default_dir() else {

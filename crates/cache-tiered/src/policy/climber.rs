@@ -8,8 +8,11 @@
 //! its estimate exceeds the victim's by a *bias* (0 to 15 with 4-bit counters; 15 turns the
 //! test off), and every sample of requests the climber compares the stack's hit ratio with the
 //! previous sample's: if it fell, the bias moves the other way; otherwise it keeps going. It
-//! starts with the test off, as S3-FIFO, which did better on more of the measured workloads
-//! (`docs/benchmarks.md`), and moves toward frequency from there.
+//! starts with the test off, as S3-FIFO, and moves toward frequency from there. On the real
+//! traces of `docs/benchmarks.md` the hit ratio varies more from one sample to the next than
+//! between biases, so the climber wanders instead of settling, and W-TinyLFU's test alone
+//! (`DemotionFilter::tiny_lfu`) hit more often; the climber earns its place where the working set
+//! moves as a whole.
 //!
 //! [`DemotionFilter::TinyLfu`]: super::DemotionFilter::TinyLfu
 
