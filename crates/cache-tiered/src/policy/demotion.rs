@@ -51,8 +51,8 @@ pub enum DemotionFilter {
     /// W-TinyLFU's admission: an evicted entry is demoted if its key's estimated recent
     /// request count (a 4-bit count-min sketch of every `get`, halved every ten times as many
     /// requests as the two tiers hold entries) is higher than that of a key the tier below
-    /// recently evicted for space (each candidate is compared with the next of the last 64
-    /// victims); otherwise it is dropped. Until the tier below first evicts, everything is
+    /// recently evicted for space (each candidate is compared with the next of its latest
+    /// victims: a thirty-second of the entries it holds, 4 to 64); otherwise it is dropped. Until the tier below first evicts, everything is
     /// demoted.
     ///
     /// The tier below must report its evictions (the NVMe tier does); building fails if it
@@ -253,8 +253,17 @@ impl SecondChance {
     }
 }
 
-/// Victims of the tier below remembered for [`DemotionFilter::TinyLfu`]'s comparisons.
+/// Most victims of the tier below remembered for [`DemotionFilter::TinyLfu`]'s comparisons.
 const VICTIMS: usize = 64;
+
+/// How many of the tier below's latest victims a candidate is compared with, for a tier below
+/// holding `entries`: a thirty-second of them (one segment's worth on the NVMe tier), 4 to
+/// [`VICTIMS`]. The candidate should compete with what the tier evicts now; in a small tier,
+/// 64 victims reach back to entries it let go long ago, whose counts have faded since, and
+/// they let in too much.
+fn victims_for(entries: u64) -> usize {
+    usize::try_from(entries / 32).unwrap_or(usize::MAX).clamp(4, VICTIMS)
+}
 
 /// The state behind [`DemotionFilter::TinyLfu`].
 pub(crate) struct TinyLfu {
@@ -271,9 +280,10 @@ pub(crate) struct TinyLfu {
     climber: Option<Climber>,
 }
 
-#[derive(Default)]
 struct Victims {
     ring: Vec<KeyHash>,
+    /// Most victims remembered: see [`victims_for`].
+    cap: usize,
     /// Where the next victim is written once the ring is full.
     next_write: usize,
     /// Which victim the next candidate competes with.
@@ -286,7 +296,12 @@ impl TinyLfu {
         let counters = usize::try_from(capacity / 16).unwrap_or(usize::MAX).min(1 << 24);
         TinyLfu {
             sketch: FrequencySketch::new(counters, u64::MAX),
-            victims: Mutex::default(),
+            victims: Mutex::new(Victims {
+                ring: Vec::new(),
+                cap: VICTIMS,
+                next_write: 0,
+                next_read: 0,
+            }),
             sizes: MeanSize::default(),
             second_chance: second_chance.then(|| SecondChance::new(None)),
             climber: second_chance.then(Climber::new),
@@ -316,12 +331,27 @@ impl TinyLfu {
             > u64::from(self.sketch.estimate(&victim)) + bias
     }
 
+    /// Remembers the latest `cap` victims from now on.
+    fn set_victims(&self, cap: usize) {
+        let mut v = self.victims.lock();
+        if cap < v.ring.len() {
+            // Keep the latest: the slots before `next_write`, newest first.
+            let len = v.ring.len();
+            let latest =
+                (1..=cap).map(|i| v.ring[(v.next_write + len - i) % len]).collect::<Vec<_>>();
+            v.ring = latest.into_iter().rev().collect();
+            v.next_write = 0;
+            v.next_read = 0;
+        }
+        v.cap = cap;
+    }
+
     fn evicted_below(&self, key: &Key) {
         let mut v = self.victims.lock();
-        if v.ring.len() < VICTIMS {
+        if v.ring.len() < v.cap {
             v.ring.push(*key.hash());
         } else {
-            let i = v.next_write % VICTIMS;
+            let i = v.next_write % v.ring.len();
             v.ring[i] = *key.hash();
             v.next_write = i + 1;
         }
@@ -415,6 +445,7 @@ impl Filter {
                     // Its ghost follows the same mean entry size.
                     s.set_ghost_entries(t.sizes.entries(below));
                 }
+                t.set_victims(victims_for(t.sizes.entries(below)));
                 let entries = t.sizes.entries(top.saturating_add(below)).max(1);
                 t.sketch.set_period(entries.saturating_mul(10));
                 if let Some(c) = &t.climber {
@@ -512,6 +543,30 @@ mod tests {
         assert!(!f.admit(&key(1)), "against key 100, requested 3 times");
         assert!(f.admit(&key(1)), "against key 101, never requested");
         assert!(!f.admit(&key(1)), "key 100 again");
+    }
+
+    #[test]
+    fn a_candidate_competes_with_the_latest_victims_of_a_small_tier() {
+        assert_eq!(victims_for(225), 7, "a thirty-second of the entries below");
+        assert_eq!(victims_for(10), 4);
+        assert_eq!(victims_for(1 << 20), VICTIMS);
+        let f = Filter::new(DemotionFilter::tiny_lfu(), 1 << 20).unwrap();
+        let Filter::TinyLfu(t) = &f else { unreachable!() };
+        for k in 100..110 {
+            f.evicted_below(&key(k));
+        }
+        for _ in 0..3 {
+            f.requested(&key(109));
+            f.requested(&key(108));
+        }
+        f.requested(&key(1));
+        t.set_victims(2);
+        assert_eq!(t.victims.lock().ring.len(), 2, "the two latest stay");
+        assert!(!f.admit(&key(1)), "against key 108");
+        assert!(!f.admit(&key(1)), "against key 109, not an older, forgotten victim");
+        f.evicted_below(&key(200));
+        assert!(f.admit(&key(1)), "against key 200, never requested, which replaced key 108");
+        assert!(!f.admit(&key(1)), "against key 109 again");
     }
 
     #[test]
