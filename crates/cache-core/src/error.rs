@@ -135,6 +135,14 @@ impl Error {
         self
     }
 
+    /// Attributes the error to `name` if it is attributed to `default`: how a tier that its
+    /// builder named tags the errors its crate raised under the crate's default name, while a
+    /// record's or a key's own errors keep theirs.
+    #[must_use]
+    pub fn renamed(self, default: &str, name: &'static str) -> Error {
+        if self.tier == default { self.with_tier(name) } else { self }
+    }
+
     /// What the caller should do.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -181,6 +189,14 @@ impl StdError for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renaming_changes_only_the_default_attribution() {
+        let closed = Error::closed("nvme").renamed("nvme", "disk-a");
+        assert_eq!((closed.kind(), closed.tier()), (ErrorKind::Closed, "disk-a"));
+        let corrupt = Error::corrupted("record", "bad checksum").renamed("nvme", "disk-a");
+        assert_eq!(corrupt.tier(), "record", "a record's own error keeps its attribution");
+    }
 
     #[test]
     fn error_is_send_sync_static() {

@@ -115,6 +115,11 @@ impl TierStats {
         }
     }
 
+    /// The name of the tier these counters belong to (their metrics' `tier` label).
+    pub fn tier(&self) -> &'static str {
+        self.tier
+    }
+
     /// Counts a hit.
     pub fn hit(&self) {
         self.hits.add(1);

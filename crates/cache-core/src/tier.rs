@@ -49,7 +49,9 @@ use crate::{
 /// override `set_eviction_sink`.
 #[async_trait]
 pub trait Tier: Send + Sync + fmt::Debug + 'static {
-    /// A short static name for errors, stats and metrics (`"l1"`, `"nvme"`, …).
+    /// A short static name for errors, stats and metrics (`"l1"`, `"nvme"`, …). Every tier of
+    /// this workspace has its kind as the default and takes another from its builder's
+    /// `name`, so two tiers of one kind in a stack can be told apart in reports and metrics.
     fn name(&self) -> &'static str;
 
     /// Looks up `key`. `Ok(None)` is a miss.

@@ -21,6 +21,7 @@ pub struct MemoryTierBuilder {
     pub(crate) initial_entries: usize,
     pub(crate) policy: EvictionPolicy,
     pub(crate) hash_seed: Option<u64>,
+    pub(crate) name: &'static str,
 }
 
 /// How the RAM tier picks what to evict, and what to admit when it is full.
@@ -45,6 +46,7 @@ impl MemoryTierBuilder {
             initial_entries: 0,
             policy: EvictionPolicy::TinyLfu,
             hash_seed: None,
+            name: crate::tier::NAME,
         }
     }
 
@@ -85,6 +87,25 @@ impl MemoryTierBuilder {
     #[must_use]
     pub fn hash_seed(mut self, seed: u64) -> MemoryTierBuilder {
         self.hash_seed = Some(seed);
+        self
+    }
+
+    /// Names the tier (default `"l1"`): its errors, its stats, its metrics' `tier` label and
+    /// the reports of a `TieredCache` carry the name, so two RAM tiers of one stack (sessions
+    /// and embeddings, say) are told apart. A literal, or a name from configuration leaked once
+    /// per tier (`Box::leak(name.into_boxed_str())`).
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l1::MemoryTier;
+    ///
+    /// let sessions = MemoryTier::builder(64 << 20).name("sessions").build();
+    /// assert_eq!(sessions.name(), "sessions");
+    /// assert_eq!(MemoryTier::builder(64 << 20).build().name(), "l1");
+    /// ```
+    #[must_use]
+    pub fn name(mut self, name: &'static str) -> MemoryTierBuilder {
+        self.name = name;
         self
     }
 

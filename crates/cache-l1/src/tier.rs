@@ -20,7 +20,8 @@ use parking_lot::RwLock;
 
 use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder, SeededKeyHash};
 
-const NAME: &str = "l1";
+/// The tier's default name.
+pub(crate) const NAME: &str = "l1";
 
 /// The moka cache behind the tier, hashing keys with the tier's seed.
 type Moka = moka::future::Cache<Key, Entry, SeededKeyHash>;
@@ -173,7 +174,7 @@ impl MemoryTier {
     pub(crate) fn from_builder(b: MemoryTierBuilder) -> MemoryTier {
         let shared = Arc::new(Shared {
             clock: b.clock,
-            stats: TierStats::new(NAME),
+            stats: TierStats::new(b.name),
             sink: RwLock::new(b.sink),
         });
         let listener_shared = shared.clone();
@@ -218,7 +219,7 @@ impl MemoryTier {
     }
 
     fn check_open(&self) -> Result<()> {
-        check_open(NAME, &self.closed).inspect_err(|err| self.shared.stats.error(err))
+        check_open(self.name(), &self.closed).inspect_err(|err| self.shared.stats.error(err))
     }
 
     /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
@@ -289,7 +290,7 @@ impl MemoryTier {
 #[async_trait]
 impl Tier for MemoryTier {
     fn name(&self) -> &'static str {
-        NAME
+        self.shared.stats.tier()
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {

@@ -68,6 +68,7 @@ pub struct NvmeTierBuilder {
     pub(crate) direct_reads: bool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_pending: Option<u32>,
+    pub(crate) name: &'static str,
 }
 
 impl NvmeTierBuilder {
@@ -83,7 +84,17 @@ impl NvmeTierBuilder {
             direct_reads: false,
             clock: system_clock(),
             max_pending: None,
+            name: crate::error::TIER,
         }
+    }
+
+    /// Names the tier (default `"nvme"`): its errors, its stats, its metrics' `tier` label and
+    /// the reports of a `TieredCache` carry the name, so two NVMe tiers of one process are told
+    /// apart. A literal, or a name from configuration leaked once per tier.
+    #[must_use]
+    pub fn name(mut self, name: &'static str) -> NvmeTierBuilder {
+        self.name = name;
+        self
     }
 
     /// The largest segment size (default 64 MiB; [`MIN_SEGMENT_SIZE`] to [`MAX_SEGMENT_SIZE`],

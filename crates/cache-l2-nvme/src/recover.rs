@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     builder::NvmeTierBuilder,
-    error::{NvmeError, TIER, io_err},
+    error::{NvmeError, io_err},
     flush::Writer,
     format::{
         LOCK_FILE, Resync, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SYNC_POINT_LEN, ScanItem, lsn,
@@ -111,7 +111,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     report.segments = segments.len() as u64;
 
     let (nslog, markers) = NsLog::open(&dir)?;
-    let stats = TierStats::new(TIER);
+    let stats = TierStats::new(b.name);
     let index = Index::new();
     let mut next_segment: u64 = segments.keys().next_back().map_or(0, |id| u64::from(*id) + 1);
     for m in markers.values() {

@@ -306,7 +306,8 @@ async fn wait(rx: oneshot::Receiver<Result<()>>) -> Result<()> {
 
 impl NvmeTier {
     pub(crate) fn open(builder: NvmeTierBuilder) -> Result<NvmeTier> {
-        crate::recover::open(builder).map_err(Error::from)
+        let name = builder.name;
+        crate::recover::open(builder).map_err(|e| Error::from(e).renamed(TIER, name))
     }
 
     /// The directory the tier lives in.
@@ -336,10 +337,15 @@ impl NvmeTier {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) { Err(Error::closed(TIER)) } else { Ok(()) }
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(Error::closed(self.name()))
+        } else {
+            Ok(())
+        }
     }
 
     fn fail<T>(&self, e: Error) -> Result<T> {
+        let e = e.renamed(TIER, self.name());
         self.shared.stats.error(&e);
         Err(e)
     }
@@ -777,7 +783,7 @@ impl NvmeTier {
 #[async_trait]
 impl Tier for NvmeTier {
     fn name(&self) -> &'static str {
-        TIER
+        self.shared.stats.tier()
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {

@@ -227,6 +227,21 @@ fn expired_entries_do_not_come_back() {
 }
 
 #[test]
+fn a_named_tier_carries_its_name_in_errors_and_stats() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = NvmeTierBuilder::new(dir.path(), 64 * MIB).name("disk-a").open().await.unwrap();
+        assert_eq!((tier.name(), tier.stats().tier), ("disk-a", "disk-a"));
+        let err =
+            NvmeTierBuilder::new(dir.path(), 64 * MIB).name("disk-b").open().await.unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Unavailable, "disk-b"), "{err}");
+        tier.close().await.unwrap();
+        let err = tier.get(&key(1)).await.unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Closed, "disk-a"), "{err}");
+    });
+}
+
+#[test]
 fn a_second_opener_gets_a_clear_error() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();

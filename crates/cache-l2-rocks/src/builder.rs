@@ -84,6 +84,7 @@ pub struct RocksTierBuilder {
     pub(crate) write_buffer_bytes: Option<usize>,
     pub(crate) statistics: bool,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) name: &'static str,
 }
 
 impl RocksTierBuilder {
@@ -104,7 +105,17 @@ impl RocksTierBuilder {
             write_buffer_bytes: None,
             statistics: false,
             clock: system_clock(),
+            name: crate::tier::TIER,
         }
+    }
+
+    /// Names the tier (default `"rocks"`): its errors, its stats, its metrics' `tier` label
+    /// and the reports of a `TieredCache` carry the name, so two RocksDB tiers are told apart.
+    /// A literal, or a name from configuration leaked once per tier.
+    #[must_use]
+    pub fn name(mut self, name: &'static str) -> RocksTierBuilder {
+        self.name = name;
+        self
     }
 
     /// When acknowledged writes become durable.
@@ -175,7 +186,8 @@ impl RocksTierBuilder {
     /// [`ErrorKind::Io`](cache_core::ErrorKind::Io) if the directory cannot be created or is
     /// already open ("… is already open by another process"); other RocksDB failures by kind.
     pub async fn open(self) -> Result<RocksTier> {
-        RocksTier::open(self).await
+        let name = self.name;
+        RocksTier::open(self).await.map_err(|e| e.renamed(crate::tier::TIER, name))
     }
 
     pub(crate) fn validate(&self) -> Result<(), RocksError> {

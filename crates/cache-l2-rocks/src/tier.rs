@@ -183,7 +183,7 @@ impl RocksTier {
             write_opts,
             clock: builder.clock.clone(),
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
-            stats: TierStats::new(TIER),
+            stats: TierStats::new(builder.name),
             options,
         });
         let tier = RocksTier { inner };
@@ -246,7 +246,7 @@ impl RocksTier {
 
     /// The open database, or `Closed`.
     pub(crate) fn db(&self) -> Result<Arc<DB>> {
-        self.inner.db.read().clone().ok_or_else(|| Error::closed(TIER))
+        self.inner.db.read().clone().ok_or_else(|| Error::closed(self.inner.stats.tier()))
     }
 
     /// Runs `f` on the blocking pool with the database; counts the error if it fails.
@@ -265,7 +265,7 @@ impl RocksTier {
                 }
             }
         };
-        self.inner.stats.track(result)
+        self.track(result)
     }
 
     /// Validates `entry` for `key` and prepares its record inputs, or says why not.
@@ -297,11 +297,18 @@ impl RocksTier {
         .await
     }
 
+    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
+    /// raised it (a record's or a key's own errors keep theirs).
+    fn track<T>(&self, out: Result<T>) -> Result<T> {
+        let name = self.inner.stats.tier();
+        self.inner.stats.track(out.map_err(|e| e.renamed(TIER, name)))
+    }
+
     fn check_size(&self, key: &Key, value_len: usize) -> Result<()> {
         let size = charge(Record::encoded_len(key, value_len));
         if size > self.inner.capacity {
             let err = Error::invalid(
-                TIER,
+                self.inner.stats.tier(),
                 format!(
                     "an entry of {size} bytes cannot fit in the tier's budget of {} bytes",
                     self.inner.capacity
@@ -483,7 +490,7 @@ impl Inner {
 #[async_trait]
 impl Tier for RocksTier {
     fn name(&self) -> &'static str {
-        TIER
+        self.inner.stats.tier()
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
@@ -535,7 +542,7 @@ impl Tier for RocksTier {
     }
 
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
-        self.inner.stats.track(self.db())?;
+        self.track(self.db())?;
         let entry = match self.admit(&key, entry)? {
             Ok(entry) => entry,
             Err(why) => {
@@ -558,7 +565,7 @@ impl Tier for RocksTier {
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
-        self.inner.stats.track(self.db())?;
+        self.track(self.db())?;
         if let Some(why) = reject_expired(record.meta(), self.inner.clock.now(), &self.inner.stats)
         {
             self.drop_stale(vec![StorageKey::new(&key)]).await?;
@@ -576,7 +583,7 @@ impl Tier for RocksTier {
     }
 
     async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
-        self.inner.stats.track(self.db())?;
+        self.track(self.db())?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut admitted = Vec::with_capacity(items.len());
         // Keys whose last write in the batch was rejected: their older values are dropped.
@@ -685,7 +692,7 @@ impl Tier for RocksTier {
         })
         .await
         .unwrap_or_else(|source| Err(RocksError::Join { source }.into()));
-        self.inner.stats.track(result)
+        self.track(result)
     }
 }
 

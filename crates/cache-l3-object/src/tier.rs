@@ -68,6 +68,8 @@ pub(crate) struct Settings {
     pub(crate) delete_concurrency: usize,
     pub(crate) conditional_create: bool,
     pub(crate) budget: Option<u64>,
+    /// The tier's name: see `ObjectTierBuilder::name`.
+    pub(crate) name: &'static str,
 }
 
 /// A cache tier on object storage: S3 and compatible servers, the local filesystem, memory,
@@ -108,13 +110,14 @@ impl ObjectTier {
         clock: Arc<dyn Clock>,
     ) -> ObjectTier {
         let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
+        let stats = TierStats::new(settings.name);
         ObjectTier {
             inner: Arc::new(Inner {
                 store,
                 layout,
                 settings,
                 clock,
-                stats: TierStats::new(TIER),
+                stats,
                 metrics: Metrics::new(),
                 ledger,
                 closed: AtomicBool::new(false),
@@ -165,7 +168,7 @@ impl ObjectTier {
             Ok(None) => inner.stats.miss(),
             Err(_) => {}
         }
-        inner.stats.track(out)
+        inner.track(out)
     }
 
     /// Stores `entry` under `key` only if no object exists for it (`PutMode::Create`),
@@ -177,7 +180,7 @@ impl ObjectTier {
     /// larger than the budget; `Closed`; a backend failure.
     pub async fn put_if_absent(&self, key: Key, entry: Entry) -> Result<CreateOutcome> {
         let out = self.inner.put_entry(key, entry, PutMode::Create).await;
-        self.inner.stats.track(out.map(|o| match o {
+        self.inner.track(out.map(|o| match o {
             None => CreateOutcome::Rejected(Rejection::Expired),
             Some(Written::Stored) => CreateOutcome::Created,
             Some(Written::Exists) => CreateOutcome::AlreadyExists,
@@ -191,7 +194,7 @@ impl ObjectTier {
     /// `Closed`; a backend failure (objects deleted before it stay deleted).
     pub async fn clear_namespace_count(&self, namespace: &Namespace) -> Result<u64> {
         let out = self.inner.clear_namespace(namespace).await;
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 }
 
@@ -209,7 +212,14 @@ impl fmt::Debug for ObjectTier {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        check_open(TIER, &self.closed)
+        check_open(self.settings.name, &self.closed)
+    }
+
+    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
+    /// raised it (a record's or a key's own errors keep theirs).
+    fn track<T>(&self, out: Result<T>) -> Result<T> {
+        let name = self.settings.name;
+        self.stats.track(out.map_err(|e| e.renamed(TIER, name)))
     }
 
     /// Runs one object-store call under the operation timeout and records it. The outer error
@@ -709,7 +719,7 @@ fn parts(split: &RecordParts, part_size: usize) -> Vec<PutPayload> {
 #[async_trait]
 impl Tier for ObjectTier {
     fn name(&self) -> &'static str {
-        TIER
+        self.inner.settings.name
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
@@ -724,17 +734,17 @@ impl Tier for ObjectTier {
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = inner.put_entry(key, entry, inner.put_mode()).await;
-        inner.stats.track(outcome(inner, out))
+        inner.track(outcome(inner, out))
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
         let out = self.inner.remove(key).await;
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 
     async fn contains(&self, key: &Key) -> Result<bool> {
         let out = self.inner.contains(key).await;
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
@@ -754,7 +764,7 @@ impl Tier for ObjectTier {
         if out.is_ok() {
             self.inner.drain_background().await;
         }
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 
     async fn close(&self) -> Result<()> {
@@ -783,13 +793,13 @@ impl Tier for ObjectTier {
             Ok(None) => inner.stats.miss(),
             Err(_) => {}
         }
-        inner.stats.track(out)
+        inner.track(out)
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = inner.put_record(key, record).await;
-        inner.stats.track(outcome(inner, out))
+        inner.track(outcome(inner, out))
     }
 }
 
@@ -963,6 +973,19 @@ mod tests {
         assert_eq!(l.used, 70);
         l.clear_namespace(ns);
         assert_eq!((l.used, l.slots.len(), l.order.len()), (0, 0, 0));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_named_tier_carries_its_name_in_errors_and_stats() {
+        let tier = ObjectTier::builder(Arc::new(object_store::memory::InMemory::new()))
+            .name("bucket-a")
+            .build()
+            .await
+            .unwrap();
+        assert_eq!((tier.name(), tier.stats().tier), ("bucket-a", "bucket-a"));
+        tier.close().await.unwrap();
+        let err = tier.get(&Key::new("ns", "k").unwrap()).await.unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Closed, "bucket-a"));
     }
 
     #[test]

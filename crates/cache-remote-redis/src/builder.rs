@@ -32,6 +32,7 @@ pub struct RedisTierBuilder {
     budget: Option<u64>,
     max_record_len: u64,
     clock: Arc<dyn Clock>,
+    name: &'static str,
 }
 
 impl fmt::Debug for RedisTierBuilder {
@@ -61,6 +62,7 @@ impl RedisTierBuilder {
             budget: None,
             max_record_len: REDIS_MAX_VALUE,
             clock: system_clock(),
+            name: TIER,
         }
     }
 
@@ -90,6 +92,14 @@ impl RedisTierBuilder {
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> RedisTierBuilder {
         self.reconnect_min_delay = min;
         self.reconnect_max_delay = max;
+        self
+    }
+
+    /// Names the tier (default `"redis"`): its errors, its stats, its metrics' `tier` label and
+    /// the reports of a `TieredCache` carry the name, so two Redis tiers (two servers, say) are
+    /// told apart. A literal, or a name from configuration leaked once per tier.
+    pub fn name(mut self, name: &'static str) -> RedisTierBuilder {
+        self.name = name;
         self
     }
 
@@ -130,6 +140,11 @@ impl RedisTierBuilder {
     /// `Invalid` for a malformed URL or prefix, or credentials the server refuses;
     /// `Unavailable` if the server cannot be reached within the connect and operation timeouts.
     pub async fn build(self) -> Result<RedisTier> {
+        let name = self.name;
+        self.open().await.map_err(|e| e.renamed(TIER, name))
+    }
+
+    async fn open(self) -> Result<RedisTier> {
         let layout = Layout::new(&self.prefix)?;
         if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid(TIER, "timeouts must be longer than zero"));
@@ -145,6 +160,7 @@ impl RedisTierBuilder {
             expiry_slack: self.expiry_slack,
             budget: self.budget,
             max_record_len: self.max_record_len,
+            name: self.name,
         };
         Ok(RedisTier::from_parts(conn, layout, settings, self.clock))
     }
@@ -206,6 +222,20 @@ pub(crate) fn redacted(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_named_tier_carries_its_name_in_its_errors() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let err = RedisTier::builder("redis://127.0.0.1:1/")
+            .name("sessions-redis")
+            .connect_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Unavailable, "sessions-redis"), "{err}");
+        let err = RedisTier::builder("not a url").name("sessions-redis").build().await.unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Invalid, "sessions-redis"), "{err}");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -45,6 +45,8 @@ pub(crate) struct Settings {
     pub(crate) expiry_slack: Duration,
     pub(crate) budget: Option<u64>,
     pub(crate) max_record_len: u64,
+    /// The tier's name: see `RedisTierBuilder::name`.
+    pub(crate) name: &'static str,
 }
 
 /// A cache tier on a Redis or Valkey server, shared by every node that points at it.
@@ -101,13 +103,14 @@ impl RedisTier {
         clock: Arc<dyn Clock>,
     ) -> RedisTier {
         let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
+        let stats = TierStats::new(settings.name);
         RedisTier {
             inner: Arc::new(Inner {
                 conn,
                 layout,
                 settings,
                 clock,
-                stats: TierStats::new(TIER),
+                stats,
                 ledger,
                 closed: AtomicBool::new(false),
                 background: Mutex::new(JoinSet::new()),
@@ -160,7 +163,14 @@ impl fmt::Debug for RedisTier {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        check_open(TIER, &self.closed)
+        check_open(self.settings.name, &self.closed)
+    }
+
+    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
+    /// raised it (a record's or a key's own errors keep theirs).
+    fn track<T>(&self, out: Result<T>) -> Result<T> {
+        let name = self.settings.name;
+        self.stats.track(out.map_err(|e| e.renamed(TIER, name)))
     }
 
     /// Runs one Redis call under the operation timeout.
@@ -662,7 +672,7 @@ impl Inner {
 #[async_trait]
 impl Tier for RedisTier {
     fn name(&self) -> &'static str {
-        TIER
+        self.inner.settings.name
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
@@ -683,12 +693,12 @@ impl Tier for RedisTier {
             inner.stats.remove();
             Ok(())
         };
-        inner.stats.track(out.await)
+        inner.track(out.await)
     }
 
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
         let out = self.inner.clear_namespace(namespace).await;
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 
     fn usage(&self) -> Usage {
@@ -704,7 +714,7 @@ impl Tier for RedisTier {
         if out.is_ok() {
             self.inner.drain_background().await;
         }
-        self.inner.stats.track(out)
+        self.inner.track(out)
     }
 
     async fn close(&self) -> Result<()> {
@@ -720,7 +730,7 @@ impl Tier for RedisTier {
         if let Ok(found) = &out {
             inner.count(found);
         }
-        let out = inner.stats.track(out)?;
+        let out = inner.track(out)?;
         Ok(out.into_iter().map(|r| r.map(|r| r.to_entry())).collect())
     }
 
@@ -737,7 +747,7 @@ impl Tier for RedisTier {
             }
             inner.put(prepared).await
         };
-        inner.stats.track(out.await)
+        inner.track(out.await)
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
@@ -746,7 +756,7 @@ impl Tier for RedisTier {
         if let Ok(found) = &out {
             inner.count(found);
         }
-        Ok(inner.stats.track(out)?.pop().flatten())
+        Ok(inner.track(out)?.pop().flatten())
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
@@ -756,7 +766,7 @@ impl Tier for RedisTier {
             let write = inner.prepare_record(key.clone(), record, inner.clock.now())?;
             inner.put(vec![(key, write)]).await
         };
-        let mut out = inner.stats.track(out.await)?;
+        let mut out = inner.track(out.await)?;
         Ok(out.pop().expect("one outcome per record"))
     }
 }

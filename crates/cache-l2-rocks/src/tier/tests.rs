@@ -326,6 +326,20 @@ fn second_opener_gets_a_clear_error_naming_the_path() {
 }
 
 #[test]
+fn a_named_tier_carries_its_name_in_errors_and_stats() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = RocksTier::builder(dir.path(), 16 * MIB).name("rocks-a").open().await.unwrap();
+        assert_eq!((tier.name(), tier.stats().tier), ("rocks-a", "rocks-a"));
+        let err = RocksTier::builder(dir.path(), 16 * MIB).name("rocks-b").open().await;
+        assert_eq!(err.expect_err("locked").tier(), "rocks-b");
+        tier.close().await.unwrap();
+        let err = tier.get(&Key::new("ns", "k").unwrap()).await.unwrap_err();
+        assert_eq!((err.kind(), err.tier()), (ErrorKind::Closed, "rocks-a"), "{err}");
+    });
+}
+
+#[test]
 fn clear_namespace_removes_its_records_from_disk() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();

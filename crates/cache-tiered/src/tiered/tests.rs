@@ -1042,3 +1042,25 @@ async fn a_refresh_that_finds_nothing_removes_the_stale_entry() {
     let got = plain.get_or_load(key("llm"), || async { Err(down()) }).await.unwrap();
     assert_eq!(got.unwrap().value, "v1", "no serve_stale: no freshness, no load");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn two_tiers_of_one_kind_are_told_apart_by_their_names() {
+    let c = clock();
+    let sessions = MemoryTier::builder(1 << 20).clock(c.clone()).name("sessions").build();
+    let vectors = Arc::new(MemoryTier::builder(1 << 20).clock(c.clone()).name("vectors").build());
+    let cache = TieredCache::builder()
+        .clock(c.clone())
+        .tier(sessions)
+        .tier(TierOptions::from_arc(vectors.clone()))
+        .build()
+        .unwrap();
+    let report = cache.put_report(key("k"), Entry::new("v")).await.unwrap();
+    let names: Vec<_> = report.tiers.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, ["sessions", "vectors"]);
+    let stats = cache.tiered_stats();
+    let names: Vec<_> = stats.tiers.iter().map(|t| t.tier.tier).collect();
+    assert_eq!(names, ["sessions", "vectors"], "the stats and their metrics' labels");
+    vectors.close().await.unwrap();
+    let err = vectors.get(&key("k")).await.unwrap_err();
+    assert_eq!((err.kind(), err.tier()), (ErrorKind::Closed, "vectors"));
+}
