@@ -116,10 +116,10 @@
 //!
 //! ```no_run
 //! use cache_core::{Entry, Key, Tier};
-//! use cache_l2_nvme::NvmeTierBuilder;
+//! use cache_l2_nvme::NvmeTier;
 //!
 //! # async fn demo() -> cache_core::Result<()> {
-//! let tier = NvmeTierBuilder::new("/var/cache/myapp/nvme", 4 << 30).open().await?;
+//! let tier = NvmeTier::builder("/var/cache/myapp/nvme", 4 << 30).open().await?;
 //! let key = Key::new("images", "cat.png")?;
 //! tier.put(key.clone(), Entry::new(vec![0u8; 4096])).await?;
 //! let hit = tier.get(&key).await?.expect("just written");

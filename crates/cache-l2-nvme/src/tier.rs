@@ -305,6 +305,23 @@ async fn wait(rx: oneshot::Receiver<Result<()>>) -> Result<()> {
 }
 
 impl NvmeTier {
+    /// A builder for a tier in `dir` (created if missing) holding at most `capacity_bytes` of
+    /// segment files: [`NvmeTierBuilder::new`], named like `RocksTier::builder` and
+    /// `MemoryTier::builder`. Finish it with [`open`](NvmeTierBuilder::open).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
+    /// use cache_l2_nvme::NvmeTier;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTier::builder(dir.path(), 64 << 20).open().await?;
+    /// # cache_core::Tier::close(&tier).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(dir: impl Into<PathBuf>, capacity_bytes: u64) -> NvmeTierBuilder {
+        NvmeTierBuilder::new(dir, capacity_bytes)
+    }
+
     pub(crate) fn open(builder: NvmeTierBuilder) -> Result<NvmeTier> {
         let name = builder.name;
         crate::recover::open(builder).map_err(|e| Error::from(e).renamed(TIER, name))

@@ -20,7 +20,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use cache_core::Tier;
-//! use cache_l2_nvme::NvmeTierBuilder;
+//! use cache_l2_nvme::NvmeTier;
 //! use cache_typed::{Rkyv, TypedCache};
 //!
 //! #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -28,7 +28,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! # let dir = tempfile::tempdir().unwrap();
-//! let disk = Arc::new(NvmeTierBuilder::new(dir.path(), 64 << 20).open().await?);
+//! let disk = Arc::new(NvmeTier::builder(dir.path(), 64 << 20).open().await?);
 //! let blocks: TypedCache<(u64, u32), KvBlock, Rkyv, _> =
 //!     TypedCache::new(disk.clone(), "kv-cache", Rkyv::new())?;
 //! blocks.put(&(42, 0), &KvBlock { layer: 0, values: vec![0.5; 1024] }).await?;
