@@ -4,7 +4,7 @@
 //! `cargo bench -p cache-bench --bench rocks_vs_nvme`
 //!
 //! Both tiers are opened at the durability level that matches the other's: the RocksDB tier with
-//! [`Durability::NoWal`](cache_l2_rocks::Durability::NoWal) (a put returns once the record is in
+//! its write-ahead log off (`write_ahead_log(false)`: a put returns once the record is in
 //! the memtable) and the NVMe tier with `Durability::None` (a put returns once the record is
 //! staged for the writer thread); in both, an acknowledged write may be lost by a crash until
 //! the next `flush` barrier or background write, and neither syncs on its own.
@@ -35,7 +35,7 @@ use std::{
 use bytes::Bytes;
 use cache_core::{Entry, Key, Tier};
 use cache_l2_nvme::NvmeTierBuilder;
-use cache_l2_rocks::{Durability, RocksTier};
+use cache_l2_rocks::RocksTier;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -47,7 +47,7 @@ async fn open(which: &str, dir: &std::path::Path, budget: u64) -> Arc<dyn Tier> 
     match which {
         "rocks" => Arc::new(
             RocksTier::builder(dir, budget)
-                .durability(Durability::NoWal)
+                .write_ahead_log(false)
                 .open()
                 .await
                 .expect("open rocks"),

@@ -140,11 +140,15 @@ async fn open_with_handle(subject: Subject, dir: &Path, mode: u64) -> Result<Ope
             Arc::new(nvme_builder(dir, durability).open().await?)
         }
         Subject::Rocks => {
-            let durability =
-                [RocksDurability::NoWal, RocksDurability::Wal, RocksDurability::WalSync]
-                    [(mode % 3) as usize];
+            // No write-ahead log, the log unsynced, the log synced per write.
+            let (log, durability) = [
+                (false, RocksDurability::None),
+                (true, RocksDurability::None),
+                (true, RocksDurability::EveryWrite),
+            ][(mode % 3) as usize];
             Arc::new(
                 RocksTier::builder(dir, BUDGET)
+                    .write_ahead_log(log)
                     .durability(durability)
                     .write_buffer_bytes(1 << 20)
                     .block_cache_bytes(1 << 20)

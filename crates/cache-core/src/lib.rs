@@ -63,6 +63,7 @@
 //! ```
 
 mod clock;
+mod durability;
 mod entry;
 mod error;
 mod key;
@@ -78,6 +79,7 @@ pub use async_trait::async_trait;
 
 pub use crate::{
     clock::{Clock, ManualClock, SystemClock, Timestamp, system_clock},
+    durability::Durability,
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},

@@ -101,7 +101,7 @@ fn main() -> cache_core::Result<()> {
             let value = Bytes::from(vec![0x5au8; size]);
             let n = total / size;
             let path = dir.path().join("plain");
-            for durability in [Durability::default(), Durability::None] {
+            for durability in [cache_l2_nvme::DEFAULT_DURABILITY, Durability::None] {
                 let tdir = tempfile::tempdir().unwrap();
                 let tier = NvmeTierBuilder::new(tdir.path(), 1 << 30)
                     .durability(durability)

@@ -3,6 +3,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+pub use cache_core::Durability;
 use cache_core::{Clock, Result, system_clock};
 
 use crate::{error::NvmeError, tier::NvmeTier};
@@ -22,28 +23,8 @@ pub const DEFAULT_MAX_PENDING: u32 = 64 * 1024 * 1024;
 /// syncer thread busy without making writes meaningfully safer.
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_micros(100);
 
-/// When written bytes are forced to stable storage with `fdatasync`.
-///
-/// Whatever the level, a completed [`flush`](cache_core::Tier::flush) (the barrier) makes every
-/// write acknowledged before it durable, and data handed to the kernel survives a process crash
-/// (`kill -9`); the levels differ only for power loss and kernel crashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Never sync except at a barrier and at close: the OS writes back when it likes.
-    None,
-    /// A background thread syncs dirty segments at this interval (group commit). The default,
-    /// every 5 ms: a put never waits for a sync.
-    Periodic(Duration),
-    /// Every batch of writes is synced before its puts return. Concurrent puts share one sync
-    /// (group commit), but a lone writer is capped near 1 / fsync latency (≈ 250 puts/s here).
-    EveryWrite,
-}
-
-impl Default for Durability {
-    fn default() -> Durability {
-        Durability::Periodic(Duration::from_millis(5))
-    }
-}
+/// The NVMe tier's default durability: a sync of the dirty segments every 5 ms.
+pub const DEFAULT_DURABILITY: Durability = Durability::Periodic(Duration::from_millis(5));
 
 /// Builds an [`NvmeTier`].
 ///
@@ -52,7 +33,7 @@ impl Default for Durability {
 /// use cache_l2_nvme::{Durability, NvmeTierBuilder};
 /// let tier = NvmeTierBuilder::new("/var/cache/myapp/nvme", 10 << 30)
 ///     .segment_size(64 << 20)
-///     .durability(Durability::default())
+///     .durability(Durability::EveryWrite)
 ///     .open()
 ///     .await?;
 /// # Ok(()) }
@@ -78,7 +59,7 @@ impl NvmeTierBuilder {
             dir: dir.into(),
             capacity: capacity_bytes,
             segment_size: DEFAULT_SEGMENT_SIZE,
-            durability: Durability::default(),
+            durability: DEFAULT_DURABILITY,
             verify_on_read: true,
             reinsert_hits: false,
             direct_reads: false,
@@ -109,7 +90,12 @@ impl NvmeTierBuilder {
         self
     }
 
-    /// The durability level (default: [`Durability::Periodic`] every 5 ms).
+    /// When writes are synced ([`DEFAULT_DURABILITY`]: [`Durability::Periodic`] every 5 ms):
+    /// `fdatasync`s of the dirty segments. With [`Durability::None`] and
+    /// [`Durability::Periodic`] a put returns once its record is staged for the writer thread
+    /// (see the crate docs), so a crash of the process may lose what was staged and not yet
+    /// written; with [`Durability::EveryWrite`] each writer batch is written and synced before
+    /// its puts return.
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> NvmeTierBuilder {
         self.durability = durability;

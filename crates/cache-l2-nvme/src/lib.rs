@@ -156,8 +156,9 @@ pub use crate::io::trace as io_trace;
 
 pub use crate::{
     builder::{
-        DEFAULT_MAX_PENDING, DEFAULT_SEGMENT_SIZE, Durability, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
-        MIN_SYNC_INTERVAL, NvmeTierBuilder, SEGMENTS_PER_BUDGET,
+        DEFAULT_DURABILITY, DEFAULT_MAX_PENDING, DEFAULT_SEGMENT_SIZE, Durability,
+        MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, MIN_SYNC_INTERVAL, NvmeTierBuilder,
+        SEGMENTS_PER_BUDGET,
     },
     tier::{NvmeTier, RecoveryReport},
 };

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use cache_core::{Entry, Key, Tier, testkit::CountingAllocator};
-use cache_l2_rocks::{Durability, RocksTier};
+use cache_l2_rocks::RocksTier;
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -25,7 +25,7 @@ fn main() -> cache_core::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let budget = 1u64 << 30;
-    let open = || RocksTier::builder(dir.path(), budget).durability(Durability::NoWal).open();
+    let open = || RocksTier::builder(dir.path(), budget).write_ahead_log(false).open();
     rt.block_on(async {
         let before_open = live();
         let tier = open().await?;

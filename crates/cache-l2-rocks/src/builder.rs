@@ -1,7 +1,8 @@
 //! Configuration of the RocksDB tier, and the RocksDB options derived from it.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
+pub use cache_core::Durability;
 use cache_core::{Clock, Result, system_clock};
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, FifoCompactOptions, Options,
@@ -15,24 +16,9 @@ use crate::{
 
 const MIB: u64 = 1024 * 1024;
 
-/// When an acknowledged write survives a crash. The same three levels as the NVMe tier.
-///
-/// Whatever the level, [`Tier::flush`](cache_core::Tier::flush) is a barrier after which every
-/// write acknowledged before it survives power loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// No write-ahead log: writes live in the memtable until it is flushed to an SST file
-    /// (when it fills, on `flush` and on `close`). A crash loses the unflushed writes.
-    /// The fastest writes; a cache that can refill itself usually wants this.
-    NoWal,
-    /// The write-ahead log is written but not synced per write: a process crash loses nothing,
-    /// an OS crash or power loss may lose the last writes before the most recent `flush`.
-    #[default]
-    Wal,
-    /// Every acknowledged write is synced to the write-ahead log (one `fsync` per write call;
-    /// batch with `put_many`; its measured cost is in `docs/tiers/rocks.md`).
-    WalSync,
-}
+/// The shortest [`Durability::Periodic`] interval accepted: a shorter one would keep the syncer
+/// thread busy without making writes meaningfully safer.
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_micros(100);
 
 /// Block compression of SST files. Only LZ4 is built into this crate's RocksDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,9 +49,10 @@ pub enum CompactionStyle {
 ///
 /// ```no_run
 /// # async fn demo() -> cache_core::Result<()> {
+/// use std::time::Duration;
 /// use cache_l2_rocks::{Compression, Durability, RocksTier};
 /// let tier = RocksTier::builder("/var/cache/app/rocks", 8 << 30)
-///     .durability(Durability::NoWal)
+///     .durability(Durability::Periodic(Duration::from_millis(10)))
 ///     .compression(Compression::Lz4)
 ///     .block_cache_bytes(256 << 20)
 ///     .open()
@@ -77,6 +64,7 @@ pub struct RocksTierBuilder {
     pub(crate) dir: PathBuf,
     pub(crate) capacity_bytes: u64,
     pub(crate) durability: Durability,
+    pub(crate) write_ahead_log: bool,
     pub(crate) compression: Compression,
     pub(crate) compaction: CompactionStyle,
     pub(crate) bloom_bits_per_key: f64,
@@ -90,14 +78,15 @@ pub struct RocksTierBuilder {
 impl RocksTierBuilder {
     /// A tier in `dir` (created if missing) holding at most `capacity_bytes` of records.
     ///
-    /// Defaults: [`Durability::Wal`], [`Compression::None`], [`CompactionStyle::Leveled`],
+    /// Defaults: the write-ahead log with [`Durability::None`], [`Compression::None`], [`CompactionStyle::Leveled`],
     /// 10 Bloom bits per key, a 32 MiB block cache, a write buffer of an eighth of the budget
     /// (1 – 64 MiB), the system clock.
     pub fn new(dir: impl Into<PathBuf>, capacity_bytes: u64) -> RocksTierBuilder {
         RocksTierBuilder {
             dir: dir.into(),
             capacity_bytes,
-            durability: Durability::default(),
+            durability: Durability::None,
+            write_ahead_log: true,
             compression: Compression::default(),
             compaction: CompactionStyle::default(),
             bloom_bits_per_key: 10.0,
@@ -118,10 +107,25 @@ impl RocksTierBuilder {
         self
     }
 
-    /// When acknowledged writes become durable.
+    /// When the write-ahead log is synced (default [`Durability::None`]): never before a
+    /// flush, by a background thread at an interval ([`Durability::Periodic`]), or after every
+    /// write call ([`Durability::EveryWrite`]: one `fsync` per call, so batch with `put_many`;
+    /// its measured cost is in `docs/tiers/rocks.md`). With the log, a put returns once its
+    /// record is in the log file, so a crash of the process loses nothing.
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> RocksTierBuilder {
         self.durability = durability;
+        self
+    }
+
+    /// Whether writes go through RocksDB's write-ahead log (default: yes). Without it a write
+    /// lives in the memtable until the memtable is flushed to an SST file (when it fills, on
+    /// `flush` and on `close`), so a crash of the process loses the unflushed writes: the
+    /// fastest writes, which a cache that can refill itself may want. It needs
+    /// [`Durability::None`]: there is no log to sync.
+    #[must_use]
+    pub fn write_ahead_log(mut self, on: bool) -> RocksTierBuilder {
+        self.write_ahead_log = on;
         self
     }
 
@@ -202,6 +206,20 @@ impl RocksTierBuilder {
         }
         if self.write_buffer_bytes == Some(0) {
             return Err(RocksError::Config("the write buffer size is zero".into()));
+        }
+        if !self.write_ahead_log && self.durability != Durability::None {
+            return Err(RocksError::Config(format!(
+                "durability {:?} syncs the write-ahead log, which is turned off",
+                self.durability
+            )));
+        }
+        if let Durability::Periodic(every) = self.durability
+            && every < MIN_SYNC_INTERVAL
+        {
+            return Err(RocksError::Config(format!(
+                "a periodic sync every {every:?} is shorter than {MIN_SYNC_INTERVAL:?} \
+                 (use Durability::EveryWrite to sync each write)"
+            )));
         }
         Ok(())
     }

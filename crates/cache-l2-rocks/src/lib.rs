@@ -17,7 +17,7 @@
 //! # tokio::runtime::Builder::new_multi_thread().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
 //! let tier = RocksTier::builder(dir.path(), 64 << 20) // a 64 MiB budget
-//!     .durability(Durability::Wal)
+//!     .durability(Durability::None)
 //!     .open()
 //!     .await?;
 //! let key = Key::new("thumbnails", "cat.png")?;
@@ -78,9 +78,11 @@
 //!
 //! # Durability
 //!
-//! [`Durability`] has the NVMe tier's three levels: no WAL, WAL without sync (default), WAL with
-//! a sync per write call. `flush()` is the barrier: it syncs the WAL, or with no WAL flushes the
-//! memtable to an SST file. The test `a_crashed_process_loses_no_acknowledged_write` aborts a
+//! [`Durability`] is the NVMe tier's (`cache_core::Durability`): the write-ahead log is synced
+//! never before a flush (the default), by a background thread at an interval, or after every
+//! write call. [`RocksTierBuilder::write_ahead_log`] turns the log off (writes then wait in the
+//! memtable). `flush()` is the barrier: it syncs the WAL, or with no WAL flushes the memtable to
+//! an SST file. The test `a_crashed_process_loses_no_acknowledged_write` aborts a
 //! child process (no destructor runs) after its puts returned, and after `flush` with no WAL, and
 //! finds every entry on reopen; without that `flush`, no WAL loses them, as documented.
 //!
@@ -166,7 +168,7 @@ mod keys;
 mod tier;
 
 pub use crate::{
-    builder::{CompactionStyle, Compression, Durability, RocksTierBuilder},
+    builder::{CompactionStyle, Compression, Durability, MIN_SYNC_INTERVAL, RocksTierBuilder},
     keys::{STORAGE_KEY_LEN, StorageKey, namespace_bounds},
     tier::RocksTier,
 };

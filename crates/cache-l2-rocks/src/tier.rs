@@ -8,6 +8,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -32,12 +33,43 @@ use crate::{
 /// The tier's name in errors, stats and metrics.
 pub(crate) const TIER: &str = "rocks";
 
+/// Starts the thread behind [`Durability::Periodic`]: every `every` it syncs the write-ahead
+/// log, until the tier is closed or dropped. It syncs under the database's read lock, so a
+/// `close` (which takes the write lock) never leaves the database open behind it.
+fn spawn_syncer(inner: &Arc<Inner>, every: Duration) -> Result<()> {
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("rocks-wal-sync".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = weak.upgrade() else { return };
+                let db = inner.db.read();
+                let Some(db) = db.as_ref() else { return };
+                if let Err(e) = db.flush_wal(true) {
+                    let err = backend("wal sync", &inner.path)(e).renamed(TIER, inner.stats.tier());
+                    inner.stats.error(&err);
+                    tracing::warn!(error = %err, "periodic sync of the write-ahead log failed");
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| {
+            Error::new(
+                cache_core::ErrorKind::Internal,
+                inner.stats.tier(),
+                "cannot start the syncer",
+            )
+            .with_source(e)
+        })
+}
+
 /// A disk cache tier on RocksDB with a byte budget and TTL. Build it with [`RocksTier::builder`].
 ///
 /// Cheap to share: wrap it in an `Arc` (the `Tier` methods take `&self`).
 ///
 /// Prefer [`Tier::close`] to dropping it: `close` syncs and closes RocksDB on the blocking pool.
-/// A drop closes RocksDB before it returns (with [`Durability::NoWal`] that includes flushing
+/// A drop closes RocksDB before it returns (without the write-ahead log that includes flushing
 /// the memtable), so the directory can be reopened at once; on a worker of a multi-threaded tokio
 /// runtime it does so inside `block_in_place`, so the worker's other tasks move to another
 /// thread meanwhile (on a current-thread runtime it blocks that thread). Either way the data
@@ -66,6 +98,8 @@ struct Inner {
     path: PathBuf,
     capacity: u64,
     durability: Durability,
+    /// Whether writes go through the write-ahead log.
+    wal: bool,
     write_opts: WriteOptions,
     clock: Arc<dyn Clock>,
     budget: Mutex<Budget>,
@@ -174,12 +208,13 @@ impl RocksTier {
         .await
         .map_err(|source| Error::from(RocksError::Join { source }))??;
         let mut write_opts = WriteOptions::default();
-        write_opts.disable_wal(builder.durability == Durability::NoWal);
+        write_opts.disable_wal(!builder.write_ahead_log);
         let inner = Arc::new(Inner {
             db: RwLock::new(Some(Arc::new(db))),
             path,
             capacity: builder.capacity_bytes,
             durability: builder.durability,
+            wal: builder.write_ahead_log,
             write_opts,
             clock: builder.clock.clone(),
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
@@ -190,6 +225,9 @@ impl RocksTier {
         if let Err(e) = tier.blocking(|inner, db| inner.rebuild(db)).await {
             let _ = tier.close().await;
             return Err(e);
+        }
+        if let Durability::Periodic(every) = builder.durability {
+            spawn_syncer(&tier.inner, every)?;
         }
         Ok(tier)
     }
@@ -416,10 +454,10 @@ impl Inner {
         self.sync_if_asked(db)
     }
 
-    /// With [`Durability::WalSync`], syncs the WAL after a write (outside the budget lock, so
-    /// concurrent writers share syncs).
+    /// With [`Durability::EveryWrite`], syncs the WAL after a write (outside the budget lock,
+    /// so concurrent writers share syncs).
     fn sync_if_asked(&self, db: &DB) -> Result<()> {
-        if self.durability == Durability::WalSync {
+        if self.durability == Durability::EveryWrite {
             db.flush_wal(true).map_err(backend("wal sync", &self.path))?;
         }
         Ok(())
@@ -427,11 +465,10 @@ impl Inner {
 
     /// Makes every acknowledged write durable.
     fn barrier(&self, db: &DB) -> Result<()> {
-        match self.durability {
-            Durability::NoWal => db.flush().map_err(backend("flush", &self.path)),
-            Durability::Wal | Durability::WalSync => {
-                db.flush_wal(true).map_err(backend("wal sync", &self.path))
-            }
+        if self.wal {
+            db.flush_wal(true).map_err(backend("wal sync", &self.path))
+        } else {
+            db.flush().map_err(backend("flush", &self.path))
         }
     }
 

@@ -18,20 +18,45 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The write-ahead log settings the tests run through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// `write_ahead_log(false)`.
+    Off,
+    /// `Durability::None`, the default.
+    Unsynced,
+    /// `Durability::Periodic` every 2 ms.
+    Periodic,
+    /// `Durability::EveryWrite`.
+    Synced,
+}
+
+impl Log {
+    const ALL: [Log; 4] = [Log::Off, Log::Unsynced, Log::Periodic, Log::Synced];
+
+    fn apply(self, b: crate::RocksTierBuilder) -> crate::RocksTierBuilder {
+        match self {
+            Log::Off => b.write_ahead_log(false),
+            Log::Unsynced => b.durability(Durability::None),
+            Log::Periodic => b.durability(Durability::Periodic(Duration::from_millis(2))),
+            Log::Synced => b.durability(Durability::EveryWrite),
+        }
+    }
+}
+
 async fn open(dir: &TempDir, capacity: u64, clock: &Arc<ManualClock>) -> RocksTier {
-    open_with(dir, capacity, clock, Durability::Wal, CompactionStyle::Leveled).await
+    open_with(dir, capacity, clock, Log::Unsynced, CompactionStyle::Leveled).await
 }
 
 async fn open_with(
     dir: &TempDir,
     capacity: u64,
     clock: &Arc<ManualClock>,
-    durability: Durability,
+    log: Log,
     compaction: CompactionStyle,
 ) -> RocksTier {
-    RocksTier::builder(dir.path(), capacity)
+    log.apply(RocksTier::builder(dir.path(), capacity))
         .clock(clock.clone())
-        .durability(durability)
         .compaction(compaction)
         .open()
         .await
@@ -94,7 +119,7 @@ fn reopen_after_clean_close_keeps_entries_and_budget() {
 
 #[test]
 fn reopen_after_drop_without_close() {
-    for durability in [Durability::NoWal, Durability::Wal, Durability::WalSync] {
+    for durability in Log::ALL {
         runtime().block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let clock = ManualClock::new(START);
@@ -121,7 +146,7 @@ async fn check_budget(compaction: CompactionStyle) -> (u64, u64, u64) {
     let capacity = 8 * MIB;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
-    let tier = open_with(&dir, capacity, &clock, Durability::Wal, compaction).await;
+    let tier = open_with(&dir, capacity, &clock, Log::Unsynced, compaction).await;
     let mut written = 0u64;
     let mut i = 0u32;
     while written < 3 * capacity {
@@ -416,8 +441,7 @@ fn rocksdb_calls_do_not_block_the_executor() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
-        let tier =
-            open_with(&dir, 256 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        let tier = open_with(&dir, 256 * MIB, &clock, Log::Off, CompactionStyle::Leveled).await;
         // 64 MiB written twice over the same keys, so the compaction has garbage to rewrite.
         for pass in 0..2 {
             for chunk in 0..16u32 {
@@ -491,7 +515,7 @@ fn a_second_process_gets_a_clear_error_naming_the_path() {
 /// without one, once `flush` (the barrier) returned.
 #[test]
 fn a_crashed_process_loses_no_acknowledged_write() {
-    for durability in ["NoWal", "Wal", "WalSync"] {
+    for durability in ["Off", "Unsynced", "Periodic", "Synced"] {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "tier::tests::crash_child", "--include-ignored", "--nocapture"])
@@ -522,20 +546,21 @@ const CRASH_DURABILITY_VAR: &str = "CACHE_L2_ROCKS_CRASH_DURABILITY";
 fn crash_child() {
     let Some(dir) = std::env::var_os(CRASH_DIR_VAR) else { return };
     let durability = match std::env::var(CRASH_DURABILITY_VAR).as_deref() {
-        Ok("NoWal") => Durability::NoWal,
-        Ok("WalSync") => Durability::WalSync,
-        _ => Durability::Wal,
+        Ok("Off") => Log::Off,
+        Ok("Periodic") => Log::Periodic,
+        Ok("Synced") => Log::Synced,
+        _ => Log::Unsynced,
     };
     runtime().block_on(async {
-        let tier = RocksTier::builder(std::path::PathBuf::from(dir), 16 * MIB)
-            .durability(durability)
+        let tier = durability
+            .apply(RocksTier::builder(std::path::PathBuf::from(dir), 16 * MIB))
             .open()
             .await
             .unwrap();
         for i in 0..100 {
             assert!(tier.put(key(i), Entry::new(value(i, 300))).await.unwrap().is_stored());
         }
-        if durability == Durability::NoWal {
+        if durability == Log::Off {
             tier.flush().await.unwrap();
         }
         println!("acknowledged");
@@ -565,12 +590,10 @@ fn drop_inside_a_task_closes_the_database() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START);
-        let tier =
-            open_with(&dir, 16 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        let tier = open_with(&dir, 16 * MIB, &clock, Log::Off, CompactionStyle::Leveled).await;
         assert!(tier.put(key(1), Entry::new("kept")).await.unwrap().is_stored());
         tokio::spawn(async move { drop(tier) }).await.unwrap();
-        let tier =
-            open_with(&dir, 16 * MIB, &clock, Durability::NoWal, CompactionStyle::Leveled).await;
+        let tier = open_with(&dir, 16 * MIB, &clock, Log::Off, CompactionStyle::Leveled).await;
         assert_eq!(tier.get(&key(1)).await.unwrap().unwrap().value, "kept");
     });
 }
@@ -586,6 +609,20 @@ fn invalid_configuration_is_rejected() {
             .open()
             .await
             .expect_err("bad bloom bits");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let err = RocksTier::builder(dir.path(), MIB)
+            .write_ahead_log(false)
+            .durability(Durability::EveryWrite)
+            .open()
+            .await
+            .expect_err("no log to sync");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("write-ahead log, which is turned off"), "{err}");
+        let err = RocksTier::builder(dir.path(), MIB)
+            .durability(Durability::Periodic(Duration::ZERO))
+            .open()
+            .await
+            .expect_err("a spinning syncer");
         assert_eq!(err.kind(), ErrorKind::Invalid);
     });
 }
@@ -614,7 +651,7 @@ fn measure_compaction_write_amplification() {
     let rounds = env("ROCKS_MEASURE_ROUNDS", 10);
     runtime().block_on(async {
         println!(
-            "budget {} MiB, {rounds}x the budget written, durability NoWal",
+            "budget {} MiB, {rounds}x the budget written, no write-ahead log",
             capacity / MIB
         );
         println!(
@@ -627,7 +664,7 @@ fn measure_compaction_write_amplification() {
                     let clock = ManualClock::new(START);
                     let tier = RocksTier::builder(dir.path(), capacity)
                         .clock(clock.clone())
-                        .durability(Durability::NoWal)
+                        .write_ahead_log(false)
                         .compaction(style)
                         .statistics(true)
                         .open()
