@@ -83,10 +83,7 @@ pub use crate::{
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},
-    policy::{
-        Admission, AdmissionPolicy, Evicted, EvictionCause, EvictionSink, Promotion,
-        PromotionPolicy, PutOutcome, Rejection,
-    },
+    policy::{Evicted, EvictionCause, EvictionSink, PutOutcome, Rejection},
     record::{
         CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION,
         RECORD_VERSION_CHUNKED, Record, RecordHeader, RecordParts, Verify,

@@ -1,11 +1,13 @@
-//! Policy hooks: small enums for decisions and the traits the tiered composition implements.
+//! What a put's outcome is, and the hook through which a tier reports what it evicts.
 //!
-//! Tiers call these hooks; `cache-tiered` implements them. That keeps the dependency direction
-//! one-way: no tier knows about another tier or about the composition.
+//! Tiers call the eviction sink; a composition such as `cache-tiered` implements it. That keeps
+//! the dependency direction one-way: no tier knows about another tier or about the
+//! composition. (The admission and promotion policies, which only the composition asks, live
+//! in `cache-tiered`.)
 
-use std::{fmt, time::Duration};
+use std::fmt;
 
-use crate::{clock::Timestamp, entry::Entry, key::Key};
+use crate::{entry::Entry, key::Key};
 
 /// The outcome of a `put` that did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,48 +55,6 @@ impl Rejection {
             Rejection::RateLimited => "rate_limited",
             Rejection::QueueFull => "queue_full",
         }
-    }
-}
-
-/// An admission decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Write it now.
-    Admit,
-    /// Do not write it.
-    Reject(Rejection),
-    /// Try again after this long (e.g. a rate limit that will refill).
-    Defer(Duration),
-}
-
-/// Decides whether an entry may be written to a tier.
-pub trait AdmissionPolicy: Send + Sync + fmt::Debug + 'static {
-    /// Decides for `entry` under `key` at `now`.
-    fn admit(&self, key: &Key, entry: &Entry, now: Timestamp) -> Admission;
-}
-
-/// A promotion decision for a hit found below the top tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Promotion {
-    /// Copy the entry into the faster tiers.
-    Promote,
-    /// Leave it where it is.
-    Stay,
-}
-
-/// Decides whether a hit in a lower tier is copied into the tiers above it.
-pub trait PromotionPolicy: Send + Sync + fmt::Debug + 'static {
-    /// Called on a hit in tier number `found_in` (0 is the top).
-    fn on_hit(&self, key: &Key, entry: &Entry, found_in: usize, now: Timestamp) -> Promotion;
-
-    /// Called on a ranged hit (`get_range`) in tier number `found_in`, where only part of the
-    /// value was read. `Promote` makes the composition read the whole value from that tier in
-    /// the background and promote it. The default stays: a policy that decides by the entry
-    /// (its size, say) cannot decide without it, and a range of a large value is the common
-    /// case where promoting would read far more than was asked for.
-    fn on_range_hit(&self, key: &Key, found_in: usize, now: Timestamp) -> Promotion {
-        let _ = (key, found_in, now);
-        Promotion::Stay
     }
 }
 

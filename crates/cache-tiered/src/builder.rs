@@ -2,10 +2,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cache_core::{AdmissionPolicy, Clock, Error, PromotionPolicy, Result, SystemClock, Tier};
+use cache_core::{Clock, Error, Result, SystemClock, Tier};
 
 use crate::{
-    policy::{DemotionFilter, PromoteAlways, ServeStale, WritePolicy},
+    policy::{
+        AdmissionPolicy, DemotionFilter, PromoteAlways, PromotionPolicy, ServeStale, WritePolicy,
+    },
     tiered::TieredCache,
 };
 

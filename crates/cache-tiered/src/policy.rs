@@ -4,6 +4,7 @@
 mod admission;
 mod climber;
 mod demotion;
+mod hooks;
 mod promotion;
 mod sketch;
 
@@ -15,6 +16,7 @@ pub(crate) use self::demotion::Filter;
 pub use self::{
     admission::{FrequencyFilter, RateLimit, SizeRange},
     demotion::DemotionFilter,
+    hooks::{Admission, AdmissionPolicy, Promotion, PromotionPolicy},
     promotion::{PromoteAlways, PromoteNever, PromoteOnNthHit, PromoteUnderSize},
 };
 

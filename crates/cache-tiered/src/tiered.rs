@@ -18,9 +18,8 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Admission, AdmissionPolicy, Clock, Entry, Error, ErrorKind, Key, Namespace, NamespaceId,
-    PromotionPolicy, PutOutcome, Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp,
-    Usage, check_range, slice_range,
+    Clock, Entry, Error, ErrorKind, Key, Namespace, NamespaceId, PutOutcome, Rejection, Result,
+    StatsSnapshot, Tier, TierStats, Timestamp, Usage, check_range, slice_range,
 };
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -28,7 +27,7 @@ use tracing::Instrument;
 
 use crate::{
     builder::TieredBuilder,
-    policy::{Filter, ServeStale, WritePolicy},
+    policy::{Admission, AdmissionPolicy, Filter, PromotionPolicy, ServeStale, WritePolicy},
     stats::{SlotStats, TierReport, TieredStats},
 };
 
@@ -628,7 +627,7 @@ impl Tier for TieredCache {
     /// Top-down like `get`, each tier asked for the range ([`Tier::get_range`]: the NVMe tier
     /// verifies only the chunks it covers, the object tier issues a ranged GET). A ranged hit
     /// below the top tier is promoted when the promotion policy's
-    /// [`on_range_hit`](cache_core::PromotionPolicy::on_range_hit) says so: the whole value is
+    /// [`on_range_hit`](crate::policy::PromotionPolicy::on_range_hit) says so: the whole value is
     /// then read from that tier in the background and promoted as after a `get`, so the tiers
     /// above never hold part of a value as if it were whole.
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {

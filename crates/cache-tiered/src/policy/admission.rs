@@ -3,7 +3,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use cache_core::{Admission, AdmissionPolicy, Entry, Key, Rejection, Timestamp};
+use cache_core::{Entry, Key, Rejection, Timestamp};
+
+use super::{Admission, AdmissionPolicy};
 use parking_lot::Mutex;
 
 /// Admits values whose size is within `min..=max` bytes.

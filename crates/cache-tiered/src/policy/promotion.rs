@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use cache_core::{Entry, Key, Promotion, PromotionPolicy, Timestamp};
+use cache_core::{Entry, Key, Timestamp};
+
+use super::{Promotion, PromotionPolicy};
 use parking_lot::Mutex;
 
 /// Promotes every hit found below the top tier.

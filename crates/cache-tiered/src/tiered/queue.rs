@@ -11,14 +11,16 @@ use std::{
 };
 
 use cache_core::{
-    Admission, Entry, ErrorKind, Evicted, EvictionCause, EvictionSink, Key, Promotion, PutOutcome,
-    Rejection,
+    Entry, ErrorKind, Evicted, EvictionCause, EvictionSink, Key, PutOutcome, Rejection,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::tiered::{PutReport, Shared, Slot, TierWrite, ordering::Snap};
+use crate::{
+    policy::{Admission, Promotion},
+    tiered::{PutReport, Shared, Slot, TierWrite, ordering::Snap},
+};
 
 /// The promotions being written into one tier, by key, with the snapshot each was taken at.
 ///

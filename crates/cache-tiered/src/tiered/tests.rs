@@ -152,7 +152,7 @@ async fn a_ranged_hit_below_is_read_as_a_range_and_promoted_whole_by_policy() {
     ranged_hit(false, PromoteNever).await;
 }
 
-async fn ranged_hit(promote: bool, policy: impl cache_core::PromotionPolicy) {
+async fn ranged_hit(promote: bool, policy: impl crate::policy::PromotionPolicy) {
     let policy_name = format!("{policy:?}");
     {
         let c = clock();
