@@ -79,7 +79,7 @@ pub use async_trait::async_trait;
 
 pub use crate::{
     clock::{Clock, ManualClock, SystemClock, Timestamp, system_clock},
-    durability::Durability,
+    durability::{Durability, MIN_SYNC_INTERVAL},
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},

@@ -19,9 +19,7 @@ pub const SEGMENTS_PER_BUDGET: u64 = 32;
 /// Default size of the pending-write buffer (records accepted by `put`, not yet written).
 pub const DEFAULT_MAX_PENDING: u32 = 64 * 1024 * 1024;
 
-/// The shortest [`Durability::Periodic`] interval accepted: a shorter one would keep the
-/// syncer thread busy without making writes meaningfully safer.
-pub const MIN_SYNC_INTERVAL: Duration = Duration::from_micros(100);
+pub use cache_core::MIN_SYNC_INTERVAL;
 
 /// The NVMe tier's default durability: a sync of the dirty segments every 5 ms.
 pub const DEFAULT_DURABILITY: Durability = Durability::Periodic(Duration::from_millis(5));
@@ -178,13 +176,8 @@ impl NvmeTierBuilder {
                 self.capacity
             )));
         }
-        if let Durability::Periodic(every) = self.durability
-            && every < MIN_SYNC_INTERVAL
-        {
-            return Err(NvmeError::Config(format!(
-                "a periodic sync every {every:?} is below the minimum of {MIN_SYNC_INTERVAL:?} \
-                 (use Durability::EveryWrite to sync each write)"
-            )));
+        if let Some(why) = self.durability.invalid_reason() {
+            return Err(NvmeError::Config(why));
         }
         if self.segment_size < MIN_SEGMENT_SIZE || self.segment_size > MAX_SEGMENT_SIZE {
             return Err(NvmeError::Config(format!(

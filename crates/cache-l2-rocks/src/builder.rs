@@ -1,6 +1,6 @@
 //! Configuration of the RocksDB tier, and the RocksDB options derived from it.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 pub use cache_core::Durability;
 use cache_core::{Clock, Result, system_clock};
@@ -16,9 +16,7 @@ use crate::{
 
 const MIB: u64 = 1024 * 1024;
 
-/// The shortest [`Durability::Periodic`] interval accepted: a shorter one would keep the syncer
-/// thread busy without making writes meaningfully safer.
-pub const MIN_SYNC_INTERVAL: Duration = Duration::from_micros(100);
+pub use cache_core::MIN_SYNC_INTERVAL;
 
 /// Block compression of SST files. Only LZ4 is built into this crate's RocksDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -213,13 +211,8 @@ impl RocksTierBuilder {
                 self.durability
             )));
         }
-        if let Durability::Periodic(every) = self.durability
-            && every < MIN_SYNC_INTERVAL
-        {
-            return Err(RocksError::Config(format!(
-                "a periodic sync every {every:?} is shorter than {MIN_SYNC_INTERVAL:?} \
-                 (use Durability::EveryWrite to sync each write)"
-            )));
+        if let Some(why) = self.durability.invalid_reason() {
+            return Err(RocksError::Config(why));
         }
         Ok(())
     }
