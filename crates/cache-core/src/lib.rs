@@ -67,6 +67,7 @@ mod durability;
 mod entry;
 mod error;
 mod key;
+mod ledger;
 mod policy;
 mod record;
 mod stats;
@@ -83,6 +84,7 @@ pub use crate::{
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},
+    ledger::{Ledger, Victim},
     policy::{Evicted, EvictionCause, EvictionSink, PutOutcome, Rejection},
     record::{
         CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION,

@@ -1,7 +1,7 @@
 //! [`ObjectTier`]: the [`Tier`] implementation over an [`ObjectStore`].
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::HashSet,
     fmt,
     future::Future,
     ops::Range,
@@ -14,9 +14,9 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, ErrorKind, Key, KeyHash, Namespace, NamespaceId, PutOutcome, Record,
-    RecordParts, Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait,
-    check_open, reject_expired,
+    Clock, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome, Record, RecordParts,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open,
+    reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -677,9 +677,9 @@ impl Inner {
             Some(ledger) => {
                 let l = ledger.lock();
                 Usage {
-                    bytes_used: l.used,
-                    capacity: Some(l.capacity),
-                    entries: Some(l.slots.len() as u64),
+                    bytes_used: l.used(),
+                    capacity: Some(l.capacity()),
+                    entries: Some(l.entries()),
                 }
             }
         }
@@ -856,124 +856,9 @@ fn outcome(inner: &Inner, written: Result<Option<Written>>) -> Result<PutOutcome
     }
 }
 
-/// The budget account: objects this tier instance wrote, least recently used first.
-#[derive(Debug)]
-struct Ledger {
-    capacity: u64,
-    used: u64,
-    next: u64,
-    slots: HashMap<KeyHash, Slot>,
-    order: BTreeMap<u64, KeyHash>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    ns: NamespaceId,
-    size: u64,
-    seq: u64,
-}
-
-/// An object chosen for eviction.
-#[derive(Debug, Clone, Copy)]
-struct Victim {
-    ns: NamespaceId,
-    hash: KeyHash,
-    size: u64,
-    seq: u64,
-}
-
-impl Ledger {
-    fn new(capacity: u64) -> Ledger {
-        Ledger { capacity, used: 0, next: 0, slots: HashMap::new(), order: BTreeMap::new() }
-    }
-
-    /// Records a written object (replacing any earlier size) and picks the least recently
-    /// used others to evict so the account fits the capacity again.
-    fn insert(&mut self, ns: NamespaceId, hash: KeyHash, size: u64) -> Vec<Victim> {
-        self.remove(&hash);
-        let seq = self.next;
-        self.next += 1;
-        self.slots.insert(hash, Slot { ns, size, seq });
-        self.order.insert(seq, hash);
-        self.used += size;
-        let mut victims = Vec::new();
-        while self.used > self.capacity {
-            let Some((&oldest, &victim)) = self.order.iter().next() else { break };
-            if victim == hash {
-                break; // only the new object is left; it fits by itself (checked on put)
-            }
-            let slot = self.remove(&victim).expect("ordered entries have slots");
-            debug_assert_eq!(slot.seq, oldest);
-            victims.push(Victim { ns: slot.ns, hash: victim, size: slot.size, seq: slot.seq });
-        }
-        victims
-    }
-
-    fn touch(&mut self, hash: &KeyHash) {
-        if let Some(slot) = self.slots.get_mut(hash) {
-            self.order.remove(&slot.seq);
-            slot.seq = self.next;
-            self.next += 1;
-            self.order.insert(slot.seq, *hash);
-        }
-    }
-
-    fn remove(&mut self, hash: &KeyHash) -> Option<Slot> {
-        let slot = self.slots.remove(hash)?;
-        self.order.remove(&slot.seq);
-        self.used -= slot.size;
-        Some(slot)
-    }
-
-    /// Puts back a victim whose delete failed, at its old place in the order (unless the key
-    /// was written again meanwhile).
-    fn restore(&mut self, v: Victim) {
-        if self.slots.contains_key(&v.hash) {
-            return;
-        }
-        self.slots.insert(v.hash, Slot { ns: v.ns, size: v.size, seq: v.seq });
-        self.order.insert(v.seq, v.hash);
-        self.used += v.size;
-    }
-
-    fn clear_namespace(&mut self, ns: NamespaceId) {
-        let gone: Vec<KeyHash> =
-            self.slots.iter().filter(|(_, s)| s.ns == ns).map(|(h, _)| *h).collect();
-        for hash in gone {
-            self.remove(&hash);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h(i: u8) -> KeyHash {
-        KeyHash([i; 32])
-    }
-
-    #[test]
-    fn ledger_evicts_least_recently_used() {
-        let ns = NamespaceId([0; 16]);
-        let mut l = Ledger::new(100);
-        assert!(l.insert(ns, h(1), 40).is_empty());
-        assert!(l.insert(ns, h(2), 40).is_empty());
-        l.touch(&h(1));
-        let v = l.insert(ns, h(3), 40);
-        assert_eq!(v.iter().map(|v| v.hash).collect::<Vec<_>>(), vec![h(2)]);
-        assert_eq!(l.used, 80);
-        // Rewriting replaces the size.
-        assert!(l.insert(ns, h(3), 10).is_empty());
-        assert_eq!(l.used, 50);
-        l.restore(v[0]);
-        assert_eq!(l.used, 90);
-        let v = l.insert(ns, h(4), 60);
-        assert_eq!(v.iter().map(|v| v.hash).collect::<Vec<_>>(), vec![h(2), h(1)]);
-        assert_eq!(l.used, 70);
-        l.clear_namespace(ns);
-        assert_eq!((l.used, l.slots.len(), l.order.len()), (0, 0, 0));
-    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_named_tier_carries_its_name_in_errors_and_stats() {

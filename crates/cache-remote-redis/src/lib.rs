@@ -131,7 +131,6 @@
 //! - [`invalidate`]: [`Invalidator`], cross-node invalidation of local tiers over pub/sub, and
 //!   [`Versions`](invalidate::Versions), the per-key versions and fences it keeps.
 
-mod budget;
 mod builder;
 mod error;
 pub mod invalidate;

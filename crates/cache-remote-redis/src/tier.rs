@@ -13,15 +13,15 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, Key, Namespace, NamespaceId, PutOutcome, Record, Rejection, Result,
-    StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open, reject_expired,
+    Clock, Entry, Error, Key, Ledger, Namespace, NamespaceId, PutOutcome, Record, Rejection,
+    Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, Victim, async_trait, check_open,
+    reject_expired,
 };
 use parking_lot::Mutex;
 use redis::{Script, aio::ConnectionManager};
 use tokio::task::JoinSet;
 
 use crate::{
-    budget::{Ledger, Victim},
     builder::RedisTierBuilder,
     error::RedisError,
     layout::{CLEAR_SCRIPT, DEL_SCRIPT, GET_SCRIPT, Layout, PUT_SCRIPT},
@@ -663,7 +663,11 @@ impl Inner {
             None => Usage::default(),
             Some(ledger) => {
                 let l = ledger.lock();
-                Usage { bytes_used: l.used, capacity: Some(l.capacity), entries: Some(l.entries()) }
+                Usage {
+                    bytes_used: l.used(),
+                    capacity: Some(l.capacity()),
+                    entries: Some(l.entries()),
+                }
             }
         }
     }
