@@ -160,7 +160,8 @@ pub struct InvalidatorStats {
     pub own: u64,
     /// Messages applied to the local tiers (a key dropped or a namespace cleared in each).
     pub applied: u64,
-    /// Sequence gaps detected (a publisher's message was lost).
+    /// Sequence gaps detected (a publisher's message was lost), each counted once the clear
+    /// of the watched namespaces it causes is done.
     pub gaps: u64,
     /// Conservative clears of every watched namespace (after a subscription, a gap or a lost
     /// connection).
@@ -526,9 +527,10 @@ impl Inner {
             previous.is_some_and(|p| msg.seq != p + 1)
         };
         if gap {
-            Counters::add(&self.counters.gaps);
             tracing::warn!(node = %hex(&msg.node), seq = msg.seq, "invalidation messages were lost; clearing watched namespaces");
             self.resync().await;
+            // Counted once the clear is done, so a reader that sees the count sees its effect.
+            Counters::add(&self.counters.gaps);
         }
         let ns = match &msg.op {
             Op::Put(k) | Op::Remove(k) => k.namespace().clone(),
