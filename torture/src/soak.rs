@@ -18,9 +18,10 @@
 //! tier while leaving nine samples to judge):
 //! resident memory never more than 10 % above its baseline (25 % in runs under 10 minutes,
 //! such as the CI form; the baseline is the median of the first three samples after the
-//! warm-up); file descriptors and threads not grown (the median of the last
-//! three samples at most 5 % + 4 fds and 2 threads above the baseline: pooled HTTP connections
-//! and tokio's blocking threads come and go); the NVMe directory never above its budget plus
+//! warm-up); file descriptors other than sockets and threads not grown (the median of the last
+//! three samples at most 5 % + 4 fds and 2 threads above the baseline: tokio's blocking threads
+//! come and go); sockets at most the object tier's 64 pooled connections above the baseline (a
+//! stall of the S3 server opens new connections that outlive a short run); the NVMe directory never above its budget plus
 //! `DISK_SLACK`; each tier's accounted usage never above its budget; the p99 latency of the
 //! last three intervals at most twice that of the first three after the warm-up; 0 wrong
 //! values, 0 failed calls.
@@ -86,8 +87,10 @@ pub(crate) struct Sample {
     pub(crate) rss: u64,
     /// Its anonymous part (`RssAnon`), bytes; the rest is mostly mapped NVMe segments.
     pub(crate) rss_anon: u64,
-    /// Open file descriptors (`/proc/self/fd`).
+    /// Open file descriptors other than sockets (`/proc/self/fd`): files, pipes, event fds.
     pub(crate) fds: u64,
+    /// Open sockets: the HTTP connections to the S3 server, pooled.
+    pub(crate) sockets: u64,
     /// Threads (`/proc/self/task`).
     pub(crate) threads: u64,
     /// Bytes the NVMe directory's files occupy on disk (allocated blocks).
@@ -117,6 +120,11 @@ pub(crate) struct Limits {
     pub(crate) fd_ratio: f64,
     /// ... plus this many.
     pub(crate) fd_slack: u64,
+    /// Allowed growth of open sockets: the most connections the object tier's HTTP pool may
+    /// hold, one per request in flight (`ObjectTierBuilder::max_requests`). A stall of the
+    /// server leaves new pooled connections open until their idle timeout, longer than the CI
+    /// form's run; a leak grows past any bound.
+    pub(crate) socket_slack: u64,
     /// Allowed growth of threads.
     pub(crate) thread_slack: u64,
     /// Largest allowed size of the NVMe directory (budget plus slack).
@@ -133,6 +141,7 @@ impl Limits {
             rss_growth: rss_growth(duration),
             fd_ratio: 0.05,
             fd_slack: 4,
+            socket_slack: 64,
             thread_slack: 2,
             disk_limit: NVME_BYTES + DISK_SLACK,
             p99_drift: 2.0,
@@ -208,13 +217,25 @@ pub(crate) fn verdict(samples: &[Sample], limits: &Limits) -> Vec<Check> {
     let (fd_base, fd_late) = (base(|s| s.fds), late(|s| s.fds));
     let fd_limit = fd_base + (fd_base as f64 * limits.fd_ratio) as u64 + limits.fd_slack;
     out.push(Check {
-        what: "open file descriptors",
+        what: "open file descriptors (not sockets)",
         limit: format!("late median ≤ {fd_limit} (baseline {fd_base})"),
         measured: format!(
             "late median {fd_late}, max {}",
             after.iter().map(|s| s.fds).max().unwrap_or(0)
         ),
         ok: fd_late <= fd_limit,
+    });
+
+    let (so_base, so_late) = (base(|s| s.sockets), late(|s| s.sockets));
+    let so_limit = so_base + limits.socket_slack;
+    out.push(Check {
+        what: "open sockets (pooled connections)",
+        limit: format!("late median ≤ {so_limit} (baseline {so_base})"),
+        measured: format!(
+            "late median {so_late}, max {}",
+            after.iter().map(|s| s.sockets).max().unwrap_or(0)
+        ),
+        ok: so_late <= so_limit,
     });
 
     let (th_base, th_late) = (base(|s| s.threads), late(|s| s.threads));
@@ -284,6 +305,23 @@ pub(crate) fn proc_status() -> Result<(u64, u64, u64)> {
 }
 
 /// Entries of a `/proc/self` directory (`fd` or `task`).
+/// Open descriptors of this process, (not sockets, sockets).
+pub(crate) fn fd_counts() -> Result<(u64, u64)> {
+    let dir = "/proc/self/fd";
+    let (mut other, mut sockets) = (0u64, 0u64);
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {dir}"))? {
+        // A descriptor closed since the listing began has no link to read: not counted.
+        let Ok(target) = std::fs::read_link(entry?.path()) else { continue };
+        if target.to_string_lossy().starts_with("socket:") {
+            sockets += 1;
+        } else {
+            other += 1;
+        }
+    }
+    // Listing `fd` opens one descriptor for the listing itself.
+    Ok((other.saturating_sub(1), sockets))
+}
+
 pub(crate) fn proc_entries(dir: &str) -> Result<u64> {
     let n = std::fs::read_dir(dir).with_context(|| format!("listing {dir}"))?.count() as u64;
     // Listing `fd` opens one descriptor for the listing itself.
@@ -567,11 +605,13 @@ fn sample(st: &Stack, lat: &Latencies, at: Duration) -> Result<Sample> {
         .any(|t| t.tier.usage.capacity.is_some_and(|cap| t.tier.usage.bytes_used > cap));
     let object_bytes = stats.tiers.last().map_or(0, |t| t.tier.usage.bytes_used);
     let (ops, p50_us, p99_us, max_us) = lat.take();
+    let (fds, sockets) = fd_counts()?;
     Ok(Sample {
         at,
         rss,
         rss_anon,
-        fds: proc_entries("/proc/self/fd")?,
+        fds,
+        sockets,
         threads: proc_entries("/proc/self/task")?,
         disk: dir_disk_bytes(&st.nvme_dir),
         over_budget,
@@ -775,6 +815,7 @@ fn samples_table(samples: &[Sample], limits: &Limits) -> Table {
         "RSS",
         "of which anonymous",
         "fds",
+        "sockets",
         "threads",
         "NVMe on disk",
         "object tier",
@@ -790,6 +831,7 @@ fn samples_table(samples: &[Sample], limits: &Limits) -> Table {
             mib(smp.rss),
             mib(smp.rss_anon),
             smp.fds.to_string(),
+            smp.sockets.to_string(),
             smp.threads.to_string(),
             mib(smp.disk),
             mib(smp.object_bytes),

@@ -13,6 +13,7 @@ fn steady() -> Vec<Sample> {
             rss: (200 << 20) + (i % 3) * (1 << 20),
             rss_anon: 120 << 20,
             fds: 40 + i % 2,
+            sockets: 8,
             threads: 12,
             disk: NVME_BYTES - (1 << 20),
             over_budget: false,
@@ -44,7 +45,7 @@ fn the_ci_form_warms_up_for_30_s_and_the_full_form_for_5_minutes() {
 fn a_steady_run_passes() {
     let checks = verdict(&steady(), &limits());
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
-    assert_eq!(checks.len(), 6);
+    assert_eq!(checks.len(), 7);
 }
 
 #[test]
@@ -80,11 +81,26 @@ fn a_descriptor_leak_fails() {
     for (n, smp) in s.iter_mut().enumerate() {
         smp.fds += n as u64; // one more per sample
     }
-    assert_eq!(failed(&s), ["open file descriptors"]);
-    // One burst of pooled connections in the middle is not growth.
+    assert_eq!(failed(&s), ["open file descriptors (not sockets)"]);
+    // One burst in the middle is not growth.
     let mut s = steady();
     s[7].fds += 60;
     assert!(failed(&s).is_empty());
+}
+
+#[test]
+fn pooled_connections_may_stay_but_a_socket_leak_fails() {
+    // A stall of the server late in the run: new connections stay pooled to the end.
+    let mut s = steady();
+    for smp in s.iter_mut().skip(9) {
+        smp.sockets += 13;
+    }
+    assert!(failed(&s).is_empty(), "{:?}", failed(&s));
+    let mut s = steady();
+    for (n, smp) in s.iter_mut().enumerate() {
+        smp.sockets += 16 * n as u64; // sixteen more per sample: past any pool by the end
+    }
+    assert_eq!(failed(&s), ["open sockets (pooled connections)"]);
 }
 
 #[test]
@@ -130,7 +146,7 @@ fn too_short_a_run_fails() {
 #[test]
 fn proc_readers_see_an_injected_leak() {
     let (rss0, _, threads0) = proc_status().unwrap();
-    let fds0 = proc_entries("/proc/self/fd").unwrap();
+    let (fds0, _) = fd_counts().unwrap();
     assert_eq!(proc_entries("/proc/self/task").unwrap(), threads0);
     let mut leak = vec![1u8; 64 << 20];
     for b in leak.iter_mut().step_by(4096) {
@@ -141,7 +157,7 @@ fn proc_readers_see_an_injected_leak() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || rx.recv());
     let (rss1, _, threads1) = proc_status().unwrap();
-    let fds1 = proc_entries("/proc/self/fd").unwrap();
+    let (fds1, _) = fd_counts().unwrap();
     assert!(rss1 >= rss0 + (60 << 20), "rss {rss0} -> {rss1}");
     assert!(fds1 >= fds0 + 20, "fds {fds0} -> {fds1}");
     assert!(threads1 > threads0, "threads {threads0} -> {threads1}");
@@ -155,7 +171,7 @@ fn proc_readers_see_an_injected_leak() {
     }
     let failed = failed(&s);
     assert!(failed.contains(&"resident memory after the warm-up"), "{failed:?}");
-    assert!(failed.contains(&"open file descriptors"), "{failed:?}");
+    assert!(failed.contains(&"open file descriptors (not sockets)"), "{failed:?}");
     assert!(failed.contains(&"threads"), "{failed:?}");
     drop((tx, files));
     let _ = thread.join();
