@@ -84,6 +84,9 @@ impl Pair {
 #[derive(Debug)]
 pub struct TierStats {
     tier: &'static str,
+    /// The name the tier's crate raises its errors under: [`TierStats::track`] attributes them
+    /// to `tier` instead.
+    kind: &'static str,
     hits: Pair,
     misses: Pair,
     inserts: Pair,
@@ -98,8 +101,15 @@ pub struct TierStats {
 impl TierStats {
     /// Counters for the tier named `tier`, registered with the installed `metrics` recorder.
     pub fn new(tier: &'static str) -> TierStats {
+        TierStats::named(tier, tier)
+    }
+
+    /// Counters for a tier of kind `kind` (the name its crate raises errors under, `"nvme"`
+    /// say) that its builder named `tier`.
+    pub fn named(kind: &'static str, tier: &'static str) -> TierStats {
         TierStats {
             tier,
+            kind,
             hits: Pair::new("cache_hits_total", tier),
             misses: Pair::new("cache_misses_total", tier),
             inserts: Pair::new("cache_inserts_total", tier),
@@ -157,12 +167,16 @@ impl TierStats {
         self.errors[err.kind().index()].add(1);
     }
 
-    /// Counts the error of a failed result and passes the result on.
+    /// Counts the error of a failed result and passes the result on, attributed to this tier's
+    /// name if its crate raised it under the kind's name (see [`Error::renamed`]).
+    ///
+    /// [`Error::renamed`]: crate::Error::renamed
     pub fn track<T>(&self, result: crate::Result<T>) -> crate::Result<T> {
-        if let Err(e) = &result {
-            self.error(e);
-        }
-        result
+        result.map_err(|e| {
+            let e = e.renamed(self.kind, self.tier);
+            self.error(&e);
+            e
+        })
     }
 
     /// A snapshot of every counter with `usage` attached.

@@ -111,7 +111,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     report.segments = segments.len() as u64;
 
     let (nslog, markers) = NsLog::open(&dir)?;
-    let stats = TierStats::new(b.name);
+    let stats = TierStats::named(crate::error::TIER, b.name);
     let index = Index::new();
     let mut next_segment: u64 = segments.keys().next_back().map_or(0, |id| u64::from(*id) + 1);
     for m in markers.values() {

@@ -362,9 +362,7 @@ impl NvmeTier {
     }
 
     fn fail<T>(&self, e: Error) -> Result<T> {
-        let e = e.renamed(TIER, self.name());
-        self.shared.stats.error(&e);
-        Err(e)
+        self.shared.stats.track(Err(e))
     }
 
     /// The largest record this tier accepts.

@@ -218,7 +218,7 @@ impl RocksTier {
             write_opts,
             clock: builder.clock.clone(),
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
-            stats: TierStats::new(builder.name),
+            stats: TierStats::named(TIER, builder.name),
             options,
         });
         let tier = RocksTier { inner };
@@ -303,7 +303,7 @@ impl RocksTier {
                 }
             }
         };
-        self.track(result)
+        self.inner.stats.track(result)
     }
 
     /// Validates `entry` for `key` and prepares its record inputs, or says why not.
@@ -333,13 +333,6 @@ impl RocksTier {
             inner.sync_if_asked(db)
         })
         .await
-    }
-
-    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
-    /// raised it (a record's or a key's own errors keep theirs).
-    fn track<T>(&self, out: Result<T>) -> Result<T> {
-        let name = self.inner.stats.tier();
-        self.inner.stats.track(out.map_err(|e| e.renamed(TIER, name)))
     }
 
     fn check_size(&self, key: &Key, value_len: usize) -> Result<()> {
@@ -579,7 +572,7 @@ impl Tier for RocksTier {
     }
 
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
-        self.track(self.db())?;
+        self.inner.stats.track(self.db())?;
         let entry = match self.admit(&key, entry)? {
             Ok(entry) => entry,
             Err(why) => {
@@ -602,7 +595,7 @@ impl Tier for RocksTier {
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
-        self.track(self.db())?;
+        self.inner.stats.track(self.db())?;
         if let Some(why) = reject_expired(record.meta(), self.inner.clock.now(), &self.inner.stats)
         {
             self.drop_stale(vec![StorageKey::new(&key)]).await?;
@@ -620,7 +613,7 @@ impl Tier for RocksTier {
     }
 
     async fn put_many(&self, items: Vec<(Key, Entry)>) -> Result<Vec<PutOutcome>> {
-        self.track(self.db())?;
+        self.inner.stats.track(self.db())?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut admitted = Vec::with_capacity(items.len());
         // Keys whose last write in the batch was rejected: their older values are dropped.
@@ -729,7 +722,7 @@ impl Tier for RocksTier {
         })
         .await
         .unwrap_or_else(|source| Err(RocksError::Join { source }.into()));
-        self.track(result)
+        self.inner.stats.track(result)
     }
 }
 

@@ -110,7 +110,7 @@ impl ObjectTier {
         clock: Arc<dyn Clock>,
     ) -> ObjectTier {
         let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
-        let stats = TierStats::new(settings.name);
+        let stats = TierStats::named(TIER, settings.name);
         ObjectTier {
             inner: Arc::new(Inner {
                 store,
@@ -168,7 +168,7 @@ impl ObjectTier {
             Ok(None) => inner.stats.miss(),
             Err(_) => {}
         }
-        inner.track(out)
+        inner.stats.track(out)
     }
 
     /// Stores `entry` under `key` only if no object exists for it (`PutMode::Create`),
@@ -180,7 +180,7 @@ impl ObjectTier {
     /// larger than the budget; `Closed`; a backend failure.
     pub async fn put_if_absent(&self, key: Key, entry: Entry) -> Result<CreateOutcome> {
         let out = self.inner.put_entry(key, entry, PutMode::Create).await;
-        self.inner.track(out.map(|o| match o {
+        self.inner.stats.track(out.map(|o| match o {
             None => CreateOutcome::Rejected(Rejection::Expired),
             Some(Written::Stored) => CreateOutcome::Created,
             Some(Written::Exists) => CreateOutcome::AlreadyExists,
@@ -194,7 +194,7 @@ impl ObjectTier {
     /// `Closed`; a backend failure (objects deleted before it stay deleted).
     pub async fn clear_namespace_count(&self, namespace: &Namespace) -> Result<u64> {
         let out = self.inner.clear_namespace(namespace).await;
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 }
 
@@ -213,13 +213,6 @@ impl fmt::Debug for ObjectTier {
 impl Inner {
     fn check_open(&self) -> Result<()> {
         check_open(self.settings.name, &self.closed)
-    }
-
-    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
-    /// raised it (a record's or a key's own errors keep theirs).
-    fn track<T>(&self, out: Result<T>) -> Result<T> {
-        let name = self.settings.name;
-        self.stats.track(out.map_err(|e| e.renamed(TIER, name)))
     }
 
     /// Runs one object-store call under the operation timeout and records it. The outer error
@@ -734,17 +727,17 @@ impl Tier for ObjectTier {
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = inner.put_entry(key, entry, inner.put_mode()).await;
-        inner.track(outcome(inner, out))
+        inner.stats.track(outcome(inner, out))
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
         let out = self.inner.remove(key).await;
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 
     async fn contains(&self, key: &Key) -> Result<bool> {
         let out = self.inner.contains(key).await;
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
@@ -764,7 +757,7 @@ impl Tier for ObjectTier {
         if out.is_ok() {
             self.inner.drain_background().await;
         }
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 
     async fn close(&self) -> Result<()> {
@@ -793,13 +786,13 @@ impl Tier for ObjectTier {
             Ok(None) => inner.stats.miss(),
             Err(_) => {}
         }
-        inner.track(out)
+        inner.stats.track(out)
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         let inner = &self.inner;
         let out = inner.put_record(key, record).await;
-        inner.track(outcome(inner, out))
+        inner.stats.track(outcome(inner, out))
     }
 }
 

@@ -103,7 +103,7 @@ impl RedisTier {
         clock: Arc<dyn Clock>,
     ) -> RedisTier {
         let ledger = settings.budget.map(|capacity| Mutex::new(Ledger::new(capacity)));
-        let stats = TierStats::new(settings.name);
+        let stats = TierStats::named(TIER, settings.name);
         RedisTier {
             inner: Arc::new(Inner {
                 conn,
@@ -164,13 +164,6 @@ impl fmt::Debug for RedisTier {
 impl Inner {
     fn check_open(&self) -> Result<()> {
         check_open(self.settings.name, &self.closed)
-    }
-
-    /// Counts `out` in the stats, its error attributed to this tier's name if this crate
-    /// raised it (a record's or a key's own errors keep theirs).
-    fn track<T>(&self, out: Result<T>) -> Result<T> {
-        let name = self.settings.name;
-        self.stats.track(out.map_err(|e| e.renamed(TIER, name)))
     }
 
     /// Runs one Redis call under the operation timeout.
@@ -697,12 +690,12 @@ impl Tier for RedisTier {
             inner.stats.remove();
             Ok(())
         };
-        inner.track(out.await)
+        inner.stats.track(out.await)
     }
 
     async fn clear_namespace(&self, namespace: &Namespace) -> Result<()> {
         let out = self.inner.clear_namespace(namespace).await;
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 
     fn usage(&self) -> Usage {
@@ -718,7 +711,7 @@ impl Tier for RedisTier {
         if out.is_ok() {
             self.inner.drain_background().await;
         }
-        self.inner.track(out)
+        self.inner.stats.track(out)
     }
 
     async fn close(&self) -> Result<()> {
@@ -734,7 +727,7 @@ impl Tier for RedisTier {
         if let Ok(found) = &out {
             inner.count(found);
         }
-        let out = inner.track(out)?;
+        let out = inner.stats.track(out)?;
         Ok(out.into_iter().map(|r| r.map(|r| r.to_entry())).collect())
     }
 
@@ -751,7 +744,7 @@ impl Tier for RedisTier {
             }
             inner.put(prepared).await
         };
-        inner.track(out.await)
+        inner.stats.track(out.await)
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
@@ -760,7 +753,7 @@ impl Tier for RedisTier {
         if let Ok(found) = &out {
             inner.count(found);
         }
-        Ok(inner.track(out)?.pop().flatten())
+        Ok(inner.stats.track(out)?.pop().flatten())
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
@@ -770,7 +763,7 @@ impl Tier for RedisTier {
             let write = inner.prepare_record(key.clone(), record, inner.clock.now())?;
             inner.put(vec![(key, write)]).await
         };
-        let mut out = inner.track(out.await)?;
+        let mut out = inner.stats.track(out.await)?;
         Ok(out.pop().expect("one outcome per record"))
     }
 }
