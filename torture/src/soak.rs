@@ -214,41 +214,34 @@ pub(crate) fn verdict(samples: &[Sample], limits: &Limits) -> Vec<Check> {
         ok: rss_max <= rss_limit,
     });
 
-    let (fd_base, fd_late) = (base(|s| s.fds), late(|s| s.fds));
-    let fd_limit = fd_base + (fd_base as f64 * limits.fd_ratio) as u64 + limits.fd_slack;
-    out.push(Check {
-        what: "open file descriptors (not sockets)",
-        limit: format!("late median ≤ {fd_limit} (baseline {fd_base})"),
-        measured: format!(
-            "late median {fd_late}, max {}",
-            after.iter().map(|s| s.fds).max().unwrap_or(0)
-        ),
-        ok: fd_late <= fd_limit,
-    });
-
-    let (so_base, so_late) = (base(|s| s.sockets), late(|s| s.sockets));
-    let so_limit = so_base + limits.socket_slack;
-    out.push(Check {
-        what: "open sockets (pooled connections)",
-        limit: format!("late median ≤ {so_limit} (baseline {so_base})"),
-        measured: format!(
-            "late median {so_late}, max {}",
-            after.iter().map(|s| s.sockets).max().unwrap_or(0)
-        ),
-        ok: so_late <= so_limit,
-    });
-
-    let (th_base, th_late) = (base(|s| s.threads), late(|s| s.threads));
-    let th_limit = th_base + limits.thread_slack;
-    out.push(Check {
-        what: "threads",
-        limit: format!("late median ≤ {th_limit} (baseline {th_base})"),
-        measured: format!(
-            "late median {th_late}, max {}",
-            after.iter().map(|s| s.threads).max().unwrap_or(0)
-        ),
-        ok: th_late <= th_limit,
-    });
+    // A count that must not have grown: the median of the last three samples at most `ratio`
+    // of the baseline (the median of the first three after the warm-up) plus `slack` above it.
+    let not_grown = |what, f: fn(&Sample) -> u64, ratio: f64, slack: u64| {
+        let (b, l) = (base(f), late(f));
+        let limit = b + (b as f64 * ratio) as u64 + slack;
+        Check {
+            what,
+            limit: format!("late median ≤ {limit} (baseline {b})"),
+            measured: format!(
+                "late median {l}, max {}",
+                after.iter().map(|s| f(s)).max().unwrap_or(0)
+            ),
+            ok: l <= limit,
+        }
+    };
+    out.push(not_grown(
+        "open file descriptors (not sockets)",
+        |s| s.fds,
+        limits.fd_ratio,
+        limits.fd_slack,
+    ));
+    out.push(not_grown(
+        "open sockets (pooled connections)",
+        |s| s.sockets,
+        0.0,
+        limits.socket_slack,
+    ));
+    out.push(not_grown("threads", |s| s.threads, 0.0, limits.thread_slack));
 
     let disk_max = samples.iter().map(|s| s.disk).max().unwrap_or(0);
     out.push(Check {
