@@ -21,8 +21,8 @@
 //! warm-up); file descriptors other than sockets and threads not grown (the median of the last
 //! three samples at most 5 % + 4 fds and 2 threads above the baseline: tokio's blocking threads
 //! come and go); sockets at most the object tier's 64 pooled connections above the baseline (a
-//! stall of the S3 server opens new connections that outlive a short run); the NVMe directory never above its budget plus
-//! `DISK_SLACK`; each tier's accounted usage never above its budget; the p99 latency of the
+//! stall of the S3 server opens new connections that outlive a short run); the NVMe directory
+//! never above its budget plus `DISK_SLACK`; each tier's accounted usage never above its budget; the p99 latency of the
 //! last three intervals at most twice that of the first three after the warm-up; 0 wrong
 //! values, 0 failed calls.
 

@@ -76,9 +76,9 @@ pub struct RocksTierBuilder {
 impl RocksTierBuilder {
     /// A tier in `dir` (created if missing) holding at most `capacity_bytes` of records.
     ///
-    /// Defaults: the write-ahead log with [`Durability::None`], [`Compression::None`], [`CompactionStyle::Leveled`],
-    /// 10 Bloom bits per key, a 32 MiB block cache, a write buffer of an eighth of the budget
-    /// (1 – 64 MiB), the system clock.
+    /// Defaults: the write-ahead log with [`Durability::None`], [`Compression::None`],
+    /// [`CompactionStyle::Leveled`], 10 Bloom bits per key, a 32 MiB block cache, a write buffer
+    /// of an eighth of the budget (1 – 64 MiB), the system clock.
     pub fn new(dir: impl Into<PathBuf>, capacity_bytes: u64) -> RocksTierBuilder {
         RocksTierBuilder {
             dir: dir.into(),

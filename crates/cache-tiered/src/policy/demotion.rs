@@ -52,8 +52,8 @@ pub enum DemotionFilter {
     /// request count (a 4-bit count-min sketch of every `get`, halved every ten times as many
     /// requests as the two tiers hold entries) is higher than that of a key the tier below
     /// recently evicted for space (each candidate is compared with the next of its latest
-    /// victims: a thirty-second of the entries it holds, 4 to 64); otherwise it is dropped. Until the tier below first evicts, everything is
-    /// demoted.
+    /// victims: a thirty-second of the entries it holds, 4 to 64); otherwise it is dropped.
+    /// Until the tier below first evicts, everything is demoted.
     ///
     /// The tier below must report its evictions (the NVMe tier does); building fails if it
     /// cannot. The sketch takes half a byte per counter, one counter per 16 bytes of the two
