@@ -1,4 +1,5 @@
-//! RAM get-hits and inserts against raw `moka::future::Cache` with the same weigher, keys and
+//! RAM get-hits and inserts against raw `moka::sync::Cache` (the API `MemoryTier` runs on, and
+//! the faster of moka's two) with the same weigher, keys and
 //! values, in the same run: `MemoryTier` alone (target: get-hit ≥ 0.9× raw moka) and a
 //! `TieredCache` of `MemoryTier` over an NVMe tier whose gets all hit RAM (target ≥ 0.8×).
 //! Prints the paired throughput ratios at the end.
@@ -18,8 +19,8 @@ const CAPACITY: u64 = 256 * 1024 * 1024;
 /// Lookups per timed iteration, so each sample is long enough to measure.
 const BATCH: usize = 1_000;
 
-fn raw_moka() -> moka::future::Cache<Key, Bytes> {
-    moka::future::Cache::builder()
+fn raw_moka() -> moka::sync::Cache<Key, Bytes> {
+    moka::sync::Cache::builder()
         .max_capacity(CAPACITY)
         .weigher(|k: &Key, v: &Bytes| u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX))
         .build()
@@ -56,11 +57,11 @@ fn bench(c: &mut Criterion) {
     rt.block_on(async {
         for (k, v) in keys.iter().zip(&values) {
             let _ = l1.put(k.clone(), Entry::new(v.clone())).await.expect("put");
-            moka.insert(k.clone(), v.clone()).await;
+            moka.insert(k.clone(), v.clone());
             let _ = stack.put(k.clone(), Entry::new(v.clone())).await.expect("put");
         }
         l1.flush().await.expect("flush");
-        moka.run_pending_tasks().await;
+        moka.run_pending_tasks();
         stack.flush().await.expect("flush");
     });
 
@@ -74,7 +75,7 @@ fn bench(c: &mut Criterion) {
             let (moka, keys) = (&moka, &keys);
             async move {
                 for j in 0..BATCH {
-                    let v = moka.get(&keys[(start + j * 7) % N]).await;
+                    let v = moka.get(&keys[(start + j * 7) % N]);
                     assert!(v.is_some());
                 }
             }
@@ -121,7 +122,7 @@ fn bench(c: &mut Criterion) {
             async move {
                 for j in 0..BATCH {
                     let n = (start + j) % N;
-                    moka.insert(keys[n].clone(), values[n].clone()).await;
+                    moka.insert(keys[n].clone(), values[n].clone());
                 }
             }
         });
@@ -166,11 +167,11 @@ fn paired_get_ratio(rounds: usize) -> Paired {
             let v = value(VALUE_LEN, i as u64);
             let _ = l1.put(k.clone(), Entry::new(v.clone())).await.expect("put");
             let _ = stack.put(k.clone(), Entry::new(v.clone())).await.expect("put");
-            moka.insert(k.clone(), v).await;
+            moka.insert(k.clone(), v);
         }
         l1.flush().await.expect("flush");
         stack.flush().await.expect("flush");
-        moka.run_pending_tasks().await;
+        moka.run_pending_tasks();
     });
     let (mut m, mut o, mut t3) = (Vec::new(), Vec::new(), Vec::new());
     let (mut r1, mut r3) = (Vec::new(), Vec::new());
@@ -178,7 +179,7 @@ fn paired_get_ratio(rounds: usize) -> Paired {
         for _ in 0..rounds {
             let t = Instant::now();
             for k in &keys {
-                assert!(moka.get(k).await.is_some());
+                assert!(moka.get(k).is_some());
             }
             let moka_ns = t.elapsed().as_nanos() as f64 / N as f64;
             let t = Instant::now();

@@ -40,6 +40,8 @@ pub(crate) enum SystemKind {
     Object,
     /// `moka::future::Cache` with the same weigher as `MemoryTier`.
     Moka,
+    /// `moka::sync::Cache` (the API `MemoryTier` runs on) with the same weigher.
+    MokaSync,
     /// foyer's `HybridCache` with the same RAM and disk budgets as `tiered`.
     Foyer,
     /// Raw `object_store` `LocalFileSystem` gets and puts (no budget, no eviction).
@@ -57,6 +59,7 @@ impl SystemKind {
             SystemKind::NvmeReinsert => "nvme (reinsert hits)",
             SystemKind::Object => "object (local fs)",
             SystemKind::Moka => "moka",
+            SystemKind::MokaSync => "moka (sync)",
             SystemKind::Foyer => "foyer hybrid",
             SystemKind::ObjectStore => "object_store (local fs)",
         }
@@ -92,6 +95,7 @@ pub(crate) enum System {
     /// One tier, and the same tier as an NVMe tier if it is one.
     Tier(Arc<dyn Tier>, Option<Arc<NvmeTier>>),
     Moka(moka::future::Cache<Key, Bytes, FixedHash>),
+    MokaSync(moka::sync::Cache<Key, Bytes, FixedHash>),
     Foyer(foyer::HybridCache<u64, Vec<u8>>),
     Store(Arc<dyn ObjectStore>),
 }
@@ -195,6 +199,14 @@ impl System {
                     })
                     .build_with_hasher(FixedHash::default()),
             ),
+            SystemKind::MokaSync => System::MokaSync(
+                moka::sync::Cache::builder()
+                    .max_capacity(budgets.ram.max(1))
+                    .weigher(|k: &Key, v: &Bytes| {
+                        u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
+                    })
+                    .build_with_hasher(FixedHash::default()),
+            ),
             SystemKind::Foyer => {
                 let _ = std::fs::remove_dir_all(&dir);
                 std::fs::create_dir_all(&dir)?;
@@ -233,6 +245,7 @@ impl System {
             System::Tiered(c, _) => c.get(&key(ns, id)).await?.is_some(),
             System::Tier(t, _) => t.get(&key(ns, id)).await?.is_some(),
             System::Moka(m) => m.get(&key(ns, id)).await.is_some(),
+            System::MokaSync(m) => m.get(&key(ns, id)).is_some(),
             System::Foyer(f) => f.get(&id).await?.is_some(),
             System::Store(s) => match s.get(&obj_path(id)).await {
                 Ok(r) => {
@@ -260,6 +273,7 @@ impl System {
                 }
             }
             System::Moka(m) => m.insert(key(ns, id), value).await,
+            System::MokaSync(m) => m.insert(key(ns, id), value),
             System::Foyer(f) => {
                 f.insert(id, value.to_vec());
             }
@@ -293,6 +307,7 @@ impl System {
             }
             System::Tier(t, None) => t.flush().await?,
             System::Moka(m) => m.run_pending_tasks().await,
+            System::MokaSync(m) => m.run_pending_tasks(),
             System::Foyer(_) | System::Store(_) => {}
         }
         Ok(())
@@ -307,6 +322,7 @@ impl System {
             }
             System::Tier(t, _) => t.flush().await?,
             System::Moka(m) => m.run_pending_tasks().await,
+            System::MokaSync(m) => m.run_pending_tasks(),
             System::Foyer(_) | System::Store(_) => {}
         }
         Ok(())
@@ -318,7 +334,7 @@ impl System {
             System::Tiered(c, _) => c.close().await?,
             System::Tier(t, _) => t.close().await?,
             System::Foyer(f) => f.close().await?,
-            System::Moka(_) | System::Store(_) => {}
+            System::Moka(_) | System::MokaSync(_) | System::Store(_) => {}
         }
         Ok(())
     }

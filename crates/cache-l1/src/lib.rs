@@ -7,15 +7,20 @@
 //! can demote it), coalesces concurrent loads of one missing key, and counts hits and misses
 //! (moka has no counters of its own).
 //!
+//! The tier runs on moka's `sync::Cache`: none of its operations waits for IO, so its async
+//! methods complete without yielding, and they pay less per call than moka's `future::Cache`
+//! would. A write that finds moka's write log full runs moka's pending tasks or retries within
+//! microseconds, on the caller's thread.
+//!
 //! Each tier runs one small thread, `cache-l1-maintenance`, that runs moka's pending tasks
-//! every 20 ms. moka's `future::Cache` otherwise runs them only inside callers' writes, and a
-//! write waiting for room in moka's write log could miss its wake-up and wait forever when no
-//! other caller came along. The thread stops at `close` or when the tier is dropped.
+//! every 20 ms. moka otherwise runs them only inside callers' operations, so after a burst of
+//! writes with no caller behind it the evictions it owes (and the demotions a tiered cache makes
+//! of them) would wait. The thread stops at `close` or when the tier is dropped.
 //!
 //! Writes pay for moka's eviction listener, which the tier needs to count evictions and feed the
 //! sink: moka takes a per-key lock on every write when a listener is set. The cost against raw
-//! moka, of gets that hit and of writes, is measured in `docs/benchmarks.md` (the notes under
-//! `compare`; `cargo xtask bench --micro`).
+//! moka (both its APIs), of gets that hit and of writes, is measured in `docs/benchmarks.md`
+//! (the notes under `compare`; `cargo xtask bench --micro`).
 //!
 //! It implements [`cache_core::Tier`] and can be used on its own:
 //!

@@ -1,6 +1,7 @@
-//! The [`Tier`] implementation over `moka::future::Cache`.
+//! The [`Tier`] implementation over `moka::sync::Cache`.
 
 use std::{
+    collections::HashMap,
     fmt,
     future::Future,
     sync::{
@@ -16,7 +17,8 @@ use cache_core::{
     Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, check_open, reject_expired,
 };
 use moka::{Expiry, notification::RemovalCause};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::OnceCell;
 
 use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder, SeededKeyHash};
 
@@ -24,9 +26,29 @@ use crate::builder::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTierBuilder, SeededKe
 pub(crate) const NAME: &str = "l1";
 
 /// The moka cache behind the tier, hashing keys with the tier's seed.
-type Moka = moka::future::Cache<Key, Entry, SeededKeyHash>;
+///
+/// moka's `sync::Cache`, not its `future::Cache`: no operation of the tier waits for anything
+/// but a short lock, so the async API buys nothing, and the sync cache is the cheaper of the two
+/// per call (its write path locks less). A write that finds moka's write log full runs the
+/// pending tasks itself or retries after a few microseconds; it never parks the task.
+type Moka = moka::sync::Cache<Key, Entry, SeededKeyHash>;
 
-/// The RAM tier: a byte-bounded `moka::future::Cache` of [`Entry`] values.
+/// One shared load of a missing key: the first caller runs its loader, the others wait here.
+type Flight = Arc<OnceCell<Loaded>>;
+
+/// What a shared load gave every waiter.
+#[derive(Debug, Clone)]
+enum Loaded {
+    /// Cached (or found cached when the load began).
+    Entry(Entry),
+    /// Returned but not cached: expired or too large for the tier.
+    NotCached(Entry),
+    /// The loader found no value.
+    Absent,
+    Failed(Error),
+}
+
+/// The RAM tier: a byte-bounded `moka::sync::Cache` of [`Entry`] values.
 ///
 /// Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct MemoryTier {
@@ -35,6 +57,7 @@ pub struct MemoryTier {
     capacity_bytes: u64,
     closed: AtomicBool,
     maintenance: Maintenance,
+    flights: Mutex<HashMap<Key, Flight>>,
 }
 
 /// How often the maintenance thread runs moka's pending tasks.
@@ -43,12 +66,11 @@ pub(crate) const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(20);
 /// A thread that runs moka's pending tasks (evictions, expirations, the write log) every
 /// [`MAINTENANCE_INTERVAL`], whatever the callers do.
 ///
-/// moka's `future::Cache` has no housekeeping of its own: its pending tasks run inside callers'
-/// writes. A write that finds the write log full waits for a wake-up from whoever runs those
-/// tasks next, and moka registers that wait only after its last check, so a wake-up sent in
-/// between is lost. With no other writer around, such a put waited forever (seen as a rare
-/// stall of a tiered cache under load, where promotions write the RAM tier from other tasks).
-/// Each run here ends with a wake-up of every waiter, so a lost one costs at most one interval.
+/// moka has no housekeeping of its own: its pending tasks run inside callers' operations, once
+/// enough of them piled up. After a burst of writes and no caller, the evictions it owes would
+/// wait: the tier would hold more than its budget, and a tiered cache above it would not see
+/// them to demote. (With moka's `future::Cache`, used before, a write waiting for room in the
+/// write log could also miss its wake-up and wait forever; the sync cache retries instead.)
 struct Maintenance {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -65,13 +87,13 @@ impl Maintenance {
                     if flag.load(Ordering::Acquire) {
                         break;
                     }
-                    futures::executor::block_on(cache.run_pending_tasks());
+                    cache.run_pending_tasks();
                 }
             });
         match spawned {
             Ok(handle) => Maintenance { stop, thread: Some(handle) },
             Err(e) => {
-                // Only the rare stall above depends on this thread; the tier works without it.
+                // Only the timeliness of evictions without callers depends on this thread.
                 tracing::warn!(error = %e, "cannot start the RAM tier's maintenance thread");
                 Maintenance { stop, thread: None }
             }
@@ -156,15 +178,6 @@ impl Expiry<Key, Entry> for EntryExpiry {
     }
 }
 
-/// The outcome of a coalesced load that must not be cached but still reaches every waiter.
-#[derive(Debug)]
-enum LoadError {
-    Loader(Error),
-    NotCached(Entry),
-    /// The loader found no value: nothing to cache or return.
-    Absent,
-}
-
 impl MemoryTier {
     /// A builder for a tier holding at most `capacity_bytes` of keys, values and overhead.
     pub fn builder(capacity_bytes: u64) -> MemoryTierBuilder {
@@ -178,7 +191,7 @@ impl MemoryTier {
             sink: RwLock::new(b.sink),
         });
         let listener_shared = shared.clone();
-        let mut builder = moka::future::Cache::builder()
+        let mut builder = moka::sync::Cache::builder()
             .max_capacity(b.capacity_bytes)
             .initial_capacity(b.initial_entries)
             .weigher(|k: &Key, e: &Entry| weight(k, e).unwrap_or(u32::MAX))
@@ -215,6 +228,7 @@ impl MemoryTier {
             shared,
             capacity_bytes: b.capacity_bytes,
             closed: AtomicBool::new(false),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -223,12 +237,12 @@ impl MemoryTier {
     }
 
     /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
-    async fn lookup(&self, key: &Key) -> Option<Entry> {
-        let entry = self.cache.get(key).await?;
+    fn lookup(&self, key: &Key) -> Option<Entry> {
+        let entry = self.cache.get(key)?;
         if let Some(expires_at) = entry.meta.expires_at
             && expires_at <= self.shared.clock.now()
         {
-            self.cache.invalidate(key).await;
+            self.cache.invalidate(key);
             self.shared.stats.expire();
             return None;
         }
@@ -251,29 +265,46 @@ impl MemoryTier {
         Fut: Future<Output = Result<Option<Entry>>>,
     {
         self.check_open()?;
-        if let Some(hit) = self.lookup(&key).await {
+        if let Some(hit) = self.lookup(&key) {
             self.shared.stats.hit();
             return Ok(Some(hit));
         }
         self.shared.stats.miss();
-        let init = async {
-            let mut entry = loader().await.map_err(LoadError::Loader)?.ok_or(LoadError::Absent)?;
-            let now = self.shared.clock.now();
-            entry.meta.stamp(now);
-            if entry.is_expired(now) || !self.fits(&key, &entry) {
-                self.shared.stats.reject();
-                return Err(LoadError::NotCached(entry));
+        let flight = self.flights.lock().entry(key.clone()).or_default().clone();
+        let loaded = flight
+            .get_or_init(|| async {
+                // Loaded by an earlier flight between the lookup above and this one.
+                if let Some(hit) = self.lookup(&key) {
+                    return Loaded::Entry(hit);
+                }
+                let mut entry = match loader().await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => return Loaded::Absent,
+                    Err(e) => return Loaded::Failed(e),
+                };
+                let now = self.shared.clock.now();
+                entry.meta.stamp(now);
+                if entry.is_expired(now) || !self.fits(&key, &entry) {
+                    self.shared.stats.reject();
+                    return Loaded::NotCached(entry);
+                }
+                self.cache.insert(key.clone(), entry.clone());
+                self.shared.stats.insert();
+                Loaded::Entry(entry)
+            })
+            .await
+            .clone();
+        {
+            // The flight is over: the next miss starts its own (waiters still hold this one).
+            let mut flights = self.flights.lock();
+            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                flights.remove(&key);
             }
-            self.shared.stats.insert();
-            Ok(entry)
-        };
-        match self.cache.try_get_with_by_ref(&key, init).await {
-            Ok(entry) => Ok(Some(entry)),
-            Err(e) => match &*e {
-                LoadError::NotCached(entry) => Ok(Some(entry.clone())),
-                LoadError::Absent => Ok(None),
-                LoadError::Loader(err) => Err(err.clone()),
-            },
+        }
+        match loaded {
+            Loaded::Entry(entry) | Loaded::NotCached(entry) => Ok(Some(entry)),
+            Loaded::Absent => Ok(None),
+            Loaded::Failed(err) => Err(err),
         }
     }
 
@@ -295,7 +326,7 @@ impl Tier for MemoryTier {
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
         self.check_open()?;
-        let hit = self.lookup(key).await;
+        let hit = self.lookup(key);
         if hit.is_some() {
             self.shared.stats.hit();
         } else {
@@ -316,24 +347,24 @@ impl Tier for MemoryTier {
         });
         if let Some(reason) = rejection {
             // The rejected write supersedes any older value: never serve the stale one.
-            self.cache.invalidate(&key).await;
+            self.cache.invalidate(&key);
             return Ok(PutOutcome::Rejected(reason));
         }
-        self.cache.insert(key, entry).await;
+        self.cache.insert(key, entry);
         self.shared.stats.insert();
         Ok(PutOutcome::Stored)
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {
         self.check_open()?;
-        self.cache.invalidate(key).await;
+        self.cache.invalidate(key);
         self.shared.stats.remove();
         Ok(())
     }
 
     async fn contains(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
-        Ok(self.lookup(key).await.is_some())
+        Ok(self.lookup(key).is_some())
     }
 
     /// Removes the namespace's entries now, one by one (O(entries in the tier)).
@@ -349,7 +380,7 @@ impl Tier for MemoryTier {
             .map(|(k, _)| Key::clone(&k))
             .collect();
         for key in doomed {
-            self.cache.invalidate(&key).await;
+            self.cache.invalidate(&key);
         }
         Ok(())
     }
@@ -368,7 +399,7 @@ impl Tier for MemoryTier {
 
     async fn flush(&self) -> Result<()> {
         self.check_open()?;
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         Ok(())
     }
 
@@ -376,7 +407,7 @@ impl Tier for MemoryTier {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.maintenance.stop();
             self.cache.invalidate_all();
-            self.cache.run_pending_tasks().await;
+            self.cache.run_pending_tasks();
         }
         Ok(())
     }

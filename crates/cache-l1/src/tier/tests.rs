@@ -114,6 +114,39 @@ async fn get_or_load_runs_the_loader_once_for_concurrent_callers() {
     assert_eq!(l1.get(&k).await.unwrap().unwrap().value, "loaded");
 }
 
+/// A caller that gives up (its future dropped) while its loader runs must not strand the
+/// callers waiting for that load: one of them runs its own loader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_load_hands_over_to_a_waiter() {
+    let l1 = Arc::new(MemoryTier::builder(1 << 20).build());
+    let k = Key::new("ns", "abandoned").unwrap();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let leader = {
+        let (l1, k, started) = (l1.clone(), k.clone(), started.clone());
+        tokio::spawn(async move {
+            l1.get_or_load(k, || async move {
+                started.notify_one();
+                std::future::pending::<()>().await;
+                unreachable!("never finishes")
+            })
+            .await
+        })
+    };
+    started.notified().await;
+    let waiter = {
+        let (l1, k) = (l1.clone(), k.clone());
+        tokio::spawn(async move {
+            l1.get_or_load(k, || async { Ok(Some(Entry::new("from the waiter"))) }).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished(), "the waiter joins the load under way");
+    leader.abort();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("stranded");
+    assert_eq!(got.unwrap().unwrap().unwrap().value, "from the waiter");
+    assert_eq!(l1.get(&k).await.unwrap().unwrap().value, "from the waiter");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     let l1 = Arc::new(MemoryTier::builder(1 << 20).build());
