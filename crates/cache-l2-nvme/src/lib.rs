@@ -133,7 +133,6 @@
 
 mod builder;
 mod error;
-mod flush;
 mod format;
 mod index;
 mod io;
@@ -145,6 +144,7 @@ mod recover;
 mod segment;
 mod snapshot;
 mod tier;
+mod writer;
 
 #[doc(hidden)]
 pub mod fuzzing;

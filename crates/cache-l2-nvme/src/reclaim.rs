@@ -19,7 +19,7 @@ pub(crate) fn reclaim(
     sh: &Shared,
     victim: &Arc<Segment>,
     reinsert: bool,
-    out: &mut crate::flush::Reinsert,
+    out: &mut crate::writer::Reinsert,
 ) {
     let sink = sh.sink.read().clone();
     let (removed, live) = sh.index.drain_segment(victim.id, reinsert, sink.is_some());

@@ -33,7 +33,6 @@ use tokio::sync::Semaphore;
 use crate::{
     builder::NvmeTierBuilder,
     error::{NvmeError, io_err},
-    flush::Writer,
     format::{
         LOCK_FILE, Resync, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SYNC_POINT_LEN, ScanItem, lsn,
         parse_segment_file_name, resync, scan_item,
@@ -43,7 +42,8 @@ use crate::{
     pending::Pending,
     segment::Segment,
     snapshot,
-    tier::{NvmeTier, Queue, RecoveryReport, Shared},
+    tier::{NvmeTier, RecoveryReport, Shared},
+    writer::{Queue, Writer},
 };
 
 /// Opens the tier described by `b`.

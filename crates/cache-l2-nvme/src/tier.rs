@@ -3,7 +3,7 @@
 //! Reads run on the caller's task: an index lookup under a shard read lock, a `Bytes` slice of
 //! the segment mapping, an xxh3 checksum (when verification is on) and a key comparison. They
 //! take no lock the writer holds across IO and never wait for a sync. Writes are encoded on
-//! the caller's task and handed to the writer thread (`flush.rs`); the caller awaits the
+//! the caller's task and handed to the writer thread (`writer.rs`); the caller awaits the
 //! acknowledgement without blocking the executor.
 
 use std::{
@@ -35,48 +35,11 @@ use crate::{
     parts::{self, Parts},
     pending::Pending,
     segment::Segment,
+    writer::{Op, Queue, Reply},
 };
 
 /// `put_many` queues its records to the writer in chunks of about this many bytes.
 const PUT_MANY_CHUNK: usize = 1 << 20;
-
-/// The acknowledgement channel of one write operation.
-pub(crate) type Ack = oneshot::Sender<Result<()>>;
-
-/// A request to the writer thread.
-pub(crate) enum Op {
-    /// Append `record` and point the index at it. `seq` is its version in the pending buffer
-    /// (0: not entered there; the caller waits for `ack`), `room` the buffer bytes it holds.
-    Put { shard: usize, tag: u32, record: Parts, ack: Option<Ack>, seq: u64, room: u32 },
-    /// Append a tombstone (if the key may be on disk, or always with `force`) and drop the
-    /// index entry. `seq` and `room` as for `Put`: a staged removal has its tombstone in the
-    /// pending buffer (so reads miss at once) and no `ack`.
-    Remove {
-        shard: usize,
-        tag: u32,
-        tombstone: Bytes,
-        force: bool,
-        ack: Option<Ack>,
-        seq: u64,
-        room: u32,
-    },
-    /// Mark a namespace cleared at the current log position.
-    Clear { namespace: NamespaceId, ack: Ack },
-    /// Make everything acknowledged so far durable.
-    Barrier { ack: Ack },
-    /// Acknowledge once everything queued before it is written (not synced).
-    Written { ack: Ack },
-    /// Barrier, snapshot, stop.
-    Close { ack: Ack },
-}
-
-/// The writer's inbox.
-#[derive(Default)]
-pub(crate) struct Queue {
-    pub(crate) ops: Vec<Op>,
-    /// Set when the tier is dropped without `close`.
-    pub(crate) shutdown: bool,
-}
 
 /// How the tier was opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -215,9 +178,7 @@ impl Shared {
                 shard: p.shard,
                 tag: p.tag,
                 record: p.record,
-                ack: None,
-                seq,
-                room: p.room,
+                reply: Reply::Staged { seq, room: p.room },
             });
         }
         drop(q);
@@ -230,7 +191,8 @@ impl Shared {
     pub(crate) fn submit_staged_remove(&self, shard: usize, tag: u32, tombstone: Bytes, room: u32) {
         let mut q = self.queue.lock();
         let seq = self.pending.insert(shard, tag, Parts::whole(tombstone.clone()));
-        q.ops.push(Op::Remove { shard, tag, tombstone, force: false, ack: None, seq, room });
+        let reply = Reply::Staged { seq, room };
+        q.ops.push(Op::Remove { shard, tag, tombstone, force: false, reply });
         drop(q);
         self.queued.store(true, Ordering::Release);
         self.queue_cv.notify_one();
@@ -466,9 +428,7 @@ impl NvmeTier {
                         tag,
                         tombstone: Record::encode_tombstone(key, sh.clock.now()),
                         force: true,
-                        ack: None,
-                        seq: 0,
-                        room: 0,
+                        reply: Reply::Nobody,
                     }]);
                 }
                 tracing::warn!(
@@ -585,7 +545,7 @@ impl NvmeTier {
             Ok(())
         } else {
             let (ack, rx) = oneshot::channel();
-            self.shared.submit([Op::Put { shard, tag, record, ack: Some(ack), seq: 0, room: 0 }]);
+            self.shared.submit([Op::Put { shard, tag, record, reply: Reply::Ack(ack) }]);
             wait(rx).await
         }
     }
@@ -640,9 +600,7 @@ impl NvmeTier {
             tag,
             tombstone: Record::encode_tombstone(key, self.shared.clock.now()),
             force: false,
-            ack: Some(ack),
-            seq: 0,
-            room: 0,
+            reply: Reply::Ack(ack),
         }]);
         rx
     }
@@ -769,7 +727,7 @@ impl NvmeTier {
                     let (shard, tag) = locate(key.hash());
                     let (ack, rx) = oneshot::channel();
                     chunk_bytes += record.len();
-                    ops.push(Op::Put { shard, tag, record, ack: Some(ack), seq: 0, room: 0 });
+                    ops.push(Op::Put { shard, tag, record, reply: Reply::Ack(ack) });
                     waits.push(rx);
                     outcomes.push(PutOutcome::Stored);
                 }

@@ -19,6 +19,7 @@ use std::{
 use bytes::Bytes;
 use cache_core::{Error, NamespaceId, Result};
 use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
 
 use crate::{
     builder::Durability,
@@ -28,8 +29,49 @@ use crate::{
     namespace::NsLog,
     parts::Parts,
     segment::Segment,
-    tier::{Op, Shared},
+    tier::Shared,
 };
+
+/// The acknowledgement channel of one write operation.
+pub(crate) type Ack = oneshot::Sender<Result<()>>;
+
+/// Who hears how a `Put` or `Remove` ended.
+pub(crate) enum Reply {
+    /// The caller waits for this acknowledgement.
+    Ack(Ack),
+    /// Acknowledged early: the record was entered in the pending buffer as version `seq`,
+    /// holding `room` bytes of it. The writer drops it from the buffer once the index points at
+    /// the disk copy, gives the room back, and keeps a failure for the next barrier.
+    Staged { seq: u64, room: u32 },
+    /// Nobody: a tombstone the tier writes on its own (after finding a corrupt record).
+    Nobody,
+}
+
+/// A request to the writer thread.
+pub(crate) enum Op {
+    /// Append `record` and point the index at it.
+    Put { shard: usize, tag: u32, record: Parts, reply: Reply },
+    /// Append a tombstone (if the key may be on disk, or always with `force`) and drop the
+    /// index entry. A staged removal has its tombstone in the pending buffer, so reads miss at
+    /// once.
+    Remove { shard: usize, tag: u32, tombstone: Bytes, force: bool, reply: Reply },
+    /// Mark a namespace cleared at the current log position.
+    Clear { namespace: NamespaceId, ack: Ack },
+    /// Make everything acknowledged so far durable.
+    Barrier { ack: Ack },
+    /// Acknowledge once everything queued before it is written (not synced).
+    Written { ack: Ack },
+    /// Barrier, snapshot, stop.
+    Close { ack: Ack },
+}
+
+/// The writer's inbox.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub(crate) ops: Vec<Op>,
+    /// Set when the tier is dropped without `close`.
+    pub(crate) shutdown: bool,
+}
 
 /// How long the idle writer keeps looking for work before it sleeps.
 const IDLE_SPIN: Duration = Duration::from_micros(50);
@@ -271,9 +313,8 @@ impl Writer {
         // puts for the next barrier.
         let mut room = 0usize;
         for (i, op) in ops.iter().enumerate() {
-            if let Op::Put { shard, tag, seq, room: r, ack: None, .. }
-            | Op::Remove { shard, tag, seq, room: r, ack: None, .. } = op
-                && *seq != 0
+            if let Op::Put { shard, tag, reply: Reply::Staged { seq, room: r }, .. }
+            | Op::Remove { shard, tag, reply: Reply::Staged { seq, room: r }, .. } = op
             {
                 let read_while_pending = self.sh.pending.remove_if(*shard, *tag, *seq);
                 if read_while_pending
@@ -309,7 +350,10 @@ impl Writer {
                 | Op::Barrier { ack }
                 | Op::Written { ack }
                 | Op::Close { ack } => Some(ack),
-                Op::Put { ack, .. } | Op::Remove { ack, .. } => ack,
+                Op::Put { reply, .. } | Op::Remove { reply, .. } => match reply {
+                    Reply::Ack(ack) => Some(ack),
+                    Reply::Staged { .. } | Reply::Nobody => None,
+                },
             };
             if let Some(ack) = ack {
                 let _ = ack.send(result);
