@@ -1080,8 +1080,7 @@ async fn compare_sections(args: &ReportArgs, data_dir: &Path) -> Result<String> 
          `l1` and `tiered` need one (evictions are counted and demoted), and moka takes a \
          per-key lock on every write when a listener is set, the main cost of `l1` over \
          `moka (sync)` in this workload of many fills; gets that hit are measured alone by \
-         (`cargo xtask bench --micro`). Plots \
-         (SVG) and JSON are written under `target/bench/`.\n"
+         `cargo xtask bench --micro`. Plots (SVG) and JSON are written under `target/bench/`.\n"
     );
     if args.compare_ops.is_none() {
         md.push_str(&hybrid_section(args.quick, data_dir).await?);
