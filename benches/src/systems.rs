@@ -292,6 +292,10 @@ impl System {
     pub(crate) async fn replay_step(&self) -> Result<()> {
         match self {
             System::Tiered(c, nvme) => {
+                // Background work first: a promotion writes the RAM tier, and must be in moka's
+                // write log before its pending tasks run, not before or after them depending on
+                // the worker's timing. Then the evictions those tasks make are demoted.
+                c.quiesce().await;
                 c.tiers()[0].flush().await?;
                 c.quiesce().await;
                 if let Some(n) = nvme
