@@ -13,8 +13,8 @@ use std::{
 
 use async_trait::async_trait;
 use cache_core::{
-    Clock, Entry, Error, Evicted, EvictionCause, EvictionSink, Key, Namespace, PutOutcome,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, check_open, reject_expired,
+    Clock, Entry, Evicted, EvictionCause, EvictionSink, Key, Namespace, PutOutcome, Rejection,
+    Result, StatsSnapshot, Tier, TierStats, Usage, check_open, reject_expired,
 };
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::{Mutex, RwLock};
@@ -33,19 +33,25 @@ pub(crate) const NAME: &str = "l1";
 /// pending tasks itself or retries after a few microseconds; it never parks the task.
 type Moka = moka::sync::Cache<Key, Entry, SeededKeyHash>;
 
-/// One shared load of a missing key: the first caller runs its loader, the others wait here.
-type Flight = Arc<OnceCell<Loaded>>;
+/// One shared load of a missing key: the first caller runs its loader, the others wait for
+/// what it returns (the entry, cached or not, `None` or the loader's error).
+type Flight = Arc<OnceCell<Result<Option<Entry>>>>;
 
-/// What a shared load gave every waiter.
-#[derive(Debug, Clone)]
-enum Loaded {
-    /// Cached (or found cached when the load began).
-    Entry(Entry),
-    /// Returned but not cached: expired or too large for the tier.
-    NotCached(Entry),
-    /// The loader found no value.
-    Absent,
-    Failed(Error),
+/// Takes a finished or abandoned flight out of the map, so the next miss of its key starts its
+/// own (callers still waiting keep theirs, and one of them loads if the first gave up).
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<Key, Flight>>,
+    key: &'a Key,
+    flight: &'a Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock();
+        if flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, self.flight)) {
+            flights.remove(self.key);
+        }
+    }
 }
 
 /// The RAM tier: a byte-bounded `moka::sync::Cache` of [`Entry`] values.
@@ -271,41 +277,27 @@ impl MemoryTier {
         }
         self.shared.stats.miss();
         let flight = self.flights.lock().entry(key.clone()).or_default().clone();
-        let loaded = flight
+        let _landing = Landing { flights: &self.flights, key: &key, flight: &flight };
+        flight
             .get_or_init(|| async {
                 // Loaded by an earlier flight between the lookup above and this one.
                 if let Some(hit) = self.lookup(&key) {
-                    return Loaded::Entry(hit);
+                    return Ok(Some(hit));
                 }
-                let mut entry = match loader().await {
-                    Ok(Some(entry)) => entry,
-                    Ok(None) => return Loaded::Absent,
-                    Err(e) => return Loaded::Failed(e),
-                };
+                let Some(mut entry) = loader().await? else { return Ok(None) };
                 let now = self.shared.clock.now();
                 entry.meta.stamp(now);
                 if entry.is_expired(now) || !self.fits(&key, &entry) {
+                    // Returned to every waiter, not cached.
                     self.shared.stats.reject();
-                    return Loaded::NotCached(entry);
+                    return Ok(Some(entry));
                 }
                 self.cache.insert(key.clone(), entry.clone());
                 self.shared.stats.insert();
-                Loaded::Entry(entry)
+                Ok(Some(entry))
             })
             .await
-            .clone();
-        {
-            // The flight is over: the next miss starts its own (waiters still hold this one).
-            let mut flights = self.flights.lock();
-            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-                flights.remove(&key);
-            }
-        }
-        match loaded {
-            Loaded::Entry(entry) | Loaded::NotCached(entry) => Ok(Some(entry)),
-            Loaded::Absent => Ok(None),
-            Loaded::Failed(err) => Err(err),
-        }
+            .clone()
     }
 
     fn fits(&self, key: &Key, entry: &Entry) -> bool {

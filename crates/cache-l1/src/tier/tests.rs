@@ -145,6 +145,17 @@ async fn a_cancelled_load_hands_over_to_a_waiter() {
     let got = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("stranded");
     assert_eq!(got.unwrap().unwrap().unwrap().value, "from the waiter");
     assert_eq!(l1.get(&k).await.unwrap().unwrap().value, "from the waiter");
+    assert!(l1.flights.lock().is_empty(), "a finished flight leaves the map");
+}
+
+/// A load abandoned with nobody waiting leaves no flight behind for its key.
+#[tokio::test]
+async fn an_abandoned_load_leaves_no_flight() {
+    let l1 = MemoryTier::builder(1 << 20).build();
+    let k = Key::new("ns", "abandoned alone").unwrap();
+    let load = l1.get_or_load(k, std::future::pending);
+    assert!(tokio::time::timeout(Duration::from_millis(10), load).await.is_err());
+    assert!(l1.flights.lock().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
