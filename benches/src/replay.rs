@@ -1022,7 +1022,7 @@ async fn compare_sections(args: &ReportArgs, data_dir: &Path) -> Result<String> 
         repeat: rounds,
     };
     let results = compare(&cargs).await?;
-    let foyer = results.iter().find(|r| r.system == SystemKind::Foyer.name());
+    let find = |kind: SystemKind| results.iter().find(|r| r.system == kind.name());
     let _ = writeln!(md, "## Throughput and latency: `compare`\n");
     let _ = writeln!(
         md,
@@ -1049,9 +1049,7 @@ async fn compare_sections(args: &ReportArgs, data_dir: &Path) -> Result<String> 
         stack.disk >> 20,
     );
     md.push_str(&compare_table(&results, SystemKind::Moka.name()));
-    if let (Some(f), Some(t)) =
-        (foyer, results.iter().find(|r| r.system == SystemKind::Tiered.name()))
-    {
+    if let (Some(f), Some(t)) = (find(SystemKind::Foyer), find(SystemKind::Tiered)) {
         let _ = writeln!(
             md,
             "\nAgainst foyer: tiered throughput {:.2}×, get p50 {:.2}×, get p99 {:.2}× (lower is better for latency).",
@@ -1060,7 +1058,6 @@ async fn compare_sections(args: &ReportArgs, data_dir: &Path) -> Result<String> 
             t.get_p99_us / f.get_p99_us.max(1e-9),
         );
     }
-    let find = |kind: SystemKind| results.iter().find(|r| r.system == kind.name());
     if let (Some(m), Some(l)) = (find(SystemKind::MokaSync), find(SystemKind::L1)) {
         let _ = writeln!(
             md,

@@ -88,6 +88,11 @@ pub(crate) const HASH_SEED: u64 = 0x5EED_CA5E;
 /// same reason.
 pub(crate) type FixedHash = std::hash::BuildHasherDefault<std::hash::DefaultHasher>;
 
+/// Raw moka's weigher: `MemoryTier`'s weight of the entry.
+fn moka_weight(k: &Key, v: &Bytes) -> u32 {
+    u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
+}
+
 /// A built system.
 pub(crate) enum System {
     /// The stack, and its NVMe tier (to wait for its writer in replays).
@@ -194,17 +199,13 @@ impl System {
             SystemKind::Moka => System::Moka(
                 moka::future::Cache::builder()
                     .max_capacity(budgets.ram.max(1))
-                    .weigher(|k: &Key, v: &Bytes| {
-                        u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
-                    })
+                    .weigher(moka_weight)
                     .build_with_hasher(FixedHash::default()),
             ),
             SystemKind::MokaSync => System::MokaSync(
                 moka::sync::Cache::builder()
                     .max_capacity(budgets.ram.max(1))
-                    .weigher(|k: &Key, v: &Bytes| {
-                        u32::try_from(entry_weight(k, v.len())).unwrap_or(u32::MAX)
-                    })
+                    .weigher(moka_weight)
                     .build_with_hasher(FixedHash::default()),
             ),
             SystemKind::Foyer => {
