@@ -63,6 +63,7 @@
 //! ```
 
 mod clock;
+mod compression;
 mod durability;
 mod entry;
 mod error;
@@ -80,6 +81,7 @@ pub use async_trait::async_trait;
 
 pub use crate::{
     clock::{Clock, ManualClock, SystemClock, Timestamp, system_clock},
+    compression::{COMPRESS_MIN_VALUE, Codec, Compression},
     durability::{Durability, MIN_SYNC_INTERVAL},
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
@@ -87,8 +89,9 @@ pub use crate::{
     ledger::{Ledger, Victim},
     policy::{Evicted, EvictionCause, EvictionSink, PutOutcome, Rejection},
     record::{
-        CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_TOMBSTONE, HEADER_LEN, RECORD_MAGIC, RECORD_VERSION,
-        RECORD_VERSION_CHUNKED, Record, RecordHeader, RecordParts, Verify,
+        CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_LZ4, FLAG_TOMBSTONE, FLAG_ZSTD, HEADER_LEN,
+        RECORD_MAGIC, RECORD_VERSION, RECORD_VERSION_CHUNKED, RECORD_VERSION_COMPRESSED, Record,
+        RecordHead, RecordHeader, RecordParts, Verify,
     },
     stats::{StatsSnapshot, TierStats, Usage},
     tier::{Tier, check_open, check_range, check_record_key, reject_expired, slice_range},

@@ -4,7 +4,9 @@
 //! metadata, the namespace, the key and the value, and for a value of at least
 //! [`CHUNKED_MIN_VALUE`] bytes (format version 2) a table of one xxh3-64 per 64 KiB chunk of
 //! the value. It moves between tiers as bytes and is never re-encoded; a hit is a
-//! [`Bytes::slice`] of the record. The layout is documented byte by byte in `docs/format.md`.
+//! [`Bytes::slice`] of the record. A tier may store values compressed (format version 3, see
+//! [`Compression`]); such a record says which codec wrote it, and its hit decodes into a new
+//! buffer. The layout is documented byte by byte in `docs/format.md`.
 //!
 //! Decoding checks bounds, version, flags, lengths, the checksums and the rkyv archive; any
 //! failure is [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted), never a panic. The chunk
@@ -16,6 +18,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::{
     clock::Timestamp,
+    compression::{Codec, Compression},
     entry::{Entry, EntryMeta},
     error::{Error, Result},
     key::{Key, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace},
@@ -28,6 +31,10 @@ pub const RECORD_VERSION: u16 = 1;
 /// The record format version with a chunk table, written for values of at least
 /// [`CHUNKED_MIN_VALUE`] bytes. This build reads both versions.
 pub const RECORD_VERSION_CHUNKED: u16 = 2;
+/// The record format version of a compressed value: version 1's layout, with the value's
+/// decoded length where version 1 has reserved bytes. This build reads it and writes it for a
+/// tier configured with a [`Compression`].
+pub const RECORD_VERSION_COMPRESSED: u16 = 3;
 /// Values of at least this many bytes are written as [`RECORD_VERSION_CHUNKED`] records.
 pub const CHUNKED_MIN_VALUE: usize = 256 * 1024;
 /// log2 of the chunk size this build writes: 64 KiB.
@@ -38,7 +45,12 @@ const CHUNK_SHIFTS: std::ops::RangeInclusive<u32> = 12..=30;
 pub const HEADER_LEN: usize = 40;
 /// Flag bit: the record is a tombstone (a removal marker with no value).
 pub const FLAG_TOMBSTONE: u16 = 1;
-const KNOWN_FLAGS: u16 = FLAG_TOMBSTONE;
+/// Flag bit: the value is an LZ4 block (format version 3 only).
+pub const FLAG_LZ4: u16 = 1 << 1;
+/// Flag bit: the value is a Zstandard frame (format version 3 only).
+pub const FLAG_ZSTD: u16 = 1 << 2;
+const CODEC_FLAGS: u16 = FLAG_LZ4 | FLAG_ZSTD;
+const KNOWN_FLAGS: u16 = FLAG_TOMBSTONE | CODEC_FLAGS;
 /// Upper bound on the archived metadata length accepted by the decoder.
 const MAX_META_LEN: usize = 256;
 
@@ -67,9 +79,10 @@ impl From<&EntryMeta> for RecordMeta {
 /// The parsed fixed header of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
-    /// The format version: [`RECORD_VERSION`] or [`RECORD_VERSION_CHUNKED`].
+    /// The format version: [`RECORD_VERSION`], [`RECORD_VERSION_CHUNKED`] or
+    /// [`RECORD_VERSION_COMPRESSED`].
     pub version: u16,
-    /// Flag bits ([`FLAG_TOMBSTONE`]).
+    /// Flag bits ([`FLAG_TOMBSTONE`], [`FLAG_LZ4`], [`FLAG_ZSTD`]).
     pub flags: u16,
     /// Length of the archived metadata.
     pub meta_len: u32,
@@ -77,9 +90,13 @@ pub struct RecordHeader {
     pub namespace_len: u32,
     /// Length of the key.
     pub key_len: u32,
-    /// Length of the value.
+    /// Length of the value as stored (compressed, in version 3).
     pub value_len: u64,
-    /// log2 of the chunk size of a version-2 record's chunk table; 0 in version 1.
+    /// Length of the value once decoded: `value_len`, except in version 3.
+    pub decoded_len: u64,
+    /// The codec of a version-3 record's value; `None` for a raw value.
+    pub codec: Option<Codec>,
+    /// log2 of the chunk size of a version-2 record's chunk table; 0 otherwise.
     pub chunk_shift: u32,
     /// The stored checksum.
     pub checksum: u64,
@@ -104,7 +121,7 @@ impl RecordHeader {
             return Err(corrupt("bad record magic"));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != RECORD_VERSION && version != RECORD_VERSION_CHUNKED {
+        if !matches!(version, RECORD_VERSION | RECORD_VERSION_CHUNKED | RECORD_VERSION_COMPRESSED) {
             return Err(corrupt(format!("unknown record format version {version}")));
         }
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -113,18 +130,47 @@ impl RecordHeader {
         }
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let compressed = version == RECORD_VERSION_COMPRESSED;
+        let codec = match flags & CODEC_FLAGS {
+            0 if !compressed => None,
+            FLAG_LZ4 if compressed => Some(Codec::Lz4),
+            FLAG_ZSTD if compressed => Some(Codec::Zstd),
+            _ => {
+                return Err(corrupt(format!(
+                    "codec flags {flags:#06x} in a version {version} record"
+                )));
+            }
+        };
+        let value_len = u64_at(24);
         let header = RecordHeader {
             version,
             flags,
             meta_len: u32_at(8),
             namespace_len: u32_at(12),
             key_len: u32_at(16),
-            value_len: u64_at(24),
-            chunk_shift: u32_at(20),
+            value_len,
+            decoded_len: if compressed { u64::from(u32_at(20)) } else { value_len },
+            codec,
+            chunk_shift: if version == RECORD_VERSION_CHUNKED { u32_at(20) } else { 0 },
             checksum: u64_at(32),
         };
-        if version == RECORD_VERSION && header.chunk_shift != 0 {
+        if version == RECORD_VERSION && u32_at(20) != 0 {
             return Err(corrupt("reserved header bytes are not zero"));
+        }
+        if compressed {
+            if flags & FLAG_TOMBSTONE != 0 {
+                return Err(corrupt("a compressed tombstone"));
+            }
+            // The writer compresses only values below the chunked threshold and only when that
+            // shrinks them, which also bounds what a hostile header can make a reader allocate.
+            if header.decoded_len >= CHUNKED_MIN_VALUE as u64
+                || header.value_len >= header.decoded_len
+            {
+                return Err(corrupt(format!(
+                    "a compressed value of {} bytes that decodes to {}",
+                    header.value_len, header.decoded_len
+                )));
+            }
         }
         if version == RECORD_VERSION_CHUNKED {
             if !CHUNK_SHIFTS.contains(&header.chunk_shift) {
@@ -183,16 +229,146 @@ impl RecordHeader {
 pub enum Verify {
     /// Hash the whole record and compare with the stored checksum (the default everywhere).
     Checksum,
-    /// Check structure only (header, bounds, metadata archive); trust the payload bytes.
+    /// Check structure only (header, bounds, metadata archive, and that a compressed value
+    /// decodes); trust the payload bytes.
     StructureOnly,
 }
 
-/// A validated record. Cheap to clone; its value is a zero-copy slice of its bytes.
+/// A validated record. Cheap to clone; its value is a zero-copy slice of its bytes, or, for a
+/// compressed record, the buffer it was decoded into once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     bytes: Bytes,
     header: RecordHeader,
     meta: EntryMeta,
+    value: Bytes,
+}
+
+/// The head of a record (header, metadata, namespace and key) parsed without its value, for a
+/// reader that fetched only the first bytes of a record (a ranged read, a compaction filter).
+///
+/// The checksum covers bytes the head does not hold and is not verified; the structure, the
+/// metadata archive and the namespace's UTF-8 are.
+///
+/// ```
+/// use cache_core::{Entry, Key, Record, RecordHead};
+/// let key = Key::new("docs", "readme")?;
+/// let bytes = Record::encode(&key, &Entry::new("a value").with_version(3));
+/// let head = RecordHead::parse(&bytes[..Record::encoded_len(&key, 0)])?;
+/// assert!(head.matches(&key));
+/// assert_eq!(head.meta().version, Some(3));
+/// assert_eq!(head.header().value_len, 7);
+/// # Ok::<(), cache_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead<'a> {
+    /// The head's bytes: the record's first `value_offset` bytes.
+    raw: &'a [u8],
+    header: RecordHeader,
+    meta: EntryMeta,
+    namespace: &'a str,
+    key: &'a [u8],
+}
+
+impl<'a> RecordHead<'a> {
+    /// Parses the head at the start of `prefix`, which holds at least the record's first
+    /// [`RecordHeader::value_offset`] bytes (more are ignored).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) for a short prefix or a head that
+    /// does not validate.
+    pub fn parse(prefix: &'a [u8]) -> Result<RecordHead<'a>> {
+        let header = RecordHeader::parse(prefix)?;
+        if (prefix.len() as u64) < header.value_offset() {
+            return Err(corrupt(format!(
+                "{} bytes hold no record head of {}",
+                prefix.len(),
+                header.value_offset()
+            )));
+        }
+        let (meta, namespace, key) = parse_head_fields(prefix, &header)?;
+        let raw = &prefix[..header.value_offset() as usize];
+        Ok(RecordHead { raw, header, meta, namespace, key })
+    }
+
+    /// Verifies a piece of a version-2 record's value read without the rest of the record (an
+    /// object store's ranged reads): `table` is the record's whole chunk table and `piece` the
+    /// value's bytes from the start of chunk `first_chunk` to a chunk boundary or the value's
+    /// end. Checks the record checksum (which covers this head and the table) and every chunk
+    /// of the piece against the table.
+    ///
+    /// ```
+    /// use cache_core::{CHUNK_SHIFT, CHUNKED_MIN_VALUE, Entry, Key, Record, RecordHead};
+    /// let key = Key::new("blobs", "b")?;
+    /// let value: Vec<u8> = (0..CHUNKED_MIN_VALUE * 2).map(|i| (i % 251) as u8).collect();
+    /// let bytes = Record::encode(&key, &Entry::new(value.clone()));
+    /// let head = RecordHead::parse(&bytes)?;
+    /// let (at, chunk) = (head.header().value_offset() as usize, 1 << CHUNK_SHIFT);
+    /// let table = &bytes[at + value.len()..];
+    /// // Chunk 3 alone, as a ranged read would fetch it.
+    /// head.verify_piece(table, 3, &bytes[at + 3 * chunk..at + 4 * chunk])?;
+    /// assert!(head.verify_piece(table, 2, &bytes[at + 3 * chunk..at + 4 * chunk]).is_err());
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) if the record is not version 2,
+    /// the table or the piece has the wrong length or place, or a checksum does not match.
+    pub fn verify_piece(&self, table: &[u8], first_chunk: u64, piece: &[u8]) -> Result<()> {
+        let h = &self.header;
+        if h.version != RECORD_VERSION_CHUNKED {
+            return Err(corrupt("only a version-2 record is verified in pieces"));
+        }
+        if table.len() as u64 != h.chunks() * 8 {
+            return Err(corrupt(format!(
+                "a chunk table of {} bytes where the header says {} chunks",
+                table.len(),
+                h.chunks()
+            )));
+        }
+        let mut x = Xxh3::new();
+        x.update(&self.raw[..HEADER_LEN - 8]);
+        x.update(&self.raw[HEADER_LEN..]);
+        x.update(table);
+        if x.digest() != h.checksum {
+            return Err(corrupt("record checksum mismatch"));
+        }
+        let chunk = 1u64 << h.chunk_shift;
+        let from = first_chunk.saturating_mul(chunk);
+        let to = from.saturating_add(piece.len() as u64);
+        if to > h.value_len || (!to.is_multiple_of(chunk) && to != h.value_len) {
+            return Err(corrupt(format!(
+                "value bytes {from}..{to} are not whole chunks of a value of {}",
+                h.value_len
+            )));
+        }
+        for (i, part) in piece.chunks(chunk as usize).enumerate() {
+            let at = (first_chunk as usize + i) * 8;
+            let stored = u64::from_le_bytes(table[at..at + 8].try_into().expect("8 bytes"));
+            if xxhash_rust::xxh3::xxh3_64(part) != stored {
+                return Err(corrupt(format!(
+                    "record chunk {} checksum mismatch",
+                    first_chunk as usize + i
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &EntryMeta {
+        &self.meta
+    }
+
+    /// Whether this head stores `key` (namespace and key bytes equal).
+    pub fn matches(&self, key: &Key) -> bool {
+        self.namespace == key.namespace().as_str() && self.key == &key.key_bytes()[..]
+    }
 }
 
 /// A record encoded in three parts, `head ‖ value ‖ tail`, so a writer can hand the caller's
@@ -253,18 +429,47 @@ impl RecordParts {
 }
 
 impl Record {
-    /// Encodes `entry` under `key` as a new record.
+    /// Encodes `entry` under `key` as a new record, its value raw.
     pub fn encode(key: &Key, entry: &Entry) -> Bytes {
         let mut out = Vec::with_capacity(Record::encoded_len(key, entry.value.len()));
         Record::encode_into(key, entry, &mut out);
         out.into()
     }
 
+    /// Encodes `entry` under `key` with its value compressed as `compression` says when that
+    /// pays (see [`Compression`]), raw otherwise. The result is never longer than
+    /// [`Record::encode`]'s.
+    pub fn encode_with(key: &Key, entry: &Entry, compression: Compression) -> Bytes {
+        match compression.compress(&entry.value) {
+            None => Record::encode(key, entry),
+            Some((codec, packed)) => {
+                let mut out = Vec::with_capacity(Record::encoded_len(key, packed.len()));
+                let stored = Stored::Compressed { codec, decoded_len: entry.value.len() };
+                write(key, &entry.meta, &packed, 0, stored, &mut out);
+                out.into()
+            }
+        }
+    }
+
+    /// As [`Record::encode_with`], in three parts (see [`Record::encode_parts`]); the value
+    /// part is the compressed buffer, or `entry.value` itself when it is stored raw.
+    pub fn encode_parts_with(key: &Key, entry: &Entry, compression: Compression) -> RecordParts {
+        match compression.compress(&entry.value) {
+            None => Record::encode_parts(key, entry),
+            Some((codec, packed)) => {
+                let mut head = Vec::with_capacity(Record::encoded_len(key, 0));
+                let stored = Stored::Compressed { codec, decoded_len: entry.value.len() };
+                write_head(key, &entry.meta, &packed, 0, stored, &mut head);
+                RecordParts { head: head.into(), value: packed.into(), tail: Bytes::new() }
+            }
+        }
+    }
+
     /// Encodes `entry` under `key` in three parts whose concatenation is [`Record::encode`]'s
     /// bytes; the value part is `entry.value` itself (read once for the checksums, not copied).
     pub fn encode_parts(key: &Key, entry: &Entry) -> RecordParts {
         let mut head = Vec::with_capacity(Record::encoded_len(key, 0));
-        let tail = write_head(key, &entry.meta, &entry.value, 0, &mut head);
+        let tail = write_head(key, &entry.meta, &entry.value, 0, Stored::Raw, &mut head);
         RecordParts { head: head.into(), value: entry.value.clone(), tail: tail.into() }
     }
 
@@ -272,17 +477,18 @@ impl Record {
     pub fn encode_tombstone(key: &Key, at: Timestamp) -> Bytes {
         let meta = EntryMeta { created_at: at, expires_at: None, version: None };
         let mut out = Vec::with_capacity(Record::encoded_len(key, 0));
-        write(key, &meta, &[], FLAG_TOMBSTONE, &mut out);
+        write(key, &meta, &[], FLAG_TOMBSTONE, Stored::Raw, &mut out);
         out.into()
     }
 
     /// Appends the record for `entry` under `key` to `out`.
     pub fn encode_into(key: &Key, entry: &Entry, out: &mut Vec<u8>) {
-        write(key, &entry.meta, &entry.value, 0, out);
+        write(key, &entry.meta, &entry.value, 0, Stored::Raw, out);
     }
 
-    /// The encoded length of a record for `key` with a value of `value_len` bytes (the chunk
-    /// table included for a value of at least [`CHUNKED_MIN_VALUE`] bytes).
+    /// The encoded length of a record for `key` with a value of `value_len` bytes stored raw
+    /// (the chunk table included for a value of at least [`CHUNKED_MIN_VALUE`] bytes): also the
+    /// most a compressed record of such a value takes.
     pub fn encoded_len(key: &Key, value_len: usize) -> usize {
         HEADER_LEN
             + meta_len()
@@ -316,8 +522,8 @@ impl Record {
     /// Decodes a record that occupies exactly `bytes` for a read of bytes `range` of its
     /// value: as [`Record::decode`], except that of a version-2 record's value only the
     /// chunks `range` covers (clamped to the value) are hashed, with the header, metadata, key
-    /// and chunk table. A version-1 record has one checksum over everything and is verified
-    /// whole. The bytes outside `range` are not verified: read only `range` of the result.
+    /// and chunk table. A version-1 or version-3 record has one checksum over everything and is
+    /// verified whole. The bytes outside `range` are not verified: read only `range` of the result.
     ///
     /// ```
     /// use cache_core::{CHUNKED_MIN_VALUE, Entry, Key, Record};
@@ -340,7 +546,7 @@ impl Record {
     /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) on any validation failure.
     pub fn decode_for_range(bytes: Bytes, range: &std::ops::Range<u64>) -> Result<Record> {
         let header = Record::checked_header(&bytes)?;
-        // In version 1 this is the one checksum, over the whole record.
+        // In versions 1 and 3 this is the one checksum, over the whole record.
         verify_head(&bytes, &header)?;
         let (start, end) = (range.start.min(header.value_len), range.end.min(header.value_len));
         verify_chunks(&bytes, &header, start..end.max(start))?;
@@ -359,25 +565,25 @@ impl Record {
         Ok(header)
     }
 
-    /// The checks after the checksums: the metadata archive and the namespace's UTF-8.
+    /// The checks after the checksums: the metadata archive, the namespace's UTF-8, and that a
+    /// compressed value decodes to its declared length.
     fn finish_decode(bytes: Bytes, header: RecordHeader) -> Result<Record> {
-        let meta_end = HEADER_LEN + header.meta_len as usize;
-        let archived =
-            rkyv::access::<ArchivedRecordMeta, rkyv::rancor::Error>(&bytes[HEADER_LEN..meta_end])
-                .map_err(|e| corrupt(format!("record metadata does not validate: {e}")))?;
-        let meta = EntryMeta {
-            created_at: Timestamp::from_millis(archived.created_at_ms.to_native()),
-            expires_at: match archived.expires_at_ms.to_native() {
-                0 => None,
-                ms => Some(Timestamp::from_millis(ms)),
-            },
-            version: archived.version.as_ref().map(|v| v.to_native()),
+        let (meta, _, _) = parse_head_fields(&bytes, &header)?;
+        let start = header.value_offset() as usize;
+        let stored = start..start + header.value_len as usize;
+        let value = match header.codec {
+            None => bytes.slice(stored),
+            Some(codec) => codec
+                .decompress(&bytes[stored], header.decoded_len as usize)
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "{codec:?} value does not decode to {} bytes",
+                        header.decoded_len
+                    ))
+                })?
+                .into(),
         };
-        let ns_end = meta_end + header.namespace_len as usize;
-        if std::str::from_utf8(&bytes[meta_end..ns_end]).is_err() {
-            return Err(corrupt("record namespace is not UTF-8"));
-        }
-        Ok(Record { bytes, header, meta })
+        Ok(Record { bytes, header, meta, value })
     }
 
     /// The whole encoded record.
@@ -405,6 +611,11 @@ impl Record {
         self.header.is_tombstone()
     }
 
+    /// The codec of a compressed record's value; `None` for a raw value.
+    pub fn codec(&self) -> Option<Codec> {
+        self.header.codec
+    }
+
     fn ns_range(&self) -> std::ops::Range<usize> {
         let start = HEADER_LEN + self.header.meta_len as usize;
         start..start + self.header.namespace_len as usize
@@ -425,21 +636,21 @@ impl Record {
         &self.bytes[self.key_range()]
     }
 
-    /// The record split into its head, value and chunk table (zero-copy slices).
+    /// The record split into its head, stored value (compressed, in version 3) and chunk
+    /// table (zero-copy slices).
     pub fn parts(&self) -> RecordParts {
-        let value = self.value();
-        let value_end = self.key_range().end + value.len();
+        let start = self.key_range().end;
+        let value_end = start + self.header.value_len as usize;
         RecordParts {
-            head: self.bytes.slice(..self.key_range().end),
-            value,
+            head: self.bytes.slice(..start),
+            value: self.bytes.slice(start..value_end),
             tail: self.bytes.slice(value_end..),
         }
     }
 
-    /// The value: a zero-copy slice of the record.
+    /// The value: a zero-copy slice of the record, or the decoded value of a compressed one.
     pub fn value(&self) -> Bytes {
-        let start = self.key_range().end;
-        self.bytes.slice(start..start + self.header.value_len as usize)
+        self.value.clone()
     }
 
     /// Whether this record stores `key` (namespace and key bytes equal).
@@ -457,10 +668,35 @@ impl Record {
             .map_err(|e| corrupt(format!("record holds an invalid key: {}", e.message())))
     }
 
-    /// The entry stored in the record (its value is a zero-copy slice).
+    /// The entry stored in the record (its value as [`Record::value`] gives it).
     pub fn to_entry(&self) -> Entry {
         Entry { value: self.value(), meta: self.meta }
     }
+}
+
+/// The metadata, namespace and key of the record whose header is `header` and whose first
+/// bytes `bytes` holds (at least up to the value).
+fn parse_head_fields<'a>(
+    bytes: &'a [u8],
+    header: &RecordHeader,
+) -> Result<(EntryMeta, &'a str, &'a [u8])> {
+    let meta_end = HEADER_LEN + header.meta_len as usize;
+    let archived =
+        rkyv::access::<ArchivedRecordMeta, rkyv::rancor::Error>(&bytes[HEADER_LEN..meta_end])
+            .map_err(|e| corrupt(format!("record metadata does not validate: {e}")))?;
+    let meta = EntryMeta {
+        created_at: Timestamp::from_millis(archived.created_at_ms.to_native()),
+        expires_at: match archived.expires_at_ms.to_native() {
+            0 => None,
+            ms => Some(Timestamp::from_millis(ms)),
+        },
+        version: archived.version.as_ref().map(|v| v.to_native()),
+    };
+    let ns_end = meta_end + header.namespace_len as usize;
+    let namespace = std::str::from_utf8(&bytes[meta_end..ns_end])
+        .map_err(|_| corrupt("record namespace is not UTF-8"))?;
+    let key = &bytes[ns_end..ns_end + header.key_len as usize];
+    Ok((meta, namespace, key))
 }
 
 fn corrupt(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -482,12 +718,12 @@ fn table_len(value_len: usize) -> usize {
     if value_len >= CHUNKED_MIN_VALUE { value_len.div_ceil(1 << CHUNK_SHIFT) * 8 } else { 0 }
 }
 
-/// Verifies the record checksum: in version 1 over everything after the header, in version 2
-/// over the metadata, namespace, key and chunk table.
+/// Verifies the record checksum: in versions 1 and 3 over everything after the header, in
+/// version 2 over the metadata, namespace, key and chunk table.
 fn verify_head(bytes: &[u8], header: &RecordHeader) -> Result<()> {
     let mut h = Xxh3::new();
     h.update(&bytes[..HEADER_LEN - 8]);
-    if header.version == RECORD_VERSION {
+    if header.version != RECORD_VERSION_CHUNKED {
         h.update(&bytes[HEADER_LEN..]);
     } else {
         let value_end = (header.value_offset() + header.value_len) as usize;
@@ -501,9 +737,9 @@ fn verify_head(bytes: &[u8], header: &RecordHeader) -> Result<()> {
 }
 
 /// Verifies the chunks of a version-2 record's value that `range` (within the value) touches
-/// against its chunk table; nothing to do in version 1, whose checksum covers the value.
+/// against its chunk table; nothing to do in versions 1 and 3, whose checksum covers the value.
 fn verify_chunks(bytes: &[u8], header: &RecordHeader, range: std::ops::Range<u64>) -> Result<()> {
-    if header.version == RECORD_VERSION || range.is_empty() {
+    if header.version != RECORD_VERSION_CHUNKED || range.is_empty() {
         return Ok(());
     }
     let chunk = 1u64 << header.chunk_shift;
@@ -522,24 +758,52 @@ fn verify_chunks(bytes: &[u8], header: &RecordHeader, range: std::ops::Range<u64
     Ok(())
 }
 
-fn write(key: &Key, meta: &EntryMeta, value: &[u8], flags: u16, out: &mut Vec<u8>) {
+/// How a record's value is stored.
+#[derive(Clone, Copy)]
+enum Stored {
+    /// Raw: version 1, or version 2 from the chunked threshold up.
+    Raw,
+    /// Compressed by `codec` from `decoded_len` bytes: version 3.
+    Compressed { codec: Codec, decoded_len: usize },
+}
+
+/// Appends the record to `out`; `value` is the stored value (compressed, if `stored` says so).
+fn write(key: &Key, meta: &EntryMeta, value: &[u8], flags: u16, stored: Stored, out: &mut Vec<u8>) {
     let head_at = out.len();
-    let tail = write_head(key, meta, value, flags, out);
+    let tail = write_head(key, meta, value, flags, stored, out);
     debug_assert_eq!(out.len() - head_at, Record::encoded_len(key, 0));
     out.extend_from_slice(value);
     out.extend_from_slice(&tail);
 }
 
-/// Appends the record's head (header, metadata, namespace, key) for `value` to `out`, and
-/// returns its tail: the chunk table of a version-2 record, or nothing.
-fn write_head(key: &Key, meta: &EntryMeta, value: &[u8], flags: u16, out: &mut Vec<u8>) -> Vec<u8> {
+/// Appends the record's head (header, metadata, namespace, key) for the stored `value` to `out`,
+/// and returns its tail: the chunk table of a version-2 record, or nothing.
+fn write_head(
+    key: &Key,
+    meta: &EntryMeta,
+    value: &[u8],
+    mut flags: u16,
+    stored: Stored,
+    out: &mut Vec<u8>,
+) -> Vec<u8> {
     let meta = archived_meta(meta);
     debug_assert_eq!(meta.len(), meta_len());
     let ns = key.namespace().as_str().as_bytes();
     let k = &key.key_bytes()[..];
-    let chunked = value.len() >= CHUNKED_MIN_VALUE;
-    let (version, shift) =
-        if chunked { (RECORD_VERSION_CHUNKED, CHUNK_SHIFT) } else { (RECORD_VERSION, 0) };
+    let chunked = matches!(stored, Stored::Raw) && value.len() >= CHUNKED_MIN_VALUE;
+    // Bytes 20..24: the chunk size (version 2), the decoded length (version 3), or zero.
+    let (version, shift) = match stored {
+        Stored::Compressed { codec, decoded_len } => {
+            debug_assert!(decoded_len < CHUNKED_MIN_VALUE && value.len() < decoded_len);
+            flags |= match codec {
+                Codec::Lz4 => FLAG_LZ4,
+                Codec::Zstd => FLAG_ZSTD,
+            };
+            (RECORD_VERSION_COMPRESSED, decoded_len as u32)
+        }
+        Stored::Raw if chunked => (RECORD_VERSION_CHUNKED, CHUNK_SHIFT),
+        Stored::Raw => (RECORD_VERSION, 0),
+    };
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&version.to_le_bytes());

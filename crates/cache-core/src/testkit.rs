@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::{
-    Clock, Entry, ErrorKind, Key, MAX_KEY_LEN, ManualClock, Namespace, PutOutcome, Record,
-    Rejection, Tier, Timestamp,
+    Clock, Compression, Entry, ErrorKind, Key, MAX_KEY_LEN, ManualClock, Namespace, PutOutcome,
+    Record, Rejection, Tier, Timestamp,
 };
 
 mod alloc;
@@ -356,14 +356,31 @@ pub async fn clear_namespace(f: &dyn TierFactory) {
     assert_eq!(value_of(tier, &again).await.as_deref(), Some(&b"new"[..]), "survives a flush");
 }
 
+/// `len` incompressible bytes determined by `seed` (splitmix64), so that a tier that compresses
+/// stores them raw and a budget check counts what it expects.
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut state = u64::from(seed) << 32;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// A burst of four times the budget leaves `bytes_used <= capacity`, and what remains is right.
+/// The values are incompressible, so a tier that compresses holds no more of them.
 pub async fn capacity_respected(f: &dyn TierFactory) {
     let capacity = 2 * MIB;
     let (t, _) = build(f, capacity).await;
     let tier = &*t.tier;
     let n = (4 * capacity / 4096) as u32;
     for i in 0..n {
-        let v = vec![(i % 251) as u8; 4096];
+        let v = noise(i, 4096);
         stored(tier.put(key("cap", i.to_le_bytes().to_vec()), Entry::new(v)).await.expect("put"));
     }
     tier.flush().await.expect("flush");
@@ -377,8 +394,7 @@ pub async fn capacity_respected(f: &dyn TierFactory) {
     let mut alive = 0u32;
     for i in 0..n {
         if let Some(v) = value_of(tier, &key("cap", i.to_le_bytes().to_vec())).await {
-            assert_eq!(v.len(), 4096);
-            assert!(v.iter().all(|&b| b == (i % 251) as u8), "wrong value for key {i}");
+            assert!(v == noise(i, 4096), "wrong value for key {i}");
             alive += 1;
         }
     }
@@ -536,6 +552,36 @@ pub async fn record_round_trip(f: &dyn TierFactory) {
     assert_eq!(value_of(tier, &other).await, None);
 }
 
+/// Records compressed with LZ4 and zstd (format version 3) move in as bytes and read back whole,
+/// in ranges and as records, next to a raw one: a tier reads every record whatever its own
+/// compression setting, and never hands out the compressed bytes as the value.
+pub async fn compressed_records(f: &dyn TierFactory) {
+    let (t, _) = build(f, 16 * MIB).await;
+    let tier = &*t.tier;
+    let value: Bytes = br#"{"model":"m","choices":[{"message":{"content":"forty-two"}}]}"#
+        .iter()
+        .copied()
+        .cycle()
+        .take(20_000)
+        .collect::<Vec<u8>>()
+        .into();
+    for compression in [Compression::None, Compression::Lz4, Compression::zstd()] {
+        let k = key("compressed", compression.to_string());
+        let entry = Entry::new(value.clone()).with_created_at(START).with_version(3);
+        let record = Record::decode(Record::encode_with(&k, &entry, compression)).expect("valid");
+        assert_eq!(record.codec(), compression.codec());
+        stored(tier.put_record(k.clone(), record).await.expect("put_record"));
+        assert_eq!(tier.get(&k).await.expect("get").expect("hit"), entry, "{compression}");
+        let range = tier.get_range(&k, 9_990..10_100).await.expect("get_range").expect("hit");
+        assert_eq!(range, value.slice(9_990..10_100), "{compression}");
+        let tail = tier.get_range(&k, 19_999..u64::MAX).await.expect("get_range").expect("hit");
+        assert_eq!(tail, value.slice(19_999..), "{compression}");
+        let back = tier.get_record(&k).await.expect("get_record").expect("hit");
+        assert!(back.matches(&k));
+        assert_eq!(back.to_entry(), entry, "{compression}");
+    }
+}
+
 /// Expands to one `#[test]` per conformance check, each building its tier with `$factory`
 /// (any `Fn(TierSpec) -> impl Future<Output = TestTier>`).
 #[macro_export]
@@ -546,7 +592,8 @@ macro_rules! conformance_suite {
             ttl_expiry,
             ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
-            oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip);
+            oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip,
+            compressed_records);
     };
     (@each $factory:expr; $($check:ident),* $(,)?) => {
         mod conformance {

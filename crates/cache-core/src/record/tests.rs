@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::ErrorKind;
+use crate::{COMPRESS_MIN_VALUE, ErrorKind};
 
 fn sample() -> (Key, Entry) {
     let key = Key::new("llm/responses", "prompt-42").unwrap();
@@ -286,4 +286,232 @@ proptest! {
             prop_assert!(rec.matches(&key));
         }
     }
+}
+
+/// A JSON-like value that both codecs shrink by more than an eighth.
+fn compressible(len: usize) -> Vec<u8> {
+    br#"{"role":"assistant","content":"The capital of France is Paris.","tokens":17}"#
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+const CODECS: [Compression; 3] =
+    [Compression::Lz4, Compression::Zstd { level: 1 }, Compression::Zstd { level: 9 }];
+
+#[test]
+fn a_compressed_record_round_trips_and_names_its_codec() {
+    let (key, entry) = sample();
+    let entry = Entry { value: compressible(4000).into(), ..entry };
+    for compression in CODECS {
+        let bytes = Record::encode_with(&key, &entry, compression);
+        assert!(bytes.len() < Record::encoded_len(&key, entry.value.len()) / 2, "{compression}");
+        let header = RecordHeader::parse(&bytes).unwrap();
+        assert_eq!(header.version, RECORD_VERSION_COMPRESSED);
+        assert_eq!(header.codec, compression.codec());
+        assert_eq!(header.decoded_len, 4000);
+        assert_eq!(&bytes[20..24], &4000u32.to_le_bytes(), "decoded length at bytes 20..24");
+        assert_eq!(header.total_len(), Some(bytes.len() as u64));
+        let rec = Record::decode(bytes.clone()).unwrap();
+        assert_eq!(rec.to_entry(), entry);
+        assert_eq!(rec.codec(), compression.codec());
+        assert!(rec.matches(&key));
+        // The parts carry the stored (compressed) bytes, so the record moves between tiers
+        // without being re-encoded.
+        assert_eq!(rec.parts().to_bytes(), bytes);
+        assert_eq!(Record::encode_parts_with(&key, &entry, compression).to_bytes(), bytes);
+        // A range read verifies the whole record and slices the decoded value.
+        let ranged = Record::decode_for_range(bytes, &(100..200)).unwrap();
+        assert_eq!(&ranged.value()[100..200], &entry.value[100..200]);
+    }
+}
+
+#[test]
+fn values_that_do_not_pay_are_stored_raw() {
+    let key = Key::new("ns", "k").unwrap();
+    let random = crate::compression::tests::noise(4096);
+    for compression in CODECS {
+        for value in [random.clone(), compressible(10), compressible(CHUNKED_MIN_VALUE)] {
+            let entry = Entry::new(value);
+            let raw = Record::encode(&key, &entry);
+            assert!(Record::encode_with(&key, &entry, compression) == raw, "{compression}");
+            let parts = Record::encode_parts_with(&key, &entry, compression);
+            assert_eq!(parts.value.as_ptr(), entry.value.as_ptr(), "a raw value is not copied");
+        }
+    }
+    let entry = Entry::new(compressible(4000));
+    assert_eq!(Record::encode_with(&key, &entry, Compression::None), Record::encode(&key, &entry));
+}
+
+#[test]
+fn every_single_bit_flip_of_a_compressed_record_is_detected() {
+    let (key, entry) = sample();
+    let entry = Entry { value: compressible(300).into(), ..entry };
+    for compression in [Compression::Lz4, Compression::zstd()] {
+        let bytes = Record::encode_with(&key, &entry, compression);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.to_vec();
+                b[i] ^= 1 << bit;
+                let err = Record::decode(b.into()).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Corrupted, "{compression} byte {i} bit {bit}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_compressed_header_must_be_consistent() {
+    let (key, entry) = sample();
+    let entry = Entry { value: compressible(4000).into(), ..entry };
+    let bytes = Record::encode_with(&key, &entry, Compression::Lz4);
+    let stored = RecordHeader::parse(&bytes).unwrap().value_len as u32;
+    let patch = |at: usize, with: &[u8]| {
+        let mut b = bytes.to_vec();
+        b[at..at + with.len()].copy_from_slice(with);
+        RecordHeader::parse(&b)
+    };
+    // Both codecs, no codec, a tombstone.
+    for flags in [FLAG_LZ4 | FLAG_ZSTD, 0, FLAG_LZ4 | FLAG_TOMBSTONE] {
+        assert!(patch(6, &flags.to_le_bytes()).is_err(), "flags {flags:#x}");
+    }
+    // A decoded length at or above the chunked threshold (a decompression bomb), or not
+    // longer than what is stored.
+    for decoded in [CHUNKED_MIN_VALUE as u32, u32::MAX, stored, stored - 1] {
+        assert!(patch(20, &decoded.to_le_bytes()).is_err(), "decoded length {decoded}");
+    }
+    // Codec flags on a version-1 or version-2 record.
+    let raw = Record::encode(&key, &Entry::new("v"));
+    let mut b = raw.to_vec();
+    b[6] |= FLAG_ZSTD as u8;
+    assert!(RecordHeader::parse(&b).is_err());
+    let (big_key, big) = large(CHUNKED_MIN_VALUE);
+    let mut b = Record::encode(&big_key, &big).to_vec();
+    b[6] |= FLAG_LZ4 as u8;
+    assert!(RecordHeader::parse(&b).is_err());
+}
+
+#[test]
+fn a_compressed_value_that_does_not_decode_is_corrupt_even_unverified() {
+    let (key, entry) = sample();
+    let entry = Entry { value: compressible(4000).into(), ..entry };
+    for compression in [Compression::Lz4, Compression::zstd()] {
+        let bytes = Record::encode_with(&key, &entry, compression);
+        let value_at = Record::encoded_len(&key, 0);
+        let mut b = bytes.to_vec();
+        for byte in &mut b[value_at..value_at + 8] {
+            *byte ^= 0x5a;
+        }
+        let err = Record::decode_with(b.into(), Verify::StructureOnly);
+        // Either the stream no longer decodes to the declared length, or it decodes to other
+        // bytes that only the checksum would catch; never a panic.
+        if let Ok(rec) = err {
+            assert_ne!(rec.value(), entry.value);
+        }
+        // The declared length is the only bound on the output: one byte more is refused.
+        let mut b = bytes.to_vec();
+        let decoded = u32::from_le_bytes(b[20..24].try_into().unwrap());
+        b[20..24].copy_from_slice(&(decoded + 1).to_le_bytes());
+        assert_eq!(
+            Record::decode_with(b.into(), Verify::StructureOnly).unwrap_err().kind(),
+            ErrorKind::Corrupted,
+            "{compression}"
+        );
+    }
+}
+
+#[test]
+fn a_record_head_parses_from_a_prefix() {
+    let (key, entry) = sample();
+    for compression in [Compression::None, Compression::Lz4] {
+        let entry = Entry { value: compressible(4000).into(), ..entry };
+        let bytes = Record::encode_with(&key, &entry, compression);
+        let head_len = Record::encoded_len(&key, 0);
+        let head = RecordHead::parse(&bytes[..head_len]).unwrap();
+        assert!(head.matches(&key));
+        assert!(!head.matches(&Key::new("llm/responses", "prompt-43").unwrap()));
+        assert_eq!(head.meta(), &entry.meta);
+        assert_eq!(head.header().decoded_len, 4000);
+        assert_eq!(
+            RecordHead::parse(&bytes[..head_len - 1]).unwrap_err().kind(),
+            ErrorKind::Corrupted
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_entry_round_trips_under_any_compression(
+        v in proptest::collection::vec(0u8..4, 0..3000),
+        version in proptest::option::of(any::<u64>()),
+        which in 0usize..3,
+    ) {
+        let key = Key::new("ns", "k").unwrap();
+        let mut entry = Entry::new(v).with_created_at(Timestamp::from_millis(5));
+        entry.meta.version = version;
+        let bytes = Record::encode_with(&key, &entry, CODECS[which]);
+        prop_assert!(bytes.len() <= Record::encoded_len(&key, entry.value.len()));
+        let rec = Record::decode(bytes).unwrap();
+        prop_assert_eq!(rec.to_entry(), entry);
+    }
+
+    #[test]
+    fn a_mutated_compressed_record_never_yields_a_wrong_value(
+        idx in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        len in COMPRESS_MIN_VALUE..2000,
+        which in 0usize..3,
+    ) {
+        let key = Key::new("ns", "k").unwrap();
+        let entry = Entry::new(compressible(len));
+        let mut b = Record::encode_with(&key, &entry, CODECS[which]).to_vec();
+        let i = idx.index(b.len());
+        let changed = b[i] != byte;
+        b[i] = byte;
+        match Record::decode(b.into()) {
+            Ok(rec) => { prop_assert!(!changed); prop_assert_eq!(rec.to_entry(), entry); }
+            Err(e) => { prop_assert!(changed); prop_assert_eq!(e.kind(), ErrorKind::Corrupted); }
+        }
+    }
+}
+
+#[test]
+fn a_piece_of_a_chunked_value_verifies_with_the_head_and_the_table_alone() {
+    let (key, entry) = large(CHUNKED_MIN_VALUE + 3 * (1 << CHUNK_SHIFT) + 123);
+    let bytes = Record::encode(&key, &entry);
+    let at = Record::encoded_len(&key, 0);
+    let len = entry.value.len();
+    let table = at + len;
+    let chunk = 1 << CHUNK_SHIFT;
+    let check = |b: &[u8], first: u64, from: usize, to: usize| {
+        RecordHead::parse(&b[..at]).and_then(|h| h.verify_piece(&b[table..], first, &b[from..to]))
+    };
+    let last = (len / chunk) as u64;
+    for (first, from, to) in [
+        (0, at, at + chunk),
+        (2, at + 2 * chunk, at + 4 * chunk),
+        (last, at + last as usize * chunk, table),
+        (1, at + chunk, at + chunk),
+    ] {
+        check(&bytes, first, from, to).unwrap();
+    }
+    // The wrong place, a piece that stops inside a chunk, another record's table.
+    assert!(check(&bytes, 1, at, at + chunk).is_err());
+    assert!(check(&bytes, 0, at, at + chunk - 1).is_err());
+    assert!(check(&bytes, last, at + last as usize * chunk, table - 1).is_err());
+    let head = RecordHead::parse(&bytes[..at]).unwrap();
+    assert!(head.verify_piece(&bytes[table + 8..], 0, &bytes[at..at + chunk]).is_err());
+    // Every bit of the head, the table and the piece is covered.
+    let (first, from, to) = (2u64, at + 2 * chunk, at + 3 * chunk);
+    for i in (0..at).chain(table..bytes.len()).chain((from..to).step_by(997)) {
+        let mut b = bytes.to_vec();
+        b[i] ^= 0x10;
+        assert!(check(&b, first, from, to).is_err(), "byte {i}");
+    }
+    // A version-1 record has no pieces.
+    let small = Record::encode(&key, &Entry::new("v"));
+    let head = RecordHead::parse(&small).unwrap();
+    assert!(head.verify_piece(&[], 0, &[]).is_err());
 }
