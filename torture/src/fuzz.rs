@@ -27,7 +27,9 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use cache_core::{Entry, HEADER_LEN, Key, Record, RecordHeader, Timestamp, Verify};
+use cache_core::{
+    Compression, Entry, HEADER_LEN, Key, Record, RecordHead, RecordHeader, Timestamp, Verify,
+};
 use cache_l2_nvme::fuzzing;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use xxhash_rust::xxh3::xxh3_64;
@@ -263,8 +265,20 @@ fn random_value(rng: &mut StdRng) -> Bytes {
     (0..len).map(|_| rng.random::<u8>()).collect::<Vec<u8>>().into()
 }
 
-/// Valid encoded records: values of many sizes, with and without expiry and version, and
-/// tombstones.
+/// A value LZ4 and zstd shrink: a short random pattern repeated, with a few bytes changed.
+fn compressible_value(rng: &mut StdRng) -> Bytes {
+    let pattern: Vec<u8> = (0..rng.random_range(1..24)).map(|_| rng.random()).collect();
+    let len = rng.random_range(cache_core::COMPRESS_MIN_VALUE..8192);
+    let mut v: Vec<u8> = pattern.iter().copied().cycle().take(len).collect();
+    for _ in 0..rng.random_range(0..8) {
+        let i = rng.random_range(0..len);
+        v[i] = rng.random();
+    }
+    v.into()
+}
+
+/// Valid encoded records: values of many sizes, with and without expiry and version, raw,
+/// compressed (version 3) and chunked (version 2), and tombstones.
 fn record_pool(rng: &mut StdRng, n: usize) -> Result<Vec<Bytes>> {
     let mut pool = Vec::with_capacity(n);
     for _ in 0..n {
@@ -273,7 +287,9 @@ fn record_pool(rng: &mut StdRng, n: usize) -> Result<Vec<Bytes>> {
             pool.push(Record::encode_tombstone(&key, Timestamp::from_millis(rng.random())));
             continue;
         }
-        let mut entry = Entry::new(random_value(rng))
+        let compress = rng.random_bool(0.2);
+        let value = if compress { compressible_value(rng) } else { random_value(rng) };
+        let mut entry = Entry::new(value)
             .with_created_at(Timestamp::from_millis(rng.random_range(0..u64::MAX / 2)));
         if rng.random_bool(0.5) {
             entry = entry.with_expiry(Timestamp::from_millis(rng.random()));
@@ -281,7 +297,15 @@ fn record_pool(rng: &mut StdRng, n: usize) -> Result<Vec<Bytes>> {
         if rng.random_bool(0.5) {
             entry = entry.with_version(rng.random());
         }
-        if rng.random_bool(0.15) && !entry.value.is_empty() {
+        if compress {
+            let codec = [Compression::Lz4, Compression::Zstd { level: rng.random_range(1..=9) }];
+            let record = Record::encode_with(&key, &entry, codec[rng.random_range(0..2)]);
+            anyhow::ensure!(
+                RecordHeader::parse(&record)?.version == cache_core::RECORD_VERSION_COMPRESSED,
+                "a compressible value was stored raw"
+            );
+            pool.push(record);
+        } else if rng.random_bool(0.15) && !entry.value.is_empty() {
             // Version 2 with small chunks, so its chunk table is fuzzed at the sizes of the
             // other seeds (the writer uses 64 KiB chunks from 256 KiB values up).
             pool.push(chunked(&key, &entry, rng.random_range(12..=13)));
@@ -413,6 +437,7 @@ fn decode_record(input: &[u8], range: &std::ops::Range<u64>) -> bool {
     let bytes = Bytes::copy_from_slice(input);
     let _ = RecordHeader::parse(input);
     let structure = Record::decode_with(bytes.clone(), Verify::StructureOnly);
+    let piece = verify_piece(input, range);
     if let Ok(r) = &structure {
         touch(r);
     }
@@ -425,6 +450,7 @@ fn decode_record(input: &[u8], range: &std::ops::Range<u64>) -> bool {
         Ok(r) => {
             touch(&r);
             assert!(structure.is_ok(), "checksum-verified record failed the structure check");
+            assert!(piece != Some(false), "a verified record's chunks fail `verify_piece`");
             let part = ranged.expect("a fully verified record passes a range check");
             assert!(
                 cache_core::slice_range(&part.value(), range)
@@ -440,10 +466,32 @@ fn decode_record(input: &[u8], range: &std::ops::Range<u64>) -> bool {
     }
 }
 
+/// For a version-2 record of the input's length, whether `RecordHead::verify_piece` accepts the
+/// whole chunks around `range` (as the object tier's ranged reads fetch them); `None` otherwise.
+fn verify_piece(input: &[u8], range: &std::ops::Range<u64>) -> Option<bool> {
+    let head = RecordHead::parse(input).ok()?;
+    let h = *head.header();
+    if h.version != cache_core::RECORD_VERSION_CHUNKED || h.total_len() != Some(input.len() as u64)
+    {
+        return None;
+    }
+    let chunk = 1u64 << h.chunk_shift;
+    let (start, end) = (range.start.min(h.value_len), range.end.min(h.value_len));
+    let first = start / chunk;
+    let to = end.div_ceil(chunk).saturating_mul(chunk).min(h.value_len).max(first * chunk);
+    let at = h.value_offset();
+    let table = &input[(at + h.value_len) as usize..];
+    let piece = &input[(at + first * chunk) as usize..(at + to) as usize];
+    let _ = head.meta();
+    Some(head.verify_piece(table, first, piece).is_ok())
+}
+
 fn touch(r: &Record) {
     let total = r.header().total_len().expect("validated");
     assert_eq!(total, r.as_bytes().len() as u64, "record length");
-    assert_eq!(r.value().len() as u64, r.header().value_len, "value length");
+    assert_eq!(r.value().len() as u64, r.header().decoded_len, "value length");
+    assert_eq!(r.codec(), r.header().codec, "codec");
+    assert_eq!(r.parts().len() as u64, total, "parts");
     let _ = (r.meta(), r.namespace().len(), r.key_bytes().len(), r.is_tombstone());
     if let Ok(key) = r.key() {
         assert!(r.matches(&key), "a record does not match its own key");
@@ -453,7 +501,7 @@ fn touch(r: &Record) {
 
 fn fuzz_records(rng: &mut StdRng, pool: &[Bytes], execs: u64) -> TargetStats {
     let mut t = TargetStats::new(
-        "record decoder (`Record::decode`, range, structure-only, header; versions 1 and 2)",
+        "record decoder (`Record::decode`, range, structure-only, header, head, pieces; versions 1 to 3)",
     );
     let started = Instant::now();
     let mut input = Vec::new();

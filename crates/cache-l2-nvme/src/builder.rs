@@ -1,10 +1,10 @@
 //! Configuration of the NVMe tier: directory, budget, segment size, durability, verification,
-//! reinsertion and clock.
+//! compression, reinsertion and clock.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use cache_core::Durability;
-use cache_core::{Clock, Result, system_clock};
+use cache_core::{Clock, Compression, Result, system_clock};
 
 use crate::{error::NvmeError, tier::NvmeTier};
 
@@ -43,6 +43,7 @@ pub struct NvmeTierBuilder {
     pub(crate) segment_size: u64,
     pub(crate) durability: Durability,
     pub(crate) verify_on_read: bool,
+    pub(crate) compression: Compression,
     pub(crate) reinsert_hits: bool,
     pub(crate) direct_reads: bool,
     pub(crate) clock: Arc<dyn Clock>,
@@ -59,6 +60,7 @@ impl NvmeTierBuilder {
             segment_size: DEFAULT_SEGMENT_SIZE,
             durability: DEFAULT_DURABILITY,
             verify_on_read: true,
+            compression: Compression::None,
             reinsert_hits: false,
             direct_reads: false,
             clock: system_clock(),
@@ -105,6 +107,18 @@ impl NvmeTierBuilder {
     #[must_use]
     pub fn verify_on_read(mut self, verify: bool) -> NvmeTierBuilder {
         self.verify_on_read = verify;
+        self
+    }
+
+    /// How values are compressed on write (default [`Compression::None`]: every hit is a
+    /// zero-copy slice of the mapping). With LZ4 or zstd, a value below 256 KiB that the codec
+    /// shrinks by at least an eighth is stored compressed and a hit of it decodes into a new
+    /// buffer; larger and incompressible values stay raw (see [`Compression`]). The budget
+    /// counts the bytes stored, so a compressible workload fits more entries. Records written
+    /// under any setting read back under any other.
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> NvmeTierBuilder {
+        self.compression = compression;
         self
     }
 

@@ -19,6 +19,11 @@
 //!   The segment being written is read through the same mapping: Linux's page cache makes
 //!   bytes written by `pwrite` visible in the mapping at once, and index entries are published
 //!   only after their `pwrite` returned. A corrupt record is a miss, counted in `corrupted`.
+//! - **Compression (optional).** With [`NvmeTierBuilder::compression`] a value below 256 KiB
+//!   that LZ4 or zstd shrinks by an eighth is stored compressed, so the budget holds more of a
+//!   compressible workload; a hit of it is decoded into a buffer of its own, not a slice.
+//!   Larger or incompressible values stay raw and zero-copy. Records of any setting read back
+//!   under any other (`docs/format.md`).
 //! - **Direct reads (optional).** With [`NvmeTierBuilder::direct_reads`] a hit (and
 //!   `contains`) reads the 4 KiB-aligned blocks that hold its record with `O_DIRECT`, on tokio's
 //!   blocking pool, into a buffer of its own: a device read and a copy instead of a slice of the
@@ -94,7 +99,8 @@
 //!   [`CHUNKED_MIN_VALUE`](cache_core::CHUNKED_MIN_VALUE) bytes is stored with one checksum per
 //!   64 KiB chunk (record format version 2), so a range read verifies the record's head, its
 //!   chunk table and only the chunks the range covers; a smaller value is verified whole. With
-//!   direct reads the whole record is still read from the device.
+//!   direct reads only those are read from the device too (the blocks of the head, the table
+//!   and the chunks), so a 4 KiB range of a 16 MiB value reads under 100 KiB.
 //! - **Concurrency.** Reads run on the caller's task: shard read lock, slice, checksum. They
 //!   never wait for the writer or a sync. Writes are encoded on the caller's task and queued to
 //!   the writer thread; nothing on the async path blocks the executor on disk IO or `fsync`.
@@ -153,6 +159,8 @@ pub mod fuzzing;
 #[cfg(feature = "io-trace")]
 #[doc(hidden)]
 pub use crate::io::trace as io_trace;
+
+pub use cache_core::Compression;
 
 pub use crate::{
     builder::{

@@ -1,25 +1,26 @@
 //! A record encoded in parts, so a value is written to the segment from the caller's own
 //! buffer instead of being copied into an encoded record first.
 //!
-//! [`encode`] takes cache-core's [`Record::encode_parts`]: the head (header, metadata,
-//! namespace, key), the caller's value buffer, and for a large value the chunk table
-//! (docs/format.md). The bytes written are exactly those of `Record::encode` (a test checks
-//! it), but the value is read once (for the checksums) and copied once (into the page cache).
+//! [`encode`] takes cache-core's [`Record::encode_parts_with`]: the head (header, metadata,
+//! namespace, key), the caller's value buffer (or its compressed copy), and for a large value
+//! the chunk table (docs/format.md). The bytes written are exactly those of
+//! `Record::encode_with` (a test checks it), but a raw value is read once (for the checksums)
+//! and copied once (into the page cache).
 
 pub(crate) use cache_core::RecordParts as Parts;
-use cache_core::{Entry, Key, Record};
+use cache_core::{Compression, Entry, Key, Record};
 
 /// Values shorter than this are encoded into one buffer (the split saves nothing there).
 const SPLIT_MIN: usize = 512;
 
-/// Encodes `entry` under `key`; the same bytes as [`Record::encode`]. A record held whole (a
-/// value below [`SPLIT_MIN`]) has an empty `value` and `tail`; only a version-2 record (a large
-/// value) has a `tail`, its chunk table.
-pub(crate) fn encode(key: &Key, entry: &Entry) -> Parts {
+/// Encodes `entry` under `key`; the same bytes as [`Record::encode_with`]. A record held whole
+/// (a value below [`SPLIT_MIN`]) has an empty `value` and `tail`; only a version-2 record (a
+/// large value) has a `tail`, its chunk table.
+pub(crate) fn encode(key: &Key, entry: &Entry, compression: Compression) -> Parts {
     if entry.value.len() < SPLIT_MIN {
-        return Parts::whole(Record::encode(key, entry));
+        return Parts::whole(Record::encode_with(key, entry, compression));
     }
-    Record::encode_parts(key, entry)
+    Record::encode_parts_with(key, entry, compression)
 }
 
 #[cfg(test)]
@@ -37,12 +38,20 @@ mod tests {
                 entry.meta.created_at = Timestamp::from_millis(1_750_000_000_000);
                 entry.meta.expires_at = expires.map(Timestamp::from_millis);
                 entry.meta.version = version;
-                let parts = encode(&key, &entry);
-                let whole = Record::encode(&key, &entry);
-                assert_eq!(parts.len(), whole.len());
-                assert_eq!(parts.to_bytes(), whole, "value of {len} bytes");
-                let record = Record::decode_with(parts.to_bytes(), Verify::Checksum).unwrap();
-                assert_eq!(record.to_entry(), entry);
+                for compression in [Compression::None, Compression::Lz4, Compression::zstd()] {
+                    let parts = encode(&key, &entry, compression);
+                    let whole = Record::encode_with(&key, &entry, compression);
+                    assert_eq!(parts.len(), whole.len());
+                    assert_eq!(parts.to_bytes(), whole, "value of {len} bytes, {compression}");
+                    let record = Record::decode_with(parts.to_bytes(), Verify::Checksum).unwrap();
+                    assert_eq!(record.to_entry(), entry);
+                    // The value repeats every 256 bytes, so each length listed from 511 bytes
+                    // up to the chunked threshold compresses.
+                    let compressed = compression != Compression::None
+                        && (cache_core::COMPRESS_MIN_VALUE..cache_core::CHUNKED_MIN_VALUE)
+                            .contains(&len);
+                    assert_eq!(record.codec().is_some(), compressed, "{len} {compression}");
+                }
             }
         }
     }

@@ -154,6 +154,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         segment_size,
         durability: b.durability,
         verify: if b.verify_on_read { Verify::Checksum } else { Verify::StructureOnly },
+        compression: b.compression,
         reinsert_hits: b.reinsert_hits,
         direct_reads: b.direct_reads,
         clock: b.clock.clone(),

@@ -30,6 +30,23 @@ use crate::{
     parts::Parts,
 };
 
+/// What [`Segment::read_piece_direct`] found.
+pub(crate) enum DirectPiece {
+    /// The record does not lie inside the segment.
+    NotInSegment,
+    /// Not a version-2 record of the key's head length: read it whole.
+    Whole,
+    /// The head, the table or a chunk failed its checksum.
+    Corrupt,
+    /// The verified record head and the value bytes of the range (clamped to the value).
+    Piece {
+        /// The record's head (its namespace, key, metadata and flags are for the caller to check).
+        head: Bytes,
+        /// The range's bytes.
+        value: Bytes,
+    },
+}
+
 /// The alignment of a direct read's offset, length and buffer: the largest logical block size
 /// of the devices in use (512-byte devices accept it too).
 pub(crate) const DIRECT_BLOCK: usize = 4096;
@@ -194,6 +211,58 @@ impl Segment {
             slot.len as usize
         };
         self.read_direct(file, start, len)
+    }
+
+    /// Part of `slot`'s record read with `O_DIRECT` for a read of value bytes `range`: its head
+    /// (`head_len` bytes, the length of the head of the key looked up), its chunk table and the
+    /// whole chunks around `range`, verified against each other
+    /// ([`RecordHead::verify_piece`](cache_core::RecordHead::verify_piece)). A record that is not
+    /// version 2, or whose head does not parse at that length (another key's record), is
+    /// [`DirectPiece::Whole`]: the caller reads and checks it whole.
+    pub(crate) fn read_piece_direct(
+        &self,
+        slot: Slot,
+        head_len: usize,
+        range: &std::ops::Range<u64>,
+    ) -> Result<DirectPiece, NvmeError> {
+        let Some(file) = self.direct.as_ref() else {
+            return Err(NvmeError::Config("a direct read of a segment without O_DIRECT".into()));
+        };
+        let start = slot.offset as usize;
+        let Some(head) = self.read_direct(file, start, head_len)? else {
+            return Ok(DirectPiece::NotInSegment);
+        };
+        let Ok(parsed) = cache_core::RecordHead::parse(&head) else {
+            return Ok(DirectPiece::Whole);
+        };
+        let h = *parsed.header();
+        let total = h.total_len().unwrap_or(u64::MAX);
+        if h.version != cache_core::RECORD_VERSION_CHUNKED
+            || (slot.len != LEN_IN_HEADER && u64::from(slot.len) != total)
+        {
+            return Ok(DirectPiece::Whole);
+        }
+        let chunk = 1u64 << h.chunk_shift;
+        let (from, to) = (range.start.min(h.value_len), range.end.min(h.value_len));
+        let first = from / chunk;
+        let piece_end = to.max(from).div_ceil(chunk).saturating_mul(chunk).min(h.value_len);
+        let value_at = start as u64 + h.value_offset();
+        let piece_at = value_at + first * chunk;
+        let table_at = value_at + h.value_len;
+        let (Some(piece), Some(table)) = (
+            self.read_direct(file, piece_at as usize, (value_at + piece_end - piece_at) as usize)?,
+            self.read_direct(file, table_at as usize, (h.chunks() * 8) as usize)?,
+        ) else {
+            return Ok(DirectPiece::NotInSegment);
+        };
+        if parsed.verify_piece(&table, first, &piece).is_err() {
+            return Ok(DirectPiece::Corrupt);
+        }
+        let skip = (from - first * chunk) as usize;
+        Ok(DirectPiece::Piece {
+            head,
+            value: piece.slice(skip..skip + (to.max(from) - from) as usize),
+        })
     }
 
     /// Reads `len` bytes at `offset` through `file` (opened with `O_DIRECT`): the aligned

@@ -33,3 +33,23 @@ mod direct_reads {
 
     cache_core::conformance_suite!(factory);
 }
+
+/// The same suite with values compressed by zstd on write.
+mod compressed {
+    use cache_core::Compression;
+
+    use super::*;
+
+    async fn factory(spec: TierSpec) -> TestTier {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
+            .clock(spec.dyn_clock())
+            .compression(Compression::zstd())
+            .open()
+            .await
+            .expect("open the tier");
+        TestTier::with_guard(tier, dir)
+    }
+
+    cache_core::conformance_suite!(factory);
+}

@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, ErrorKind, Key, ManualClock, Namespace, Tier, Timestamp, testkit::block_on,
+    Clock, Compression, Entry, ErrorKind, Key, ManualClock, Namespace, Tier, Timestamp,
+    testkit::block_on,
 };
 use cache_l2_nvme::{Durability, NvmeTier, NvmeTierBuilder};
 
@@ -448,6 +449,48 @@ fn direct_reads_serve_the_same_bytes_on_both_reopen_paths() {
             check(&tier, &expect).await;
             assert_eq!(tier.get(&huge_key).await.unwrap().unwrap().value, huge);
             tier.close().await.unwrap();
+        }
+    });
+}
+
+/// Records written compressed read back after a reopen under another compression setting, from
+/// the snapshot and by a scan, and take a fraction of the budget raw records take.
+#[test]
+fn compressed_records_reopen_under_any_setting() {
+    block_on(async {
+        let clock = clock();
+        let open_with = |dir: &std::path::Path, c: Compression| {
+            NvmeTierBuilder::new(dir, 64 * MIB)
+                .segment_size(MIB)
+                .clock(clock.clone() as Arc<dyn Clock>)
+                .compression(c)
+                .open()
+        };
+        let raw_dir = tempfile::tempdir().unwrap();
+        let raw = open_with(raw_dir.path(), Compression::None).await.unwrap();
+        populate(&raw).await;
+        raw.flush().await.unwrap();
+        let raw_used = raw.usage().bytes_used;
+        for clean in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let zstd = open_with(dir.path(), Compression::zstd()).await.unwrap();
+            let mut expect = populate(&zstd).await;
+            zstd.flush().await.unwrap();
+            let used = zstd.usage().bytes_used;
+            assert!(used * 3 < raw_used, "zstd {used} bytes, raw {raw_used}");
+            if clean {
+                zstd.close().await.unwrap();
+            }
+            drop(zstd);
+            let lz4 = open_with(dir.path(), Compression::Lz4).await.unwrap();
+            assert_eq!(lz4.recovery_report().from_snapshot, clean);
+            check(&lz4, &expect).await;
+            // Mixed: LZ4 records next to the zstd ones, and raw ones after another reopen.
+            assert!(lz4.put(key(3), Entry::new(value(3, 9))).await.unwrap().is_stored());
+            expect[3] = Some(value(3, 9));
+            drop(lz4);
+            let plain = open_with(dir.path(), Compression::None).await.unwrap();
+            check(&plain, &expect).await;
         }
     });
 }

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 pub use cache_core::Durability;
-use cache_core::{Clock, Result, system_clock};
+use cache_core::{Clock, Compression, Result, system_clock};
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, FifoCompactOptions, Options,
     compaction_filter::Decision,
@@ -18,9 +18,11 @@ const MIB: u64 = 1024 * 1024;
 
 pub use cache_core::MIN_SYNC_INTERVAL;
 
-/// Block compression of SST files. Only LZ4 is built into this crate's RocksDB.
+/// RocksDB's own compression of whole SST blocks (several records at a time). Only LZ4 is built
+/// into this crate's RocksDB. Independent of [`RocksTierBuilder::compression`], which compresses
+/// each record's value and works the same in every tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
+pub enum BlockCompression {
     /// No compression: the right choice for values that are already compressed.
     #[default]
     None,
@@ -51,7 +53,7 @@ pub enum CompactionStyle {
 /// use cache_l2_rocks::{Compression, Durability, RocksTier};
 /// let tier = RocksTier::builder("/var/cache/app/rocks", 8 << 30)
 ///     .durability(Durability::Periodic(Duration::from_millis(10)))
-///     .compression(Compression::Lz4)
+///     .compression(Compression::zstd())
 ///     .block_cache_bytes(256 << 20)
 ///     .open()
 ///     .await?;
@@ -64,6 +66,7 @@ pub struct RocksTierBuilder {
     pub(crate) durability: Durability,
     pub(crate) write_ahead_log: bool,
     pub(crate) compression: Compression,
+    pub(crate) block_compression: BlockCompression,
     pub(crate) compaction: CompactionStyle,
     pub(crate) bloom_bits_per_key: f64,
     pub(crate) block_cache_bytes: usize,
@@ -85,7 +88,8 @@ impl RocksTierBuilder {
             capacity_bytes,
             durability: Durability::None,
             write_ahead_log: true,
-            compression: Compression::default(),
+            compression: Compression::None,
+            block_compression: BlockCompression::default(),
             compaction: CompactionStyle::default(),
             bloom_bits_per_key: 10.0,
             block_cache_bytes: 32 << 20,
@@ -127,10 +131,21 @@ impl RocksTierBuilder {
         self
     }
 
-    /// SST block compression.
+    /// How each record's value is compressed on write (default [`Compression::None`]), as in
+    /// every tier: a value below 256 KiB that LZ4 or zstd shrinks by at least an eighth is
+    /// stored compressed, the record says which codec, and the record moves to another tier
+    /// compressed. The budget counts the bytes stored.
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> RocksTierBuilder {
         self.compression = compression;
+        self
+    }
+
+    /// RocksDB's SST block compression (default none). It compresses across records, so it
+    /// also gains on small values, but the budget still counts each record's uncompressed size.
+    #[must_use]
+    pub fn block_compression(mut self, compression: BlockCompression) -> RocksTierBuilder {
+        self.block_compression = compression;
         self
     }
 
@@ -230,9 +245,9 @@ impl RocksTierBuilder {
     pub fn rocksdb_options(&self) -> Options {
         let mut o = Options::default();
         o.create_if_missing(true);
-        o.set_compression_type(match self.compression {
-            Compression::None => DBCompressionType::None,
-            Compression::Lz4 => DBCompressionType::Lz4,
+        o.set_compression_type(match self.block_compression {
+            BlockCompression::None => DBCompressionType::None,
+            BlockCompression::Lz4 => DBCompressionType::Lz4,
         });
         let write_buffer = self.effective_write_buffer_bytes();
         o.set_write_buffer_size(write_buffer);

@@ -143,8 +143,8 @@
 //! ([`RocksTier::rocksdb_statistics`]) and your tuning experience; when the tier sits behind a
 //! RAM tier and serves tens of thousands of operations per second at most, so the hop to the
 //! blocking pool on every call does not matter; when values are compressible
-//! ([`Compression::Lz4`] compresses whole SST blocks; the NVMe tier stores records as they are —
-//! the space saved has not been measured against it); or when the hit ratio of a small disk
+//! ([`BlockCompression::Lz4`] compresses whole SST blocks, across records, on top of the
+//! per-record compression every tier offers); or when the hit ratio of a small disk
 //! budget counts more than disk writes. **Choose `cache-l2-nvme` when** latency, throughput,
 //! device endurance (bytes written) or RAM per entry matter, when values are large, or when the
 //! disk footprint must equal the configured budget — on every measured axis but the hit ratio
@@ -167,8 +167,10 @@ mod error;
 mod keys;
 mod tier;
 
+pub use cache_core::Compression;
+
 pub use crate::{
-    builder::{CompactionStyle, Compression, Durability, MIN_SYNC_INTERVAL, RocksTierBuilder},
+    builder::{BlockCompression, CompactionStyle, Durability, MIN_SYNC_INTERVAL, RocksTierBuilder},
     keys::{STORAGE_KEY_LEN, StorageKey, namespace_bounds},
     tier::RocksTier,
 };

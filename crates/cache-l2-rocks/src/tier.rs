@@ -14,8 +14,9 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, EntryMeta, Error, HEADER_LEN, Key, Namespace, PutOutcome, Record, RecordHeader,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify, reject_expired,
+    Clock, Compression, Entry, EntryMeta, Error, HEADER_LEN, Key, Namespace, PutOutcome, Record,
+    RecordHead, RecordHeader, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify,
+    reject_expired,
 };
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
@@ -102,6 +103,8 @@ struct Inner {
     wal: bool,
     write_opts: WriteOptions,
     clock: Arc<dyn Clock>,
+    /// How values are compressed on write ([`RocksTierBuilder::compression`]).
+    compression: Compression,
     budget: Mutex<Budget>,
     stats: TierStats,
     /// Kept for RocksDB's statistics object, which lives in the options.
@@ -132,9 +135,8 @@ fn backend<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(rocksdb::Error) 
 
 /// Reads a record's metadata without copying or checksumming its value.
 ///
-/// Used by the compaction filter and on open. It copies the header, metadata, namespace and key,
-/// sets the header's value length (bytes 24..32, see `docs/format.md`) to zero and decodes that
-/// prefix structurally.
+/// Used by the compaction filter and on open: the record's head, decoded structurally (a
+/// compressed value is not decoded).
 ///
 /// # Errors
 /// [`ErrorKind::Corrupted`](cache_core::ErrorKind::Corrupted) if the structure does not validate.
@@ -143,13 +145,7 @@ pub(crate) fn peek_meta(value: &[u8]) -> Result<EntryMeta> {
     if header.total_len() != Some(value.len() as u64) {
         return Err(Error::corrupted(TIER, "record length does not match its header"));
     }
-    let prefix = HEADER_LEN
-        + header.meta_len as usize
-        + header.namespace_len as usize
-        + header.key_len as usize;
-    let mut head = value[..prefix].to_vec();
-    head[24..32].copy_from_slice(&0u64.to_le_bytes());
-    Ok(*Record::decode_with(Bytes::from(head), Verify::StructureOnly)?.meta())
+    Ok(*RecordHead::parse(value)?.meta())
 }
 
 impl RocksTier {
@@ -217,6 +213,7 @@ impl RocksTier {
             wal: builder.write_ahead_log,
             write_opts,
             clock: builder.clock.clone(),
+            compression: builder.compression,
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
             stats: TierStats::named(TIER, builder.name),
             options,
@@ -584,7 +581,7 @@ impl Tier for RocksTier {
         self.blocking(move |inner, db| {
             let pending = Pending {
                 key: StorageKey::new(&key),
-                record: Record::encode(&key, &entry),
+                record: Record::encode_with(&key, &entry, inner.compression),
                 expires_at: entry.meta.expires_at,
             };
             inner.write(db, vec![pending])
@@ -647,7 +644,7 @@ impl Tier for RocksTier {
                 .iter()
                 .map(|(key, entry)| Pending {
                     key: StorageKey::new(key),
-                    record: Record::encode(key, entry),
+                    record: Record::encode_with(key, entry, inner.compression),
                     expires_at: entry.meta.expires_at,
                 })
                 .collect();

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_core::{Clock, Error, ErrorKind, Result, system_clock};
+use cache_core::{Clock, Compression, Error, ErrorKind, Result, system_clock};
 use futures::StreamExt;
 use object_store::limit::LimitStore;
 #[cfg(feature = "s3")]
@@ -77,6 +77,7 @@ pub struct ObjectTierBuilder {
     max_requests: usize,
     conditional_create: bool,
     budget: Option<u64>,
+    compression: Compression,
     clock: Arc<dyn Clock>,
     preflight: bool,
     local_fsync: bool,
@@ -108,6 +109,7 @@ impl ObjectTierBuilder {
             max_requests: DEFAULT_MAX_REQUESTS,
             conditional_create: false,
             budget: None,
+            compression: Compression::None,
             clock: system_clock(),
             preflight: true,
             local_fsync: true,
@@ -232,6 +234,16 @@ impl ObjectTierBuilder {
         self
     }
 
+    /// How values are compressed on write (default [`Compression::None`]), as in every tier: a
+    /// value below 256 KiB that LZ4 or zstd shrinks by at least an eighth is uploaded
+    /// compressed (fewer bytes sent and stored; the budget counts what is stored), and a ranged
+    /// read of it downloads the whole object to decode it. Larger and incompressible values
+    /// stay raw. Objects written under any setting read back under any other.
+    pub fn compression(mut self, compression: Compression) -> ObjectTierBuilder {
+        self.compression = compression;
+        self
+    }
+
     /// The clock that decides expiry.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> ObjectTierBuilder {
         self.clock = clock;
@@ -327,6 +339,7 @@ impl ObjectTierBuilder {
             delete_concurrency: self.delete_concurrency,
             conditional_create: self.conditional_create,
             budget: self.budget,
+            compression: self.compression,
             name: self.name,
         };
         let tier = ObjectTier::from_parts(store, layout, settings, self.clock);

@@ -7,20 +7,16 @@
 //! (S3 partitions request rates by prefix; directories on a local filesystem stay small).
 //!
 //! Records are written in pieces so a value is never copied on `put`: a small head (header,
-//! metadata, namespace, key), the value itself, and for a large value its chunk table
-//! ([`Record::encode_parts`]). The bytes are exactly those of [`Record::encode`] (a test checks
-//! this).
+//! metadata, namespace, key), the value itself (or its compressed copy), and for a large value
+//! its chunk table ([`Record::encode_parts_with`]). The bytes are exactly those of
+//! [`Record::encode_with`] (a test checks this).
 
-use bytes::Bytes;
 use cache_core::{
-    EntryMeta, Error, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader, Result, Verify,
+    EntryMeta, Error, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader, Result,
 };
 use object_store::path::Path;
 
 use crate::tier::TIER;
-
-/// The byte offset of the `value_len` field in a record header (see cache-core's record format).
-const VALUE_LEN_AT: usize = 24;
 
 /// The sub-prefix under the tier's prefix used for start-up probes. It is not 32 hex digits, so
 /// it can never be a namespace identifier.
@@ -129,8 +125,10 @@ pub(crate) struct RecordHead {
     pub(crate) meta: EntryMeta,
     /// Where the value starts in the object.
     pub(crate) value_offset: u64,
-    /// The value's length.
+    /// The value's length as stored (compressed, for a compressed record).
     pub(crate) value_len: u64,
+    /// The record's header: its format version, codec and chunk table.
+    pub(crate) header: RecordHeader,
 }
 
 /// The length of the head of any record for `key`: where its value starts.
@@ -160,18 +158,17 @@ pub(crate) fn parse_head(key: &Key, head: &[u8], object_len: u64) -> Result<Reco
     if header.is_tombstone() {
         return Err(Error::corrupted(TIER, "object holds a tombstone"));
     }
-    // Decode the head as a record with an empty value: structure and metadata, no checksum.
-    let mut copy = head[..value_offset as usize].to_vec();
-    copy[VALUE_LEN_AT..VALUE_LEN_AT + 8].copy_from_slice(&0u64.to_le_bytes());
-    let record = Record::decode_with(Bytes::from(copy), Verify::StructureOnly)?;
-    if !record.matches(key) {
+    // Structure and metadata; the checksum covers bytes a head does not hold.
+    let parsed = cache_core::RecordHead::parse(head)?;
+    if !parsed.matches(key) {
         return Err(Error::corrupted(TIER, "object holds a record of another key"));
     }
-    Ok(RecordHead { meta: *record.meta(), value_offset, value_len: header.value_len })
+    Ok(RecordHead { meta: *parsed.meta(), value_offset, value_len: header.value_len, header })
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use cache_core::{Entry, ErrorKind, Timestamp};
     use proptest::prelude::*;
 

@@ -142,6 +142,8 @@ mod tier;
 #[cfg(doc)]
 use cache_core::Tier;
 
+pub use cache_core::Compression;
+
 #[cfg(feature = "s3")]
 pub use crate::s3::{S3Config, S3Env, S3EnvError, Secret};
 pub use crate::{

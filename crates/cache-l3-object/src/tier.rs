@@ -14,9 +14,9 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome, Record, RecordParts,
-    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, async_trait, check_open,
-    reject_expired,
+    CHUNK_SHIFT, Clock, Compression, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome,
+    RECORD_VERSION_CHUNKED, Record, RecordParts, Rejection, Result, StatsSnapshot, Tier, TierStats,
+    Timestamp, Usage, async_trait, check_open, reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -67,6 +67,8 @@ pub(crate) struct Settings {
     pub(crate) delete_concurrency: usize,
     pub(crate) conditional_create: bool,
     pub(crate) budget: Option<u64>,
+    /// How `put` compresses values: see `ObjectTierBuilder::compression`.
+    pub(crate) compression: Compression,
     /// The tier's name: see `ObjectTierBuilder::name`.
     pub(crate) name: &'static str,
 }
@@ -317,6 +319,12 @@ impl Inner {
         }
     }
 
+    /// A ranged read that never returns a byte it has not verified. A record below the chunked
+    /// threshold (one checksum over all of it, and a compressed value decodes only whole) is
+    /// read whole. A chunked record's range is read as the whole chunks around it, with the
+    /// record's head and chunk table, and those chunks are checked against the table
+    /// (`RecordHead::verify_piece`): a 4 KiB range of a 1 GiB value downloads its head, one or
+    /// two 64 KiB chunks and a 128 KiB table, in two round trips.
     async fn get_range(self: &Arc<Self>, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
         self.check_open()?;
         cache_core::check_range(TIER, &range)?;
@@ -331,25 +339,31 @@ impl Inner {
                 Ok((got.bytes().await?, size, e_tag))
             }
         };
+        let whole = |this: &Arc<Self>| {
+            let range = range.clone();
+            let this = this.clone();
+            async move { Ok(this.get_record(key).await?.map(|r| clamp(&r.value(), &range))) }
+        };
+        // The whole chunks around the range, at the chunk size this build writes; a record of
+        // another chunk size has its piece fetched again below.
+        let chunk = 1u64 << CHUNK_SHIFT;
+        let guess = range.start / chunk * chunk..range.end.div_ceil(chunk).saturating_mul(chunk);
+        let at = |r: &Range<u64>| head_len.saturating_add(r.start)..head_len.saturating_add(r.end);
         let one_request = range.start <= ONE_REQUEST_RANGE;
-        let (head, tail) = if one_request {
-            let end = head_len.saturating_add(range.end).max(head_len);
-            (self.call_raw(Op::GetRange, ranged(0..end)).await?, None)
+        let (head, far) = if one_request {
+            (self.call_raw(Op::GetRange, ranged(0..at(&guess).end.max(head_len))).await?, None)
         } else {
-            let r = head_len + range.start..head_len.saturating_add(range.end);
-            let (head, tail) = futures::join!(
+            let (head, far) = futures::join!(
                 self.call_raw(Op::GetRange, ranged(0..head_len)),
-                self.call_raw(Op::GetRange, ranged(r)),
+                self.call_raw(Op::GetRange, ranged(at(&guess))),
             );
-            (head?, Some(tail?))
+            (head?, Some(far?))
         };
         let (bytes, size, e_tag) = match head {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(_) => {
-                // Shorter than a head, or otherwise unreadable in ranges: a full read decides.
-                return Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range)));
-            }
+            // Shorter than a head, or otherwise unreadable in ranges: a full read decides.
+            Err(_) => return whole(self).await,
         };
         self.metrics.add_down(bytes.len() as u64);
         let head = match layout::parse_head(key, &bytes, size) {
@@ -363,26 +377,65 @@ impl Inner {
             self.delete_expired_later(key, path, e_tag);
             return Ok(None);
         }
+        if head.header.version != RECORD_VERSION_CHUNKED {
+            return whole(self).await;
+        }
         let value_len = head.value_len;
         let (start, end) = (range.start.min(value_len), range.end.min(value_len));
-        match tail {
-            None => {
-                let from = (head.value_offset + start) as usize;
-                let to = ((head.value_offset + end) as usize).min(bytes.len());
-                Ok(Some(bytes.slice(from.min(to)..to)))
-            }
-            Some(_) if start == end => Ok(Some(Bytes::new())),
-            Some(Ok((tail, _, tail_tag))) => {
-                self.metrics.add_down(tail.len() as u64);
-                if tail_tag != e_tag || tail.len() as u64 != end - start {
-                    // The object changed between the two requests: read it whole.
-                    return Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range)));
-                }
-                Ok(Some(tail))
-            }
-            Some(Err(object_store::Error::NotFound { .. })) => Ok(None),
-            Some(Err(e)) => Err(ObjectError::classify(Op::GetRange, e).into()),
+        if start == end {
+            return Ok(Some(Bytes::new()));
         }
+        let chunk = 1u64 << head.header.chunk_shift;
+        let first = start / chunk;
+        let piece = first * chunk..end.div_ceil(chunk).saturating_mul(chunk).min(value_len);
+        // The piece, if a request above already holds it.
+        let fetched = match far {
+            None => Some((bytes.clone(), 0)),
+            Some(Ok((far, _, far_tag))) => {
+                self.metrics.add_down(far.len() as u64);
+                (far_tag == e_tag).then_some((far, at(&guess).start))
+            }
+            Some(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+            Some(Err(e)) => return Err(ObjectError::classify(Op::GetRange, e).into()),
+        };
+        let held = fetched.and_then(|(b, from)| {
+            let (lo, hi) = (at(&piece).start.checked_sub(from)?, at(&piece).end.checked_sub(from)?);
+            (hi as usize <= b.len() && from <= at(&piece).start)
+                .then(|| b.slice(lo as usize..hi as usize))
+        });
+        let table = head.value_offset + value_len..size;
+        let (table, piece_bytes) = match held {
+            Some(p) => {
+                (self.call_raw(Op::GetRange, ranged(table)).await?, Ok((p, size, e_tag.clone())))
+            }
+            None => {
+                let (t, p) = futures::join!(
+                    self.call_raw(Op::GetRange, ranged(table)),
+                    self.call_raw(Op::GetRange, ranged(at(&piece))),
+                );
+                (t?, p?)
+            }
+        };
+        let (table, piece_bytes) = match (table, piece_bytes) {
+            (Ok((t, _, t_tag)), Ok((p, _, p_tag))) => {
+                self.metrics.add_down(t.len() as u64);
+                if t_tag != e_tag || p_tag != e_tag {
+                    // The object changed between the requests: read it whole.
+                    return whole(self).await;
+                }
+                (t, p)
+            }
+            (Err(object_store::Error::NotFound { .. }), _)
+            | (_, Err(object_store::Error::NotFound { .. })) => return Ok(None),
+            (Err(e), _) | (_, Err(e)) => return Err(ObjectError::classify(Op::GetRange, e).into()),
+        };
+        let verified = cache_core::RecordHead::parse(&bytes)
+            .and_then(|h| h.verify_piece(&table, first, &piece_bytes));
+        if let Err(e) = verified {
+            self.on_corrupt(key, &path, e.message()).await;
+            return Ok(None);
+        }
+        Ok(Some(piece_bytes.slice((start - piece.start) as usize..(end - piece.start) as usize)))
     }
 
     /// Stamps, encodes and writes `entry`; `None` if it had already expired.
@@ -399,7 +452,7 @@ impl Inner {
             return Ok(None);
         }
         entry.meta.stamp(now);
-        let split = Record::encode_parts(&key, &entry);
+        let split = Record::encode_parts_with(&key, &entry, self.settings.compression);
         self.write(&key, split, mode).await.map(Some)
     }
 

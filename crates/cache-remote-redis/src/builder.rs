@@ -3,7 +3,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use cache_core::{Clock, Error, ErrorKind, Result, system_clock};
+use cache_core::{Clock, Compression, Error, ErrorKind, Result, system_clock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
@@ -31,6 +31,7 @@ pub struct RedisTierBuilder {
     expiry_slack: Duration,
     budget: Option<u64>,
     max_record_len: u64,
+    compression: Compression,
     clock: Arc<dyn Clock>,
     name: &'static str,
 }
@@ -61,6 +62,7 @@ impl RedisTierBuilder {
             expiry_slack: Duration::from_secs(5),
             budget: None,
             max_record_len: REDIS_MAX_VALUE,
+            compression: Compression::None,
             clock: system_clock(),
             name: TIER,
         }
@@ -128,6 +130,15 @@ impl RedisTierBuilder {
         self
     }
 
+    /// How values are compressed on write (default [`Compression::None`]), as in every tier: a
+    /// value below 256 KiB that LZ4 or zstd shrinks by at least an eighth is sent and stored
+    /// compressed (less server memory and network; the budget counts what is stored). Records
+    /// written by a node with any setting read back on a node with any other.
+    pub fn compression(mut self, compression: Compression) -> RedisTierBuilder {
+        self.compression = compression;
+        self
+    }
+
     /// The clock that decides expiry (the system clock by default).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> RedisTierBuilder {
         self.clock = clock;
@@ -160,6 +171,7 @@ impl RedisTierBuilder {
             expiry_slack: self.expiry_slack,
             budget: self.budget,
             max_record_len: self.max_record_len,
+            compression: self.compression,
             name: self.name,
         };
         Ok(RedisTier::from_parts(conn, layout, settings, self.clock))

@@ -130,4 +130,5 @@ pub use crate::{
     invalidate::{Invalidator, InvalidatorBuilder, InvalidatorStats},
     tier::RedisTier,
 };
+pub use cache_core::Compression;
 pub use redis;

@@ -13,9 +13,9 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Entry, Error, Key, Ledger, Namespace, NamespaceId, PutOutcome, Record, Rejection,
-    Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, Victim, async_trait, check_open,
-    reject_expired,
+    Clock, Compression, Entry, Error, Key, Ledger, Namespace, NamespaceId, PutOutcome, Record,
+    Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, Victim, async_trait,
+    check_open, reject_expired,
 };
 use parking_lot::Mutex;
 use redis::{Script, aio::ConnectionManager};
@@ -45,6 +45,8 @@ pub(crate) struct Settings {
     pub(crate) expiry_slack: Duration,
     pub(crate) budget: Option<u64>,
     pub(crate) max_record_len: u64,
+    /// How `put` compresses values: see `RedisTierBuilder::compression`.
+    pub(crate) compression: Compression,
     /// The tier's name: see `RedisTierBuilder::name`.
     pub(crate) name: &'static str,
 }
@@ -346,7 +348,8 @@ impl Inner {
         let len = Record::encoded_len(&key, entry.value.len()) as u64;
         self.check_size(len)?;
         let px = self.px(entry.meta.expires_at, now);
-        Ok(Some(Write { record: Record::encode(&key, &entry), key, px }))
+        let record = Record::encode_with(&key, &entry, self.settings.compression);
+        Ok(Some(Write { record, key, px }))
     }
 
     /// Prepares an encoded record of `key` (checked by `Tier::put_record`) for writing, as it is.

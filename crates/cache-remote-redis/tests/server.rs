@@ -71,6 +71,7 @@ conformance!(
     batch_get_put,
     stats_counted,
     record_round_trip,
+    compressed_records,
 );
 
 async fn tier(url: &str, test: &str) -> RedisTier {
@@ -93,6 +94,35 @@ async fn epoch_of(
     let epoch: Option<u64> =
         redis::cmd("GET").arg(tier.epoch_key(ns)).query_async(conn).await.expect("GET epoch");
     epoch.expect("the namespace has an epoch after a put")
+}
+
+/// A node that compresses stores the compressed record on the server, and a node that does not
+/// (same prefix) reads it back, and the other way round.
+#[tokio::test]
+async fn compressed_records_are_shared_between_nodes() {
+    let Some(url) = redis_url("compressed_records_are_shared_between_nodes") else { return };
+    let prefix = unique_prefix("compressed");
+    let zstd = RedisTier::builder(&url)
+        .prefix(prefix.clone())
+        .compression(cache_core::Compression::zstd())
+        .build()
+        .await
+        .unwrap();
+    let plain = RedisTier::builder(&url).prefix(prefix).build().await.unwrap();
+    let value: Bytes = "{\"content\":\"a cached completion\"} ".repeat(300).into();
+    let (a, b) = (Key::new("ns", "from-zstd").unwrap(), Key::new("ns", "from-plain").unwrap());
+    assert!(zstd.put(a.clone(), Entry::new(value.clone())).await.unwrap().is_stored());
+    assert!(plain.put(b.clone(), Entry::new(value.clone())).await.unwrap().is_stored());
+    let mut conn = raw(&url).await;
+    let epoch = epoch_of(&mut conn, &zstd, a.namespace()).await;
+    let stored: Vec<u8> =
+        redis::cmd("GET").arg(zstd.redis_key(&a, epoch)).query_async(&mut conn).await.unwrap();
+    assert!(stored.len() * 10 < value.len(), "{} bytes stored", stored.len());
+    for tier in [&zstd, &plain] {
+        for k in [&a, &b] {
+            assert_eq!(tier.get(k).await.unwrap().unwrap().value, value);
+        }
+    }
 }
 
 /// Entries live where the documented layout says, hold the encoded record, and carry a Redis

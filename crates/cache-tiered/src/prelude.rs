@@ -1,7 +1,8 @@
 //! What a program using the stack needs, in one import: `use cache_tiered::prelude::*;`.
 //!
 //! The contract's value types ([`Entry`], [`Key`], [`Namespace`], [`Error`], [`ErrorKind`],
-//! [`Result`], [`PutOutcome`]), the composition ([`TieredCache`], [`TierOptions`],
+//! [`Result`], [`PutOutcome`]), the persistent tiers' settings ([`Durability`],
+//! [`Compression`]), the composition ([`TieredCache`], [`TierOptions`],
 //! [`WritePolicy`], [`PutReport`]) and the builders of the tiers this crate re-exports
 //! (by feature). It leaves out the [`Tier`](cache_core::Tier) trait: [`TieredCache`]'s common
 //! calls are inherent methods, and the tiers' builders need no trait either.
@@ -16,7 +17,9 @@
 //! # Ok::<(), Error>(()) }).unwrap();
 //! ```
 
-pub use cache_core::{Entry, Error, ErrorKind, Key, Namespace, PutOutcome, Result};
+pub use cache_core::{
+    Compression, Durability, Entry, Error, ErrorKind, Key, Namespace, PutOutcome, Result,
+};
 #[cfg(feature = "l1")]
 pub use cache_l1::MemoryTier;
 #[cfg(feature = "nvme")]

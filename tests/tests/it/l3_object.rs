@@ -108,6 +108,7 @@ s3_conformance!(
     put_get_remove,
     overwrite,
     contains,
+    get_range,
     empty_value,
     large_value,
     ttl_expiry,
@@ -120,6 +121,7 @@ s3_conformance!(
     batch_get_put,
     stats_counted,
     record_round_trip,
+    compressed_records,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use cache_core::{Entry, ErrorKind, Key, ManualClock, Namespace, Tier, testkit::START};
 use tempfile::TempDir;
 
-use crate::{CompactionStyle, Compression, Durability, RocksTier, keys::StorageKey};
+use crate::{BlockCompression, CompactionStyle, Durability, RocksTier, keys::StorageKey};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -394,11 +394,11 @@ fn bloom_block_cache_and_compression_knobs_reach_rocksdb() {
     runtime().block_on(async {
         // (bloom bits, compression) -> (bloom "useful" count on misses, SST bytes)
         let mut seen = Vec::new();
-        for (bits, compression) in [(10.0, Compression::Lz4), (0.0, Compression::None)] {
+        for (bits, compression) in [(10.0, BlockCompression::Lz4), (0.0, BlockCompression::None)] {
             let dir = tempfile::tempdir().unwrap();
             let tier = RocksTier::builder(dir.path(), 64 * MIB)
                 .bloom_bits_per_key(bits)
-                .compression(compression)
+                .block_compression(compression)
                 .block_cache_bytes(3 * MIB as usize)
                 .statistics(true)
                 .open()
