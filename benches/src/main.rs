@@ -5,6 +5,7 @@
 //! cache-bench replay   --trace PATH [--format FORMAT] | --workload NAME   --capacity 1000,2000 | 128MiB [--strict]
 //! cache-bench compare  [workload flags] [--systems tiered,l1,nvme,object,moka,foyer,object-store]
 //! cache-bench report   [--traces DIR] [--quick] [--out docs/benchmarks.md] [--strict]
+//! cache-bench compression [--values 2000] [--rounds 5]
 //! cache-bench traces   fetch|verify [--dir DIR]
 //! ```
 //!
@@ -21,6 +22,7 @@
     reason = "a command-line tool reports to the terminal"
 )]
 
+mod compression;
 mod output;
 mod replay;
 mod systems;
@@ -70,6 +72,8 @@ enum Command {
     Report(replay::ReportArgs),
     /// Downloads (`fetch`) or checks (`verify`) the known real traces.
     Traces(traces::TracesArgs),
+    /// What per-record compression saves and costs, per codec, on generated realistic values.
+    Compression(compression::CompressionArgs),
 }
 
 /// The budgets of a run, from flags or the TOML file.
@@ -169,6 +173,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Command::Report(args) => replay::report(args).await,
+            Command::Compression(args) => compression::run(args).await,
             Command::Traces(_) => unreachable!("handled before the runtime"),
         }
     })

@@ -967,6 +967,8 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
     }
     if !args.no_compare {
         md.push_str(&compare_sections(&args, &data_dir).await?);
+        let (values, rounds) = if args.quick { (300, 1) } else { (2_000, 5) };
+        md.push_str(&crate::compression::section(values, rounds, &data_dir).await?);
     }
     md.push_str(&above_opt_section(&all, true));
     println!("{md}");
