@@ -14,9 +14,8 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Clock, Compression, Entry, EntryMeta, Error, HEADER_LEN, Key, Namespace, PutOutcome, Record,
-    RecordHead, RecordHeader, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, Verify,
-    reject_expired,
+    Clock, Compression, Entry, EntryMeta, Error, Key, Namespace, PutOutcome, Record, RecordHead,
+    RecordHeader, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, reject_expired,
 };
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{

@@ -15,3 +15,21 @@ async fn rocks_tier(spec: TierSpec) -> TestTier {
 }
 
 cache_core::conformance_suite!(rocks_tier);
+
+/// The same suite with values compressed by LZ4 on write.
+mod compressed {
+    use super::*;
+
+    async fn rocks_tier(spec: TierSpec) -> TestTier {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tier = RocksTier::builder(dir.path(), spec.capacity_bytes)
+            .clock(spec.dyn_clock())
+            .compression(cache_l2_rocks::Compression::Lz4)
+            .open()
+            .await
+            .expect("open the tier");
+        TestTier::with_guard(tier, dir)
+    }
+
+    cache_core::conformance_suite!(rocks_tier);
+}
