@@ -5,7 +5,10 @@
 //! keep their chunk table, so a range of them stays a verified zero-copy slice), at least
 //! [`COMPRESS_MIN_VALUE`] bytes, and the codec saves at least an eighth of it. Any other value
 //! is stored raw, so incompressible data (random bytes, already-compressed media, most f32
-//! vectors) costs one trial compression and no read-side work.
+//! vectors) costs one trial compression and no read-side work. A value of more than 16 KiB is
+//! first judged by a 4 KiB sample (2 KiB from its start, 2 KiB from its middle) that LZ4 must
+//! shrink by a sixteenth: an incompressible 64 KiB tensor chunk then costs the trial of 4 KiB,
+//! not of 64 KiB.
 //!
 //! The record says per record which codec wrote it (format version 3, `docs/format.md`), so a
 //! tier reads back every record whatever its own setting: a directory or a bucket may hold raw,
@@ -16,6 +19,10 @@ use crate::record::CHUNKED_MIN_VALUE;
 
 /// Values shorter than this are never compressed: the codec's framing would eat the gain.
 pub const COMPRESS_MIN_VALUE: usize = 64;
+/// Values longer than this are first judged by a sample (see the module docs).
+const SAMPLE_ABOVE: usize = 16 * 1024;
+/// The sample: this many bytes from the start of the value and as many from its middle.
+const SAMPLE_HALF: usize = 2 * 1024;
 
 /// How a persistent tier compresses the values it writes.
 ///
@@ -66,8 +73,19 @@ impl Compression {
     /// Compresses `value` if this setting, the value's size and the saving say it should be
     /// (see the module docs): the codec and the compressed bytes, or `None` to store it raw.
     pub(crate) fn compress(self, value: &[u8]) -> Option<(Codec, Vec<u8>)> {
-        if !(COMPRESS_MIN_VALUE..CHUNKED_MIN_VALUE).contains(&value.len()) {
+        if !(COMPRESS_MIN_VALUE..CHUNKED_MIN_VALUE).contains(&value.len())
+            || self == Compression::None
+        {
             return None;
+        }
+        if value.len() > SAMPLE_ABOVE {
+            let mid = value.len() / 2;
+            let mut sample = [0u8; 2 * SAMPLE_HALF];
+            sample[..SAMPLE_HALF].copy_from_slice(&value[..SAMPLE_HALF]);
+            sample[SAMPLE_HALF..].copy_from_slice(&value[mid..mid + SAMPLE_HALF]);
+            if lz4_flex::block::compress(&sample).len() > sample.len() - sample.len() / 16 {
+                return None;
+            }
         }
         let out = match self {
             Compression::None => return None,
@@ -172,6 +190,19 @@ pub(crate) mod tests {
             assert_eq!(codec.decompress(&out, 4097), None);
         }
         assert!(Compression::None.compress(&[b'a'; 4096]).is_none());
+    }
+
+    #[test]
+    fn a_large_value_is_judged_by_its_sample() {
+        let text = b"the cache holds the value; ".repeat(2000);
+        let mut noisy = noise(40_000);
+        noisy.extend_from_slice(&text[..20_000]);
+        for c in [Compression::Lz4, Compression::zstd()] {
+            assert!(c.compress(&text[..50_000]).is_some(), "{c}");
+            assert!(c.compress(&noise(50_000)).is_none(), "{c}");
+            // Noise at the start and in the middle: not tried, though the tail would shrink.
+            assert!(c.compress(&noisy).is_none(), "{c}");
+        }
     }
 
     /// Incompressible bytes (splitmix64).
