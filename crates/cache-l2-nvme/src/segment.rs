@@ -229,8 +229,10 @@ impl Segment {
             return Err(NvmeError::Config("a direct read of a segment without O_DIRECT".into()));
         };
         let start = slot.offset as usize;
+        // A head that does not fit (another key's shorter record at the segment's end) or
+        // does not parse at this length: the whole read decides.
         let Some(head) = self.read_direct(file, start, head_len)? else {
-            return Ok(DirectPiece::NotInSegment);
+            return Ok(DirectPiece::Whole);
         };
         let Ok(parsed) = cache_core::RecordHead::parse(&head) else {
             return Ok(DirectPiece::Whole);
