@@ -475,13 +475,10 @@ fn verify_piece(input: &[u8], range: &std::ops::Range<u64>) -> Option<bool> {
     {
         return None;
     }
-    let chunk = 1u64 << h.chunk_shift;
-    let (start, end) = (range.start.min(h.value_len), range.end.min(h.value_len));
-    let first = start / chunk;
-    let to = end.div_ceil(chunk).saturating_mul(chunk).min(h.value_len).max(first * chunk);
+    let (first, span) = h.chunks_around(range);
     let at = h.value_offset();
     let table = &input[(at + h.value_len) as usize..];
-    let piece = &input[(at + first * chunk) as usize..(at + to) as usize];
+    let piece = &input[(at + span.start) as usize..(at + span.end) as usize];
     let _ = head.meta();
     Some(head.verify_piece(table, first, piece).is_ok())
 }

@@ -218,6 +218,23 @@ impl RecordHeader {
         }
     }
 
+    /// The whole chunks of a version-2 record's value around value bytes `range` (clamped to
+    /// the value): the index of the first and the byte range they span, which ends at a chunk
+    /// boundary or at the value's end. An empty range spans no chunk. What a reader of part of
+    /// the value fetches and hands to [`RecordHead::verify_piece`].
+    pub fn chunks_around(&self, range: &std::ops::Range<u64>) -> (u64, std::ops::Range<u64>) {
+        let chunk = 1u64 << self.chunk_shift;
+        let start = range.start.min(self.value_len);
+        let end = range.end.min(self.value_len).max(start);
+        let first = start / chunk;
+        let span_end = if start == end {
+            first * chunk
+        } else {
+            end.div_ceil(chunk).saturating_mul(chunk).min(self.value_len)
+        };
+        (first, first * chunk..span_end)
+    }
+
     /// Whether this is a tombstone.
     pub fn is_tombstone(&self) -> bool {
         self.flags & FLAG_TOMBSTONE != 0
@@ -326,13 +343,7 @@ impl<'a> RecordHead<'a> {
                 h.chunks()
             )));
         }
-        let mut x = Xxh3::new();
-        x.update(&self.raw[..HEADER_LEN - 8]);
-        x.update(&self.raw[HEADER_LEN..]);
-        x.update(table);
-        if x.digest() != h.checksum {
-            return Err(corrupt("record checksum mismatch"));
-        }
+        check_checksum(h, self.raw, table)?;
         let chunk = 1u64 << h.chunk_shift;
         let from = first_chunk.saturating_mul(chunk);
         let to = from.saturating_add(piece.len() as u64);
@@ -342,17 +353,7 @@ impl<'a> RecordHead<'a> {
                 h.value_len
             )));
         }
-        for (i, part) in piece.chunks(chunk as usize).enumerate() {
-            let at = (first_chunk as usize + i) * 8;
-            let stored = u64::from_le_bytes(table[at..at + 8].try_into().expect("8 bytes"));
-            if xxhash_rust::xxh3::xxh3_64(part) != stored {
-                return Err(corrupt(format!(
-                    "record chunk {} checksum mismatch",
-                    first_chunk as usize + i
-                )));
-            }
-        }
-        Ok(())
+        check_chunks(table, first_chunk, piece, chunk as usize)
     }
 
     /// The parsed header.
@@ -721,15 +722,23 @@ fn table_len(value_len: usize) -> usize {
 /// Verifies the record checksum: in versions 1 and 3 over everything after the header, in
 /// version 2 over the metadata, namespace, key and chunk table.
 fn verify_head(bytes: &[u8], header: &RecordHeader) -> Result<()> {
-    let mut h = Xxh3::new();
-    h.update(&bytes[..HEADER_LEN - 8]);
-    if header.version != RECORD_VERSION_CHUNKED {
-        h.update(&bytes[HEADER_LEN..]);
+    let value_at = header.value_offset() as usize;
+    if header.version == RECORD_VERSION_CHUNKED {
+        let table_at = value_at + header.value_len as usize;
+        check_checksum(header, &bytes[..value_at], &bytes[table_at..])
     } else {
-        let value_end = (header.value_offset() + header.value_len) as usize;
-        h.update(&bytes[HEADER_LEN..header.value_offset() as usize]);
-        h.update(&bytes[value_end..]);
+        check_checksum(header, &bytes[..value_at], &bytes[value_at..])
     }
+}
+
+/// Compares the record checksum with the xxh3-64 of `head` (the record's first `value_offset`
+/// bytes, less the checksum field) followed by `rest`: the value in versions 1 and 3, the
+/// chunk table in version 2.
+fn check_checksum(header: &RecordHeader, head: &[u8], rest: &[u8]) -> Result<()> {
+    let mut h = Xxh3::new();
+    h.update(&head[..HEADER_LEN - 8]);
+    h.update(&head[HEADER_LEN..]);
+    h.update(rest);
     if h.digest() != header.checksum {
         return Err(corrupt("record checksum mismatch"));
     }
@@ -742,17 +751,22 @@ fn verify_chunks(bytes: &[u8], header: &RecordHeader, range: std::ops::Range<u64
     if header.version != RECORD_VERSION_CHUNKED || range.is_empty() {
         return Ok(());
     }
-    let chunk = 1u64 << header.chunk_shift;
-    let value_start = header.value_offset();
-    let table_start = (value_start + header.value_len) as usize;
-    let (first, last) = (range.start / chunk, (range.end - 1) / chunk);
-    for i in first..=last {
-        let from = value_start + i * chunk;
-        let to = (from + chunk).min(value_start + header.value_len);
-        let at = table_start + i as usize * 8;
-        let stored = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-        if xxhash_rust::xxh3::xxh3_64(&bytes[from as usize..to as usize]) != stored {
-            return Err(corrupt(format!("record chunk {i} checksum mismatch")));
+    let (first, span) = header.chunks_around(&range);
+    let value_at = header.value_offset();
+    let table_at = (value_at + header.value_len) as usize;
+    let piece = &bytes[(value_at + span.start) as usize..(value_at + span.end) as usize];
+    check_chunks(&bytes[table_at..], first, piece, 1 << header.chunk_shift)
+}
+
+/// Checks each `chunk`-byte chunk of `piece`, chunk `first` of the value onwards, against its
+/// entry in `table` (the whole chunk table).
+fn check_chunks(table: &[u8], first: u64, piece: &[u8], chunk: usize) -> Result<()> {
+    for (i, part) in piece.chunks(chunk).enumerate() {
+        let index = first as usize + i;
+        let stored =
+            u64::from_le_bytes(table[index * 8..index * 8 + 8].try_into().expect("8 bytes"));
+        if xxhash_rust::xxh3::xxh3_64(part) != stored {
+            return Err(corrupt(format!("record chunk {index} checksum mismatch")));
         }
     }
     Ok(())

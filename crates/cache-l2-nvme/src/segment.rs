@@ -38,10 +38,13 @@ pub(crate) enum DirectPiece {
     Whole,
     /// The head, the table or a chunk failed its checksum.
     Corrupt,
-    /// The verified record head and the value bytes of the range (clamped to the value).
+    /// A verified piece: whether the record is the key's own and not a tombstone, its metadata
+    /// (expiry is for the caller to judge), and the value bytes of the range (clamped).
     Piece {
-        /// The record's head (its namespace, key, metadata and flags are for the caller to check).
-        head: Bytes,
+        /// Not a tombstone, and the record of the key looked up.
+        live: bool,
+        /// The record's metadata.
+        meta: cache_core::EntryMeta,
         /// The range's bytes.
         value: Bytes,
     },
@@ -213,18 +216,18 @@ impl Segment {
         self.read_direct(file, start, len)
     }
 
-    /// Part of `slot`'s record read with `O_DIRECT` for a read of value bytes `range`: its head
-    /// (`head_len` bytes, the length of the head of the key looked up), its chunk table and the
-    /// whole chunks around `range`, verified against each other
-    /// ([`RecordHead::verify_piece`](cache_core::RecordHead::verify_piece)). A record that is not
-    /// version 2, or whose head does not parse at that length (another key's record), is
-    /// [`DirectPiece::Whole`]: the caller reads and checks it whole.
+    /// Part of `slot`'s record read with `O_DIRECT` for a read of value bytes `range` of `key`:
+    /// its head, its chunk table and the whole chunks around `range`, verified against each
+    /// other ([`RecordHead::verify_piece`](cache_core::RecordHead::verify_piece)). A record that
+    /// is not version 2, or whose head does not parse at the length of `key`'s head (another
+    /// key's record), is [`DirectPiece::Whole`]: the caller reads and checks it whole.
     pub(crate) fn read_piece_direct(
         &self,
         slot: Slot,
-        head_len: usize,
+        key: &cache_core::Key,
         range: &std::ops::Range<u64>,
     ) -> Result<DirectPiece, NvmeError> {
+        let head_len = cache_core::Record::encoded_len(key, 0);
         let Some(file) = self.direct.as_ref() else {
             return Err(NvmeError::Config("a direct read of a segment without O_DIRECT".into()));
         };
@@ -244,15 +247,15 @@ impl Segment {
         {
             return Ok(DirectPiece::Whole);
         }
-        let chunk = 1u64 << h.chunk_shift;
-        let (from, to) = (range.start.min(h.value_len), range.end.min(h.value_len));
-        let first = from / chunk;
-        let piece_end = to.max(from).div_ceil(chunk).saturating_mul(chunk).min(h.value_len);
+        let (first, span) = h.chunks_around(range);
         let value_at = start as u64 + h.value_offset();
-        let piece_at = value_at + first * chunk;
         let table_at = value_at + h.value_len;
         let (Some(piece), Some(table)) = (
-            self.read_direct(file, piece_at as usize, (value_at + piece_end - piece_at) as usize)?,
+            self.read_direct(
+                file,
+                (value_at + span.start) as usize,
+                (span.end - span.start) as usize,
+            )?,
             self.read_direct(file, table_at as usize, (h.chunks() * 8) as usize)?,
         ) else {
             return Ok(DirectPiece::NotInSegment);
@@ -260,11 +263,16 @@ impl Segment {
         if parsed.verify_piece(&table, first, &piece).is_err() {
             return Ok(DirectPiece::Corrupt);
         }
-        let skip = (from - first * chunk) as usize;
-        Ok(DirectPiece::Piece {
-            head,
-            value: piece.slice(skip..skip + (to.max(from) - from) as usize),
-        })
+        let from = range.start.min(h.value_len);
+        let to = range.end.min(h.value_len).max(from);
+        // An empty range spans no chunk (and `from` may lie past the empty span's start).
+        let value = if from == to {
+            Bytes::new()
+        } else {
+            piece.slice((from - span.start) as usize..(to - span.start) as usize)
+        };
+        let live = !h.is_tombstone() && parsed.matches(key);
+        Ok(DirectPiece::Piece { live, meta: *parsed.meta(), value })
     }
 
     /// Reads `len` bytes at `offset` through `file` (opened with `O_DIRECT`): the aligned

@@ -249,6 +249,20 @@ impl Source {
     }
 }
 
+/// Runs a device read (`O_DIRECT`) on tokio's blocking pool, so readers waiting for the device
+/// do not hold the async workers; inline outside a runtime.
+async fn device_read<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, NvmeError> + Send + 'static,
+) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(read()?);
+    }
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Internal, TIER, format!("the read task failed: {e}")))?
+        .map_err(Error::from)
+}
+
 /// The NVMe tier. Build it with [`NvmeTierBuilder`].
 pub struct NvmeTier {
     pub(crate) shared: Arc<Shared>,
@@ -365,16 +379,21 @@ impl NvmeTier {
     /// `slot`'s bytes: `None` if its segment is gone, `Some(None)` if the slot does not fit it.
     async fn read(&self, slot: Slot) -> Result<Option<Option<Bytes>>> {
         Ok(match self.source(slot) {
-            Source::Direct(seg) if tokio::runtime::Handle::try_current().is_ok() => {
-                tokio::task::spawn_blocking(move || seg.read_record_direct(slot))
-                    .await
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Internal, TIER, format!("the read task failed: {e}"))
-                    })?
-                    .map(Some)?
-            }
+            Source::Direct(seg) => Some(device_read(move || seg.read_record_direct(slot)).await?),
             source => source.read(slot)?,
         })
+    }
+
+    /// `slot`'s record read whole and checked for a read of `range` of `key`'s value.
+    async fn read_range(
+        &self,
+        key: &Key,
+        (shard, tag, slot): (usize, u32, Slot),
+        range: &Range<u64>,
+    ) -> Result<Option<Bytes>> {
+        let bytes = self.read(slot).await?;
+        let record = self.validate(key, shard, tag, slot, bytes, Some(range));
+        Ok(record.map(|r| slice_range(&r.value(), range)))
     }
 
     /// The first half of a read: the pending buffer and the index.
@@ -480,37 +499,17 @@ impl NvmeTier {
             Found::Slot { shard, tag, slot } => (shard, tag, slot),
         };
         let Source::Direct(seg) = self.source(slot) else {
-            let bytes = self.read(slot).await?;
-            let record = self.validate(key, shard, tag, slot, bytes, Some(range));
-            return Ok(record.map(|r| slice_range(&r.value(), range)));
+            return self.read_range(key, (shard, tag, slot), range).await;
         };
-        let head_len = Record::encoded_len(key, 0);
-        let wanted = range.clone();
-        let read = move || seg.read_piece_direct(slot, head_len, &wanted);
-        let piece = if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::spawn_blocking(read).await.map_err(|e| {
-                Error::new(ErrorKind::Internal, TIER, format!("the read task failed: {e}"))
-            })??
-        } else {
-            read()?
-        };
-        match piece {
-            DirectPiece::Whole => {
-                let bytes = self.read(slot).await?;
-                let record = self.validate(key, shard, tag, slot, bytes, Some(range));
-                Ok(record.map(|r| slice_range(&r.value(), range)))
-            }
+        let (owned_key, wanted) = (key.clone(), range.clone());
+        match device_read(move || seg.read_piece_direct(slot, &owned_key, &wanted)).await? {
+            DirectPiece::Whole => self.read_range(key, (shard, tag, slot), range).await,
             DirectPiece::NotInSegment | DirectPiece::Corrupt => {
                 self.corrupt_read(key, shard, tag, slot);
                 Ok(None)
             }
-            DirectPiece::Piece { head, value } => {
-                let Ok(head) = RecordHead::parse(&head) else {
-                    self.corrupt_read(key, shard, tag, slot);
-                    return Ok(None);
-                };
-                let live = !head.header().is_tombstone() && head.matches(key);
-                Ok(self.accept(shard, tag, slot, live, head.meta()).then_some(value))
+            DirectPiece::Piece { live, meta, value } => {
+                Ok(self.accept(shard, tag, slot, live, &meta).then_some(value))
             }
         }
     }

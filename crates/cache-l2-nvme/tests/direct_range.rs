@@ -43,6 +43,11 @@ fn a_direct_range_read_reads_its_chunks_not_the_value() {
         assert_eq!(tier.get(&k).await.unwrap().unwrap().value, value);
         let whole = bytes_read() - before;
         assert!(whole >= 16 * MIB as u64, "the counter sees direct reads: {whole} bytes");
+        // Empty ranges, inside a chunk and past the value's end, are hits with no bytes.
+        let at = 8 * MIB as u64 + 100;
+        assert_eq!(tier.get_range(&k, at..at).await.unwrap().unwrap().len(), 0);
+        let end = value.len() as u64;
+        assert_eq!(tier.get_range(&k, end + 5..end + 9).await.unwrap().unwrap().len(), 0);
         tier.close().await.unwrap();
     });
 }

@@ -403,9 +403,7 @@ impl Inner {
         if start == end {
             return Ok(Some(Bytes::new()));
         }
-        let chunk = 1u64 << head.header.chunk_shift;
-        let first = start / chunk;
-        let piece = first * chunk..end.div_ceil(chunk).saturating_mul(chunk).min(value_len);
+        let (first, piece) = head.header.chunks_around(&range);
         // The piece, if a request above already holds it.
         let fetched = match far {
             None => Some((bytes.clone(), 0)),
@@ -418,8 +416,7 @@ impl Inner {
         };
         let held = fetched.and_then(|(b, from)| {
             let (lo, hi) = (at(&piece).start.checked_sub(from)?, at(&piece).end.checked_sub(from)?);
-            (hi as usize <= b.len() && from <= at(&piece).start)
-                .then(|| b.slice(lo as usize..hi as usize))
+            (hi as usize <= b.len()).then(|| b.slice(lo as usize..hi as usize))
         });
         let table = head.value_offset + value_len..size;
         let (table, piece_bytes) = match held {

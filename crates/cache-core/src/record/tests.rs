@@ -500,3 +500,16 @@ fn a_piece_of_a_chunked_value_verifies_with_the_head_and_the_table_alone() {
     let head = RecordHead::parse(&small).unwrap();
     assert!(head.verify_piece(&[], 0, &[]).is_err());
 }
+
+#[test]
+fn the_chunks_around_a_range_are_whole_and_clamped() {
+    let (key, entry) = large(CHUNKED_MIN_VALUE + 3 * (1 << CHUNK_SHIFT) + 123);
+    let header = RecordHeader::parse(&Record::encode(&key, &entry)).unwrap();
+    let (chunk, len) = (1u64 << CHUNK_SHIFT, entry.value.len() as u64);
+    let last = len / chunk;
+    assert_eq!(header.chunks_around(&(0..1)), (0, 0..chunk));
+    assert_eq!(header.chunks_around(&(chunk - 1..chunk + 1)), (0, 0..2 * chunk));
+    assert_eq!(header.chunks_around(&(len - 1..len + 9)), (last, last * chunk..len));
+    assert_eq!(header.chunks_around(&(5..5)), (0, 0..0), "an empty range spans nothing");
+    assert_eq!(header.chunks_around(&(len + 5..len + 9)), (last, last * chunk..last * chunk));
+}
