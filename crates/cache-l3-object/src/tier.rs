@@ -351,11 +351,7 @@ impl Inner {
                 Ok((got.bytes().await?, size, e_tag))
             }
         };
-        let whole = |this: &Arc<Self>| {
-            let range = range.clone();
-            let this = this.clone();
-            async move { Ok(this.get_record(key).await?.map(|r| clamp(&r.value(), &range))) }
-        };
+        let whole = || async { Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range))) };
         // The whole chunks around the range, at the chunk size this build writes; a record of
         // another chunk size has its piece fetched again below.
         let chunk = 1u64 << CHUNK_SHIFT;
@@ -375,7 +371,7 @@ impl Inner {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             // Shorter than a head, or otherwise unreadable in ranges: a full read decides.
-            Err(_) => return whole(self).await,
+            Err(_) => return whole().await,
         };
         self.metrics.add_down(bytes.len() as u64);
         let head = match layout::parse_head(key, &bytes, size) {
@@ -396,7 +392,7 @@ impl Inner {
                 let record = self.check_object(key, path, bytes, e_tag).await;
                 return Ok(record.map(|r| clamp(&r.value(), &range)));
             }
-            return whole(self).await;
+            return whole().await;
         }
         let value_len = head.value_len;
         let (start, end) = (range.start.min(value_len), range.end.min(value_len));
@@ -419,6 +415,7 @@ impl Inner {
             (hi as usize <= b.len()).then(|| b.slice(lo as usize..hi as usize))
         });
         let table = head.value_offset + value_len..size;
+        let piece_fetched_here = held.is_none();
         let (table, piece_bytes) = match held {
             Some(p) => {
                 (self.call_raw(Op::GetRange, ranged(table)).await?, Ok((p, size, e_tag.clone())))
@@ -434,9 +431,12 @@ impl Inner {
         let (table, piece_bytes) = match (table, piece_bytes) {
             (Ok((t, _, t_tag)), Ok((p, _, p_tag))) => {
                 self.metrics.add_down(t.len() as u64);
+                if piece_fetched_here {
+                    self.metrics.add_down(p.len() as u64);
+                }
                 if t_tag != e_tag || p_tag != e_tag {
                     // The object changed between the requests: read it whole.
-                    return whole(self).await;
+                    return whole().await;
                 }
                 (t, p)
             }
