@@ -171,13 +171,30 @@ fn zstd_compress(value: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
+/// `len` incompressible bytes determined by `seed` (splitmix64): test values that a tier which
+/// compresses stores raw.
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed << 32;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     #[test]
     fn incompressible_tiny_and_large_values_stay_raw() {
-        let random = noise(4096);
+        let random = noise(0, 4096);
         for c in [Compression::Lz4, Compression::zstd()] {
             assert!(c.compress(&random).is_none(), "{c}");
             assert!(c.compress(&[b'a'; COMPRESS_MIN_VALUE - 1]).is_none(), "{c}");
@@ -195,28 +212,14 @@ pub(crate) mod tests {
     #[test]
     fn a_large_value_is_judged_by_its_sample() {
         let text = b"the cache holds the value; ".repeat(2000);
-        let mut noisy = noise(40_000);
+        let mut noisy = noise(0, 40_000);
         noisy.extend_from_slice(&text[..20_000]);
         for c in [Compression::Lz4, Compression::zstd()] {
             assert!(c.compress(&text[..50_000]).is_some(), "{c}");
-            assert!(c.compress(&noise(50_000)).is_none(), "{c}");
+            assert!(c.compress(&noise(0, 50_000)).is_none(), "{c}");
             // Noise at the start and in the middle: not tried, though the tail would shrink.
             assert!(c.compress(&noisy).is_none(), "{c}");
         }
-    }
-
-    /// Incompressible bytes (splitmix64).
-    pub(crate) fn noise(len: usize) -> Vec<u8> {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                (z ^ (z >> 31)) as u8
-            })
-            .collect()
     }
 
     #[test]

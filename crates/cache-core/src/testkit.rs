@@ -356,22 +356,6 @@ pub async fn clear_namespace(f: &dyn TierFactory) {
     assert_eq!(value_of(tier, &again).await.as_deref(), Some(&b"new"[..]), "survives a flush");
 }
 
-/// `len` incompressible bytes determined by `seed` (splitmix64), so that a tier that compresses
-/// stores them raw and a budget check counts what it expects.
-fn noise(seed: u32, len: usize) -> Vec<u8> {
-    let mut state = u64::from(seed) << 32;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// A burst of four times the budget leaves `bytes_used <= capacity`, and what remains is right.
 /// The values are incompressible, so a tier that compresses holds no more of them.
 pub async fn capacity_respected(f: &dyn TierFactory) {
@@ -380,7 +364,7 @@ pub async fn capacity_respected(f: &dyn TierFactory) {
     let tier = &*t.tier;
     let n = (4 * capacity / 4096) as u32;
     for i in 0..n {
-        let v = noise(i, 4096);
+        let v = crate::compression::noise(i.into(), 4096);
         stored(tier.put(key("cap", i.to_le_bytes().to_vec()), Entry::new(v)).await.expect("put"));
     }
     tier.flush().await.expect("flush");
@@ -394,7 +378,7 @@ pub async fn capacity_respected(f: &dyn TierFactory) {
     let mut alive = 0u32;
     for i in 0..n {
         if let Some(v) = value_of(tier, &key("cap", i.to_le_bytes().to_vec())).await {
-            assert!(v == noise(i, 4096), "wrong value for key {i}");
+            assert!(v == crate::compression::noise(i.into(), 4096), "wrong value for key {i}");
             alive += 1;
         }
     }

@@ -342,7 +342,7 @@ fn a_compressed_record_round_trips_and_names_its_codec() {
 #[test]
 fn values_that_do_not_pay_are_stored_raw() {
     let key = Key::new("ns", "k").unwrap();
-    let random = crate::compression::tests::noise(4096);
+    let random = crate::compression::noise(0, 4096);
     for compression in CODECS {
         for value in [random.clone(), compressible(10), compressible(CHUNKED_MIN_VALUE)] {
             let entry = Entry::new(value);
