@@ -14,7 +14,7 @@ use std::{fmt::Write as _, hint::black_box, path::Path, time::Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use cache_core::{Compression, Durability, Entry, Key, Record, Tier};
+use cache_core::{Compression, Durability, Entry, Key, Record, RecordHeader, Tier};
 use cache_l2_nvme::NvmeTierBuilder;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -173,7 +173,7 @@ async fn measure(set: &DataSet, rounds: usize, data_dir: &Path) -> Result<Vec<Ro
             raw_bytes,
             compressed: stored[i]
                 .iter()
-                .filter(|r| Record::decode(Bytes::clone(r)).is_ok_and(|r| r.codec().is_some()))
+                .filter(|r| RecordHeader::parse(r).is_ok_and(|h| h.codec.is_some()))
                 .count(),
             encode_mb_s: mb / enc,
             decode_mb_s: mb / dec,
