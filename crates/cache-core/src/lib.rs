@@ -65,6 +65,7 @@
 mod clock;
 mod compression;
 mod durability;
+mod encryption;
 mod entry;
 mod error;
 mod key;
@@ -83,6 +84,7 @@ pub use crate::{
     clock::{Clock, ManualClock, SystemClock, Timestamp, system_clock},
     compression::{COMPRESS_MIN_VALUE, Codec, Compression},
     durability::{Durability, MIN_SYNC_INTERVAL},
+    encryption::{DerivedKeys, EncryptionKey, KeyId, KeyProvider, NamespaceKeys, SEAL_OVERHEAD},
     entry::{Entry, EntryMeta},
     error::{Error, ErrorKind, Result},
     key::{Key, KeyHash, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace, NamespaceId},
@@ -90,8 +92,8 @@ pub use crate::{
     policy::{Evicted, EvictionCause, EvictionSink, PutOutcome, Rejection},
     record::{
         CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_LZ4, FLAG_TOMBSTONE, FLAG_ZSTD, HEADER_LEN,
-        RECORD_MAGIC, RECORD_VERSION, RECORD_VERSION_CHUNKED, RECORD_VERSION_COMPRESSED, Record,
-        RecordHead, RecordHeader, RecordParts, Verify,
+        RECORD_MAGIC, RECORD_VERSION, RECORD_VERSION_CHUNKED, RECORD_VERSION_COMPRESSED,
+        RECORD_VERSION_SEALED, Record, RecordFormat, RecordHead, RecordHeader, RecordParts, Verify,
     },
     stats::{StatsSnapshot, TierStats, Usage},
     tier::{Tier, check_open, check_range, check_record_key, reject_expired, slice_range},

@@ -19,6 +19,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::{
     clock::Timestamp,
     compression::{Codec, Compression},
+    encryption::{self, KeyProvider, SEAL_OVERHEAD},
     entry::{Entry, EntryMeta},
     error::{Error, Result},
     key::{Key, MAX_KEY_LEN, MAX_NAMESPACE_LEN, Namespace},
@@ -35,6 +36,11 @@ pub const RECORD_VERSION_CHUNKED: u16 = 2;
 /// decoded length where version 1 has reserved bytes. This build reads it and writes it for a
 /// tier configured with a [`Compression`].
 pub const RECORD_VERSION_COMPRESSED: u16 = 3;
+/// The record format version of a value sealed at rest (see [`KeyProvider`]): version 1's
+/// layout, with the value's plaintext length where version 1 has reserved bytes and the value
+/// (LZ4- or zstd-compressed first, if the flags say so) sealed by XChaCha20-Poly1305. This build
+/// reads it with the key that sealed it and writes it for a namespace a tier's key provider seals.
+pub const RECORD_VERSION_SEALED: u16 = 4;
 /// Values of at least this many bytes are written as [`RECORD_VERSION_CHUNKED`] records.
 pub const CHUNKED_MIN_VALUE: usize = 256 * 1024;
 /// log2 of the chunk size this build writes: 64 KiB.
@@ -45,9 +51,9 @@ const CHUNK_SHIFTS: std::ops::RangeInclusive<u32> = 12..=30;
 pub const HEADER_LEN: usize = 40;
 /// Flag bit: the record is a tombstone (a removal marker with no value).
 pub const FLAG_TOMBSTONE: u16 = 1;
-/// Flag bit: the value is an LZ4 block (format version 3 only).
+/// Flag bit: the value is an LZ4 block (format versions 3 and 4).
 pub const FLAG_LZ4: u16 = 1 << 1;
-/// Flag bit: the value is a Zstandard frame (format version 3 only).
+/// Flag bit: the value is a Zstandard frame (format versions 3 and 4).
 pub const FLAG_ZSTD: u16 = 1 << 2;
 const CODEC_FLAGS: u16 = FLAG_LZ4 | FLAG_ZSTD;
 const KNOWN_FLAGS: u16 = FLAG_TOMBSTONE | CODEC_FLAGS;
@@ -121,7 +127,13 @@ impl RecordHeader {
             return Err(corrupt("bad record magic"));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if !matches!(version, RECORD_VERSION | RECORD_VERSION_CHUNKED | RECORD_VERSION_COMPRESSED) {
+        if !matches!(
+            version,
+            RECORD_VERSION
+                | RECORD_VERSION_CHUNKED
+                | RECORD_VERSION_COMPRESSED
+                | RECORD_VERSION_SEALED
+        ) {
             return Err(corrupt(format!("unknown record format version {version}")));
         }
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -131,10 +143,11 @@ impl RecordHeader {
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let compressed = version == RECORD_VERSION_COMPRESSED;
+        let sealed = version == RECORD_VERSION_SEALED;
         let codec = match flags & CODEC_FLAGS {
             0 if !compressed => None,
-            FLAG_LZ4 if compressed => Some(Codec::Lz4),
-            FLAG_ZSTD if compressed => Some(Codec::Zstd),
+            FLAG_LZ4 if compressed || sealed => Some(Codec::Lz4),
+            FLAG_ZSTD if compressed || sealed => Some(Codec::Zstd),
             _ => {
                 return Err(corrupt(format!(
                     "codec flags {flags:#06x} in a version {version} record"
@@ -149,7 +162,7 @@ impl RecordHeader {
             namespace_len: u32_at(12),
             key_len: u32_at(16),
             value_len,
-            decoded_len: if compressed { u64::from(u32_at(20)) } else { value_len },
+            decoded_len: if compressed || sealed { u64::from(u32_at(20)) } else { value_len },
             codec,
             chunk_shift: if version == RECORD_VERSION_CHUNKED { u32_at(20) } else { 0 },
             checksum: u64_at(32),
@@ -168,6 +181,26 @@ impl RecordHeader {
             {
                 return Err(corrupt(format!(
                     "a compressed value of {} bytes that decodes to {}",
+                    header.value_len, header.decoded_len
+                )));
+            }
+        }
+        if sealed {
+            if flags & FLAG_TOMBSTONE != 0 {
+                return Err(corrupt("a sealed tombstone"));
+            }
+            // The plaintext (compressed or not) is the sealed value less the key id, nonce and tag.
+            let inner = header.value_len.checked_sub(SEAL_OVERHEAD as u64);
+            let fits = match (inner, codec) {
+                (None, _) => false,
+                (Some(inner), None) => inner == header.decoded_len,
+                (Some(inner), Some(_)) => {
+                    header.decoded_len < CHUNKED_MIN_VALUE as u64 && inner < header.decoded_len
+                }
+            };
+            if !fits {
+                return Err(corrupt(format!(
+                    "a sealed value of {} bytes that opens to {}",
                     header.value_len, header.decoded_len
                 )));
             }
@@ -238,6 +271,11 @@ impl RecordHeader {
     /// Whether this is a tombstone.
     pub fn is_tombstone(&self) -> bool {
         self.flags & FLAG_TOMBSTONE != 0
+    }
+
+    /// Whether the value is sealed (format version 4): it opens only with its namespace's key.
+    pub fn is_sealed(&self) -> bool {
+        self.version == RECORD_VERSION_SEALED
     }
 }
 
@@ -517,7 +555,7 @@ impl Record {
             verify_head(&bytes, &header)?;
             verify_chunks(&bytes, &header, 0..header.value_len)?;
         }
-        Record::finish_decode(bytes, header)
+        Record::finish_decode(bytes, header, None)
     }
 
     /// Decodes a record that occupies exactly `bytes` for a read of bytes `range` of its
@@ -551,7 +589,7 @@ impl Record {
         verify_head(&bytes, &header)?;
         let (start, end) = (range.start.min(header.value_len), range.end.min(header.value_len));
         verify_chunks(&bytes, &header, start..end.max(start))?;
-        Record::finish_decode(bytes, header)
+        Record::finish_decode(bytes, header, None)
     }
 
     fn checked_header(bytes: &Bytes) -> Result<RecordHeader> {
@@ -566,23 +604,38 @@ impl Record {
         Ok(header)
     }
 
-    /// The checks after the checksums: the metadata archive, the namespace's UTF-8, and that a
-    /// compressed value decodes to its declared length.
-    fn finish_decode(bytes: Bytes, header: RecordHeader) -> Result<Record> {
-        let (meta, _, _) = parse_head_fields(&bytes, &header)?;
+    /// The checks after the checksums: the metadata archive, the namespace's UTF-8, that a
+    /// sealed value opens with its namespace's key from `keys` and that a plaintext one is not
+    /// in a namespace `keys` seals, and that a compressed value decodes to its declared length.
+    fn finish_decode(
+        bytes: Bytes,
+        header: RecordHeader,
+        keys: Option<&dyn KeyProvider>,
+    ) -> Result<Record> {
+        let (meta, namespace, _) = parse_head_fields(&bytes, &header)?;
         let start = header.value_offset() as usize;
         let stored = start..start + header.value_len as usize;
-        let value = match header.codec {
-            None => bytes.slice(stored),
-            Some(codec) => codec
-                .decompress(&bytes[stored], header.decoded_len as usize)
-                .ok_or_else(|| {
-                    corrupt(format!(
-                        "{codec:?} value does not decode to {} bytes",
-                        header.decoded_len
-                    ))
-                })?
-                .into(),
+        let decode = |codec: Codec, packed: &[u8]| {
+            codec.decompress(packed, header.decoded_len as usize).ok_or_else(|| {
+                corrupt(format!("{codec:?} value does not decode to {} bytes", header.decoded_len))
+            })
+        };
+        let value: Bytes = if header.is_sealed() {
+            let inner = open_value(&bytes, &header, namespace, keys)?;
+            match header.codec {
+                None => inner.into(),
+                Some(codec) => decode(codec, &inner)?.into(),
+            }
+        } else {
+            if keys.is_some_and(|k| k.sealing_key(namespace).is_some()) {
+                return Err(corrupt(format!(
+                    "a plaintext record in namespace {namespace:?}, which is sealed"
+                )));
+            }
+            match header.codec {
+                None => bytes.slice(stored),
+                Some(codec) => decode(codec, &bytes[stored])?.into(),
+            }
         };
         Ok(Record { bytes, header, meta, value })
     }
@@ -610,6 +663,21 @@ impl Record {
     /// Whether this record is a tombstone.
     pub fn is_tombstone(&self) -> bool {
         self.header.is_tombstone()
+    }
+
+    /// Whether the value was sealed at rest (format version 4); [`Record::value`] is then the
+    /// opened plaintext.
+    pub fn is_sealed(&self) -> bool {
+        self.header.is_sealed()
+    }
+
+    /// The key a sealed record was sealed under; `None` for a plaintext record.
+    pub fn key_id(&self) -> Option<encryption::KeyId> {
+        if !self.is_sealed() {
+            return None;
+        }
+        let at = self.header.value_offset() as usize;
+        encryption::sealed_key_id(&self.bytes[at..])
     }
 
     /// The codec of a compressed record's value; `None` for a raw value.
@@ -800,10 +868,6 @@ fn write_head(
     stored: Stored,
     out: &mut Vec<u8>,
 ) -> Vec<u8> {
-    let meta = archived_meta(meta);
-    debug_assert_eq!(meta.len(), meta_len());
-    let ns = key.namespace().as_str().as_bytes();
-    let k = &key.key_bytes()[..];
     let chunked = matches!(stored, Stored::Raw) && value.len() >= CHUNKED_MIN_VALUE;
     // Bytes 20..24: the chunk size (version 2), the decoded length (version 3), or zero.
     let (version, shift) = match stored {
@@ -819,18 +883,7 @@ fn write_head(
         Stored::Raw => (RECORD_VERSION, 0),
     };
     let start = out.len();
-    out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(ns.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-    out.extend_from_slice(&shift.to_le_bytes());
-    out.extend_from_slice(&(value.len() as u64).to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(ns);
-    out.extend_from_slice(k);
+    push_head(key, meta, version, flags, shift, value.len() as u64, out);
     let mut h = Xxh3::new();
     h.update(&out[start..start + HEADER_LEN - 8]);
     h.update(&out[start + HEADER_LEN..]);
@@ -848,6 +901,103 @@ fn write_head(
     out[start + HEADER_LEN - 8..start + HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
     tail
 }
+
+/// The associated data a sealed value is bound to: the record's head (`head`, its first
+/// `value_offset` bytes) without the checksum, which is computed after sealing.
+fn seal_aad(head: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(head.len() - 8);
+    aad.extend_from_slice(&head[..HEADER_LEN - 8]);
+    aad.extend_from_slice(&head[HEADER_LEN..]);
+    aad
+}
+
+/// Opens the sealed value of a version-4 record (header already checked) of `namespace` with
+/// the key its id names: its plaintext, still compressed if the flags say so.
+fn open_value(
+    bytes: &[u8],
+    header: &RecordHeader,
+    namespace: &str,
+    keys: Option<&dyn KeyProvider>,
+) -> Result<Vec<u8>> {
+    let at = header.value_offset() as usize;
+    let sealed = &bytes[at..at + header.value_len as usize];
+    let id =
+        encryption::sealed_key_id(sealed).ok_or_else(|| corrupt("a sealed value too short"))?;
+    let Some(keys) = keys else {
+        return Err(corrupt(format!(
+            "a record of namespace {namespace:?} sealed under {id}, read without a key provider"
+        )));
+    };
+    let key = keys
+        .opening_key(namespace, id)
+        .ok_or_else(|| corrupt(format!("no {id} for namespace {namespace:?} to open a record")))?;
+    encryption::open(&key, &seal_aad(&bytes[..at]), sealed).ok_or_else(|| {
+        corrupt(format!("a record of namespace {namespace:?} does not open under its {id}"))
+    })
+}
+
+/// Appends a version-4 record to `out`: `inner` (the value, compressed by `codec` if any, from
+/// `decoded_len` bytes) sealed under key `id`.
+#[allow(clippy::too_many_arguments)]
+fn write_sealed(
+    key: &Key,
+    meta: &EntryMeta,
+    codec: Option<Codec>,
+    inner: &[u8],
+    decoded_len: usize,
+    (id, secret): (encryption::KeyId, &encryption::EncryptionKey),
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let decoded = u32::try_from(decoded_len).map_err(|_| {
+        Error::invalid(TIER, format!("a value of {decoded_len} bytes is too long to seal (4 GiB)"))
+    })?;
+    let flags = match codec {
+        None => 0,
+        Some(Codec::Lz4) => FLAG_LZ4,
+        Some(Codec::Zstd) => FLAG_ZSTD,
+    };
+    let start = out.len();
+    let value_len = (inner.len() + SEAL_OVERHEAD) as u64;
+    push_head(key, meta, RECORD_VERSION_SEALED, flags, decoded, value_len, out);
+    let aad = seal_aad(&out[start..]);
+    encryption::seal(secret, id, &aad, inner, out)?;
+    let mut h = Xxh3::new();
+    h.update(&out[start..start + HEADER_LEN - 8]);
+    h.update(&out[start + HEADER_LEN..]);
+    out[start + HEADER_LEN - 8..start + HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
+    Ok(())
+}
+
+/// Appends a record's header (checksum zero), metadata, namespace and key to `out`.
+fn push_head(
+    key: &Key,
+    meta: &EntryMeta,
+    version: u16,
+    flags: u16,
+    word20: u32,
+    value_len: u64,
+    out: &mut Vec<u8>,
+) {
+    let meta = archived_meta(meta);
+    debug_assert_eq!(meta.len(), meta_len());
+    let ns = key.namespace().as_str().as_bytes();
+    let k = &key.key_bytes()[..];
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(ns.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    out.extend_from_slice(&word20.to_le_bytes());
+    out.extend_from_slice(&value_len.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(ns);
+    out.extend_from_slice(k);
+}
+
+mod format;
+pub use format::RecordFormat;
 
 #[cfg(test)]
 mod tests;

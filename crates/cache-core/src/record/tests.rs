@@ -513,3 +513,252 @@ fn the_chunks_around_a_range_are_whole_and_clamped() {
     assert_eq!(header.chunks_around(&(5..5)), (0, 0..0), "an empty range spans nothing");
     assert_eq!(header.chunks_around(&(len + 5..len + 9)), (last, last * chunk..last * chunk));
 }
+
+// Sealed records (format version 4).
+
+fn tenant_keys() -> Arc<NamespaceKeys> {
+    let keys = NamespaceKeys::new()
+        .with_key(
+            &Namespace::new("llm/responses").unwrap(),
+            KeyId(1),
+            EncryptionKey::from_bytes([1; 32]),
+        )
+        .with_key(
+            &Namespace::new("tenant-b").unwrap(),
+            KeyId(1),
+            EncryptionKey::from_bytes([2; 32]),
+        );
+    Arc::new(keys)
+}
+
+fn sealing(compression: Compression) -> RecordFormat {
+    RecordFormat::new().with_compression(compression).with_keys(tenant_keys())
+}
+
+use std::sync::Arc;
+
+use crate::{EncryptionKey, KeyId, NamespaceKeys};
+
+/// Rewrites the checksum of a record after a deliberate change, as someone with write access
+/// to the disk or the bucket could: what is left to catch the change is the cipher.
+fn rechecksum(bytes: &mut [u8]) {
+    let mut h = Xxh3::new();
+    h.update(&bytes[..HEADER_LEN - 8]);
+    h.update(&bytes[HEADER_LEN..]);
+    bytes[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
+}
+
+#[test]
+fn a_sealed_record_round_trips_holds_no_plaintext_and_names_its_key() {
+    let (key, entry) = sample();
+    let long = Entry { value: compressible(4096).into(), meta: entry.meta };
+    for compression in [Compression::None, Compression::Lz4, Compression::zstd()] {
+        let format = sealing(compression);
+        for e in [&entry, &long] {
+            let bytes = format.encode(&key, e).unwrap();
+            let header = RecordHeader::parse(&bytes).unwrap();
+            assert_eq!(header.version, RECORD_VERSION_SEALED);
+            assert_eq!(header.decoded_len, e.value.len() as u64);
+            let record = format.decode(bytes.clone()).unwrap();
+            assert!(record.is_sealed());
+            assert_eq!(record.to_entry(), *e, "{compression}");
+            assert!(record.matches(&key));
+            assert!(
+                !bytes.windows(10).any(|w| e.value.windows(10).any(|v| v == w)),
+                "{compression}"
+            );
+            // A fresh nonce per record: the same entry seals differently.
+            assert_ne!(format.encode(&key, e).unwrap(), bytes);
+            // Structure-only reads still authenticate what they open.
+            assert_eq!(format.decode_with(bytes.clone(), Verify::StructureOnly).unwrap(), record);
+            assert_eq!(format.decode_for_range(bytes, &(2..5)).unwrap(), record);
+        }
+        let packed = format.encode(&key, &long).unwrap();
+        assert_eq!(RecordHeader::parse(&packed).unwrap().codec, compression.codec());
+    }
+}
+
+#[test]
+fn a_large_sealed_value_has_no_chunk_table_and_opens_whole() {
+    let (_, e) = large(CHUNKED_MIN_VALUE * 2 + 5);
+    let key = Key::new("tenant-b", "kv-chunk").unwrap();
+    let format = sealing(Compression::Lz4);
+    let bytes = format.encode(&key, &e).unwrap();
+    let header = RecordHeader::parse(&bytes).unwrap();
+    assert_eq!((header.version, header.chunks(), header.codec), (RECORD_VERSION_SEALED, 0, None));
+    assert_eq!(bytes.len(), Record::encoded_len(&key, 0) + e.value.len() + SEAL_OVERHEAD);
+    assert_eq!(format.decode(bytes).unwrap().value(), e.value);
+}
+
+#[test]
+fn a_namespace_without_a_key_stays_plaintext_and_reads_everywhere() {
+    let key = Key::new("public", "page").unwrap();
+    let entry = Entry::new("hello");
+    let bytes = sealing(Compression::None).encode(&key, &entry).unwrap();
+    assert_eq!(bytes, Record::encode(&key, &entry));
+    assert_eq!(Record::decode(bytes).unwrap().value(), "hello");
+}
+
+#[test]
+fn a_sealed_record_without_its_key_is_corrupt_never_its_ciphertext() {
+    let (key, entry) = sample();
+    let bytes = sealing(Compression::None).encode(&key, &entry).unwrap();
+    let wrong = NamespaceKeys::new().with_key(
+        key.namespace(),
+        KeyId(1),
+        EncryptionKey::from_bytes([9; 32]),
+    );
+    let other_id = NamespaceKeys::new().with_key(
+        key.namespace(),
+        KeyId(2),
+        EncryptionKey::from_bytes([1; 32]),
+    );
+    let readers = [
+        RecordFormat::new(),
+        RecordFormat::new().with_keys(Arc::new(NamespaceKeys::new())),
+        RecordFormat::new().with_keys(Arc::new(wrong)),
+        RecordFormat::new().with_keys(Arc::new(other_id)),
+    ];
+    for (i, reader) in readers.iter().enumerate() {
+        let err = reader.decode(bytes.clone()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupted, "reader {i}: {err}");
+    }
+    assert_eq!(Record::decode(bytes).unwrap_err().kind(), ErrorKind::Corrupted);
+}
+
+#[test]
+fn a_plaintext_record_in_a_sealed_namespace_is_corrupt() {
+    let (key, entry) = sample();
+    let planted = Record::encode(&key, &entry);
+    let err = sealing(Compression::None).decode(planted).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted);
+    assert!(err.to_string().contains("plaintext"), "{err}");
+}
+
+#[test]
+fn rotated_keys_open_the_records_sealed_before() {
+    let (key, entry) = sample();
+    let old = NamespaceKeys::new().with_key(
+        key.namespace(),
+        KeyId(1),
+        EncryptionKey::from_bytes([1; 32]),
+    );
+    let bytes = RecordFormat::new().with_keys(Arc::new(old.clone())).encode(&key, &entry).unwrap();
+    let rotated = old.with_key(key.namespace(), KeyId(2), EncryptionKey::from_bytes([5; 32]));
+    let format = RecordFormat::new().with_keys(Arc::new(rotated));
+    assert_eq!(format.decode(bytes).unwrap().to_entry(), entry);
+    let fresh = format.encode(&key, &entry).unwrap();
+    let at = Record::encoded_len(&key, 0);
+    assert_eq!(fresh[at..at + 4], 2u32.to_le_bytes());
+}
+
+#[test]
+fn every_single_bit_flip_of_a_sealed_record_is_detected() {
+    let (key, entry) = sample();
+    let format = sealing(Compression::Lz4);
+    let bytes = format.encode(&key, &Entry { value: compressible(300).into(), ..entry }).unwrap();
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.to_vec();
+            b[i] ^= 1 << bit;
+            let err = format.decode(b.clone().into()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Corrupted, "byte {i} bit {bit}");
+            if (HEADER_LEN - 8..HEADER_LEN).contains(&i) {
+                continue; // the checksum itself: recomputing it undoes the flip
+            }
+            // With the checksum recomputed, the cipher still catches every change.
+            rechecksum(&mut b);
+            if let Ok(r) = format.decode(b.into()) {
+                panic!("byte {i} bit {bit} opened as {:?}", r.namespace());
+            }
+        }
+    }
+}
+
+#[test]
+fn hostile_rows_moved_resealed_or_truncated_do_not_open() {
+    let (key, entry) = sample();
+    let format = sealing(Compression::None);
+    let bytes = format.encode(&key, &entry).unwrap();
+    let value_at = Record::encoded_len(&key, 0);
+
+    // Copied to another namespace's key, with the namespace rewritten to match.
+    let moved = Key::new("tenant-b", "prompt-42").unwrap();
+    let head_b = {
+        let mut h = Vec::new();
+        let (len, sealed_len) = (entry.value.len(), entry.value.len() + SEAL_OVERHEAD);
+        push_head(
+            &moved,
+            &entry.meta,
+            RECORD_VERSION_SEALED,
+            0,
+            len as u32,
+            sealed_len as u64,
+            &mut h,
+        );
+        h
+    };
+    let mut forged = head_b.clone();
+    forged.extend_from_slice(&bytes[value_at..]);
+    rechecksum(&mut forged);
+    let err = format.decode(forged.into()).unwrap_err();
+    assert!(err.to_string().contains("does not open"), "{err}");
+
+    // Re-sealed under another namespace's key, keeping this record's head and key id.
+    let mut resealed = bytes[..value_at].to_vec();
+    let b_key = tenant_keys().opening_key("tenant-b", KeyId(1)).unwrap();
+    let aad = seal_aad(&bytes[..value_at]);
+    encryption::seal(&b_key, KeyId(1), &aad, &entry.value, &mut resealed).unwrap();
+    rechecksum(&mut resealed);
+    assert!(format.decode(resealed.into()).unwrap_err().to_string().contains("does not open"));
+
+    // Truncated: a byte short, with the lengths and the checksum made consistent again.
+    let mut short = bytes[..bytes.len() - 1].to_vec();
+    let len = (entry.value.len() - 1) as u32;
+    short[20..24].copy_from_slice(&len.to_le_bytes());
+    short[24..32].copy_from_slice(&(u64::from(len) + SEAL_OVERHEAD as u64).to_le_bytes());
+    rechecksum(&mut short);
+    assert!(format.decode(short.into()).unwrap_err().to_string().contains("does not open"));
+
+    // Shorter than a key id, a nonce and a tag: refused by the header.
+    let mut stub = bytes[..value_at].to_vec();
+    stub[20..24].copy_from_slice(&0u32.to_le_bytes());
+    stub[24..32].copy_from_slice(&10u64.to_le_bytes());
+    stub.extend_from_slice(&[0; 10]);
+    rechecksum(&mut stub);
+    assert!(RecordHeader::parse(&stub).is_err());
+}
+
+#[test]
+fn a_sealed_header_must_be_consistent() {
+    let (key, entry) = sample();
+    let bytes = sealing(Compression::None).encode(&key, &entry).unwrap();
+    for (at, bytes4) in [(6, 1u32), (6, 0b110), (20, 3)] {
+        let mut b = bytes.to_vec();
+        if at == 6 {
+            b[6..8].copy_from_slice(&(bytes4 as u16).to_le_bytes());
+        } else {
+            b[at..at + 4].copy_from_slice(&bytes4.to_le_bytes());
+        }
+        rechecksum(&mut b);
+        assert!(RecordHeader::parse(&b).is_err(), "field {at} = {bytes4}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_entry_round_trips_sealed(
+        value in proptest::collection::vec(any::<u8>(), 0..2048),
+        repeat in 1usize..8,
+        lz4 in any::<bool>(),
+    ) {
+        let key = Key::new("tenant-b", "k").unwrap();
+        let value: Vec<u8> = value.iter().copied().cycle().take(value.len() * repeat).collect();
+        let entry = Entry::new(value);
+        let compression = if lz4 { Compression::Lz4 } else { Compression::zstd() };
+        let format = sealing(compression);
+        let bytes = format.encode(&key, &entry).unwrap();
+        prop_assert_eq!(format.decode(bytes).unwrap().to_entry(), entry);
+    }
+}
