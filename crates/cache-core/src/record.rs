@@ -558,6 +558,29 @@ impl Record {
         Record::finish_decode(bytes, header, None)
     }
 
+    /// Decodes a record that occupies exactly `bytes` as [`Record::decode_with`] does, except
+    /// that a sealed value is not opened, so no key is needed: for a scan that indexes records
+    /// by their heads (a log's recovery) and must tell a valid sealed record from damage
+    /// without the keys. The checksum is verified as `verify` says. A sealed record decoded so
+    /// has an empty value and must never be served: decode it again with its
+    /// [`RecordFormat`] to read it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Corrupted`](crate::ErrorKind::Corrupted) on any validation failure but a
+    /// missing key.
+    pub fn decode_unopened(bytes: Bytes, verify: Verify) -> Result<Record> {
+        let header = Record::checked_header(&bytes)?;
+        if verify == Verify::Checksum {
+            verify_head(&bytes, &header)?;
+            verify_chunks(&bytes, &header, 0..header.value_len)?;
+        }
+        if !header.is_sealed() {
+            return Record::finish_decode(bytes, header, None);
+        }
+        let (meta, _, _) = parse_head_fields(&bytes, &header)?;
+        Ok(Record { bytes, header, meta, value: Bytes::new() })
+    }
+
     /// Decodes a record that occupies exactly `bytes` for a read of bytes `range` of its
     /// value: as [`Record::decode`], except that of a version-2 record's value only the
     /// chunks `range` covers (clamped to the value) are hashed, with the header, metadata, key

@@ -8,7 +8,7 @@
 //! and copied once (into the page cache).
 
 pub(crate) use cache_core::RecordParts as Parts;
-use cache_core::{Compression, Entry, Key, Record};
+use cache_core::{Entry, Key, RecordFormat, Result};
 
 /// Values shorter than this are encoded into one buffer (the split saves nothing there).
 const SPLIT_MIN: usize = 512;
@@ -16,16 +16,16 @@ const SPLIT_MIN: usize = 512;
 /// Encodes `entry` under `key`; the same bytes as [`Record::encode_with`]. A record held whole
 /// (a value below [`SPLIT_MIN`]) has an empty `value` and `tail`; only a version-2 record (a
 /// large value) has a `tail`, its chunk table.
-pub(crate) fn encode(key: &Key, entry: &Entry, compression: Compression) -> Parts {
+pub(crate) fn encode(key: &Key, entry: &Entry, format: &RecordFormat) -> Result<Parts> {
     if entry.value.len() < SPLIT_MIN {
-        return Parts::whole(Record::encode_with(key, entry, compression));
+        return format.encode(key, entry).map(Parts::whole);
     }
-    Record::encode_parts_with(key, entry, compression)
+    format.encode_parts(key, entry)
 }
 
 #[cfg(test)]
 mod tests {
-    use cache_core::{Timestamp, Verify};
+    use cache_core::{Compression, Record, Timestamp, Verify};
 
     use super::*;
 
@@ -39,7 +39,8 @@ mod tests {
                 entry.meta.expires_at = expires.map(Timestamp::from_millis);
                 entry.meta.version = version;
                 for compression in [Compression::None, Compression::Lz4, Compression::zstd()] {
-                    let parts = encode(&key, &entry, compression);
+                    let format = RecordFormat::new().with_compression(compression);
+                    let parts = encode(&key, &entry, &format).unwrap();
                     let whole = Record::encode_with(&key, &entry, compression);
                     assert_eq!(parts.len(), whole.len());
                     assert_eq!(parts.to_bytes(), whole, "value of {len} bytes, {compression}");

@@ -35,7 +35,7 @@ pub(crate) fn reclaim(
     let mut kept = 0u64;
     for (shard, tag, slot) in live {
         let Some(range) = slot.range_in(&victim.data) else { continue };
-        let Ok(record) = Record::decode_with(victim.data.slice(range), Verify::Checksum) else {
+        let Ok(record) = sh.format.decode_with(victim.data.slice(range), Verify::Checksum) else {
             sh.stats.corrupt();
             continue;
         };

@@ -26,7 +26,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_core::{HEADER_LEN, Namespace, RecordHeader, TierStats, Verify};
+use cache_core::{HEADER_LEN, Namespace, RecordFormat, RecordHeader, TierStats, Verify};
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::Semaphore;
 
@@ -154,7 +154,13 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         segment_size,
         durability: b.durability,
         verify: if b.verify_on_read { Verify::Checksum } else { Verify::StructureOnly },
-        compression: b.compression,
+        format: {
+            let format = RecordFormat::new().with_compression(b.compression);
+            match &b.encryption {
+                Some(keys) => format.with_keys(keys.clone()),
+                None => format,
+            }
+        },
         reinsert_hits: b.reinsert_hits,
         direct_reads: b.direct_reads,
         clock: b.clock.clone(),

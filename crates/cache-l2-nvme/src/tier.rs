@@ -20,8 +20,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Compression, Entry, EntryMeta, Error, ErrorKind, EvictionSink, Key, Namespace,
-    NamespaceId, PutOutcome, Record, RecordHead, RecordHeader, Rejection, Result, StatsSnapshot,
+    Clock, Entry, EntryMeta, Error, ErrorKind, EvictionSink, Key, Namespace, NamespaceId,
+    PutOutcome, Record, RecordFormat, RecordHead, RecordHeader, Rejection, Result, StatsSnapshot,
     Tier, TierStats, Usage, Verify, async_trait, check_range, check_record_key, slice_range,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -69,8 +69,9 @@ pub(crate) struct Shared {
     pub(crate) segment_size: u64,
     pub(crate) durability: Durability,
     pub(crate) verify: Verify,
-    /// How `put` compresses values ([`NvmeTierBuilder::compression`]).
-    pub(crate) compression: Compression,
+    /// How `put` compresses and seals values and how hits open them
+    /// ([`NvmeTierBuilder::compression`], [`NvmeTierBuilder::encryption`]).
+    pub(crate) format: RecordFormat,
     pub(crate) reinsert_hits: bool,
     /// Hits read with `O_DIRECT` ([`NvmeTierBuilder::direct_reads`]): new segments open a
     /// descriptor for it.
@@ -433,8 +434,8 @@ impl NvmeTier {
             return None;
         };
         let decode = |b: Bytes| match (sh.verify, range) {
-            (Verify::Checksum, Some(range)) => Record::decode_for_range(b, range),
-            (verify, _) => Record::decode_with(b, verify),
+            (Verify::Checksum, Some(range)) => sh.format.decode_for_range(b, range),
+            (verify, _) => sh.format.decode_with(b, verify),
         };
         let record = bytes.ok_or(()).and_then(|b| decode(b).map_err(|_| ()));
         let Ok(record) = record else {
@@ -555,7 +556,7 @@ impl NvmeTier {
     fn pending_hit(&self, key: &Key, parts: Parts) -> Option<Record> {
         let bytes = parts.to_bytes();
         let sh = &*self.shared;
-        let record = Record::decode_with(bytes, Verify::StructureOnly).ok().filter(|r| {
+        let record = sh.format.decode_with(bytes, Verify::StructureOnly).ok().filter(|r| {
             !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now())
         });
         match record {
@@ -685,8 +686,8 @@ impl NvmeTier {
         if entry.is_expired(now) {
             return Ok(None);
         }
-        self.check_size(Record::encoded_len(key, entry.value.len()) as u64)?;
-        Ok(Some(parts::encode(key, &entry, self.shared.compression)))
+        self.check_size(self.shared.format.encoded_len(key, entry.value.len()) as u64)?;
+        parts::encode(key, &entry, &self.shared.format).map(Some)
     }
 
     async fn put_inner(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
@@ -891,6 +892,10 @@ impl Tier for NvmeTier {
         let result = async {
             self.check_open()?;
             check_record_key(TIER, &key, &record)?;
+            if !self.shared.format.stores_as_is(&record) {
+                // Plaintext for a sealed namespace, or sealed under a key this tier lacks.
+                return self.put_inner(key, record.to_entry()).await;
+            }
             if record.meta().is_expired(self.shared.clock.now()) {
                 self.shared.stats.reject();
                 if let Some(rx) = self.drop_stale(&key) {

@@ -628,7 +628,7 @@ impl Writer {
                 // Not reinserted after all: it leaves the tier like any other live entry.
                 if let Some(sink) = &sink
                     && let Ok(r) =
-                        cache_core::Record::decode_with(record, cache_core::Verify::StructureOnly)
+                        self.sh.format.decode_with(record, cache_core::Verify::StructureOnly)
                 {
                     crate::reclaim::hand_to_sink(sink.as_ref(), &r);
                 }

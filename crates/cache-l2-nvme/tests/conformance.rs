@@ -53,3 +53,24 @@ mod compressed {
 
     cache_core::conformance_suite!(factory);
 }
+
+/// The same suite with every namespace but one sealed at rest (and LZ4 before sealing).
+mod sealed {
+    use cache_core::{Compression, testkit::suite_keys};
+
+    use super::*;
+
+    async fn factory(spec: TierSpec) -> TestTier {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
+            .clock(spec.dyn_clock())
+            .compression(Compression::Lz4)
+            .encryption(suite_keys())
+            .open()
+            .await
+            .expect("open the tier");
+        TestTier::with_guard(tier, dir)
+    }
+
+    cache_core::sealed_conformance_suite!(factory);
+}

@@ -762,3 +762,19 @@ proptest! {
         prop_assert_eq!(format.decode(bytes).unwrap().to_entry(), entry);
     }
 }
+
+#[test]
+fn a_scan_validates_a_sealed_record_without_its_key() {
+    let (key, entry) = sample();
+    let bytes = sealing(Compression::None).encode(&key, &entry).unwrap();
+    let scanned = Record::decode_unopened(bytes.clone(), Verify::Checksum).unwrap();
+    assert!(scanned.is_sealed() && scanned.matches(&key) && scanned.value().is_empty());
+    assert_eq!(scanned.meta(), &entry.meta);
+    let mut flipped = bytes.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(Record::decode_unopened(flipped.into(), Verify::Checksum).is_err());
+    // A plaintext record decodes in full.
+    let plain = Record::decode_unopened(Record::encode(&key, &entry), Verify::Checksum).unwrap();
+    assert_eq!(plain.to_entry(), entry);
+}
