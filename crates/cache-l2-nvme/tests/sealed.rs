@@ -99,9 +99,9 @@ fn segment_files_hold_ciphertext_and_read_back_after_close_and_after_a_crash() {
         let big = key("tenant-b", "kv-chunk");
         let (v1, v2, v3) = (secret(1, 3000), secret(2, 3000), secret(3, 700_000));
         let tier = open(dir.path(), Some(keys())).await;
-        tier.put(sealed.clone(), Entry::new(v1.clone())).await.unwrap();
-        tier.put(public.clone(), Entry::new(v2.clone())).await.unwrap();
-        tier.put(big.clone(), Entry::new(v3.clone())).await.unwrap();
+        assert!(tier.put(sealed.clone(), Entry::new(v1.clone())).await.unwrap().is_stored());
+        assert!(tier.put(public.clone(), Entry::new(v2.clone())).await.unwrap().is_stored());
+        assert!(tier.put(big.clone(), Entry::new(v3.clone())).await.unwrap().is_stored());
         tier.close().await.unwrap();
 
         let files: Vec<u8> =
@@ -135,7 +135,7 @@ fn without_the_key_or_with_a_wrong_one_a_sealed_record_is_a_counted_miss() {
         let dir = tempfile::tempdir().unwrap();
         let k = key("tenant-a", "profile");
         let tier = open(dir.path(), Some(keys())).await;
-        tier.put(k.clone(), Entry::new(secret(1, 3000))).await.unwrap();
+        assert!(tier.put(k.clone(), Entry::new(secret(1, 3000))).await.unwrap().is_stored());
         tier.close().await.unwrap();
 
         let wrong: Arc<dyn KeyProvider> =
@@ -147,7 +147,7 @@ fn without_the_key_or_with_a_wrong_one_a_sealed_record_is_a_counted_miss() {
             assert_eq!(tier.stats().corrupted, 1);
             tier.close().await.unwrap();
             let tier = open(dir.path(), Some(keys())).await;
-            tier.put(k.clone(), Entry::new(secret(1, 3000))).await.unwrap();
+            assert!(tier.put(k.clone(), Entry::new(secret(1, 3000))).await.unwrap().is_stored());
             tier.close().await.unwrap();
         }
     });
@@ -164,7 +164,7 @@ fn hostile_rows_written_into_a_segment_are_counted_misses() {
         let value = secret(5, 2000);
         let tier = open(dir.path(), Some(keys())).await;
         for k in [&a, &b, &c, &d, &e] {
-            tier.put(k.clone(), Entry::new(value.clone())).await.unwrap();
+            assert!(tier.put(k.clone(), Entry::new(value.clone())).await.unwrap().is_stored());
         }
         tier.close().await.unwrap();
 
