@@ -12,7 +12,8 @@ use std::{
 use bytes::Bytes;
 use cache_core::{
     DerivedKeys, EncryptionKey, Entry, HEADER_LEN, Key, KeyId, KeyProvider, Namespace,
-    NamespaceKeys, Record, RecordFormat, RecordHead, Tier, testkit::block_on,
+    NamespaceKeys, Record, RecordFormat, RecordHead, Tier,
+    testkit::{block_on, rechecksum},
 };
 use cache_l2_nvme::{NvmeTier, NvmeTierBuilder};
 
@@ -81,13 +82,6 @@ fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(bytes, at).unwrap();
     f.sync_all().unwrap();
-}
-
-fn rechecksum(bytes: &mut [u8]) {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&bytes[..HEADER_LEN - 8]);
-    h.update(&bytes[HEADER_LEN..]);
-    bytes[HEADER_LEN - 8..HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Clock, Compression, Entry, EntryMeta, Error, Key, Namespace, PutOutcome, Record, RecordHead,
+    Clock, Entry, EntryMeta, Error, Key, Namespace, PutOutcome, Record, RecordFormat, RecordHead,
     RecordHeader, Rejection, Result, StatsSnapshot, Tier, TierStats, Usage, reject_expired,
 };
 use parking_lot::{Mutex, RwLock};
@@ -102,8 +102,9 @@ struct Inner {
     wal: bool,
     write_opts: WriteOptions,
     clock: Arc<dyn Clock>,
-    /// How values are compressed on write ([`RocksTierBuilder::compression`]).
-    compression: Compression,
+    /// How values are compressed and sealed on write and opened on read
+    /// ([`RocksTierBuilder::compression`], [`RocksTierBuilder::encryption`]).
+    format: RecordFormat,
     budget: Mutex<Budget>,
     stats: TierStats,
     /// Kept for RocksDB's statistics object, which lives in the options.
@@ -212,7 +213,12 @@ impl RocksTier {
             wal: builder.write_ahead_log,
             write_opts,
             clock: builder.clock.clone(),
-            compression: builder.compression,
+            format: match &builder.encryption {
+                Some(keys) => RecordFormat::new()
+                    .with_compression(builder.compression)
+                    .with_keys(keys.clone()),
+                None => RecordFormat::new().with_compression(builder.compression),
+            },
             budget: Mutex::new(Budget::new(builder.capacity_bytes)),
             stats: TierStats::named(TIER, builder.name),
             options,
@@ -332,7 +338,7 @@ impl RocksTier {
     }
 
     fn check_size(&self, key: &Key, value_len: usize) -> Result<()> {
-        let size = charge(Record::encoded_len(key, value_len));
+        let size = charge(self.inner.format.encoded_len(key, value_len));
         if size > self.inner.capacity {
             let err = Error::invalid(
                 self.inner.stats.tier(),
@@ -370,7 +376,7 @@ impl Inner {
     /// Checks stored bytes for `key`: a valid, matching, unexpired record, or a miss (a corrupt
     /// record is counted and deleted, an expired one deleted).
     fn check(&self, db: &DB, key: &Key, sk: StorageKey, bytes: Bytes) -> Option<Record> {
-        match Record::decode(bytes.clone()) {
+        match self.format.decode(bytes.clone()) {
             Ok(rec) if rec.is_tombstone() || !rec.matches(key) => {
                 self.drop_stored(db, sk, &bytes, Cause::Corrupt);
                 None
@@ -577,21 +583,22 @@ impl Tier for RocksTier {
                 return Ok(PutOutcome::Rejected(why));
             }
         };
-        self.blocking(move |inner, db| {
-            let pending = Pending {
-                key: StorageKey::new(&key),
-                record: Record::encode_with(&key, &entry, inner.compression),
-                expires_at: entry.meta.expires_at,
-            };
-            inner.write(db, vec![pending])
-        })
-        .await?;
+        let pending = Pending {
+            key: StorageKey::new(&key),
+            record: self.inner.stats.track(self.inner.format.encode(&key, &entry))?,
+            expires_at: entry.meta.expires_at,
+        };
+        self.blocking(move |inner, db| inner.write(db, vec![pending])).await?;
         self.inner.stats.insert();
         Ok(PutOutcome::Stored)
     }
 
     async fn put_valid_record(&self, key: Key, record: Record) -> Result<PutOutcome> {
         self.inner.stats.track(self.db())?;
+        if !self.inner.format.stores_as_is(&record) {
+            // Plaintext for a sealed namespace, or sealed under a key this tier lacks.
+            return self.put(key, record.to_entry()).await;
+        }
         if let Some(why) = reject_expired(record.meta(), self.inner.clock.now(), &self.inner.stats)
         {
             self.drop_stale(vec![StorageKey::new(&key)]).await?;
@@ -638,18 +645,18 @@ impl Tier for RocksTier {
             return Ok(outcomes);
         }
         let stored = admitted.len() as u64;
-        self.blocking(move |inner, db| {
-            let pending = admitted
-                .iter()
-                .map(|(key, entry)| Pending {
+        let pending = admitted
+            .iter()
+            .map(|(key, entry)| {
+                Ok(Pending {
                     key: StorageKey::new(key),
-                    record: Record::encode_with(key, entry, inner.compression),
+                    record: self.inner.format.encode(key, entry)?,
                     expires_at: entry.meta.expires_at,
                 })
-                .collect();
-            inner.write(db, pending)
-        })
-        .await?;
+            })
+            .collect::<Result<Vec<_>>>();
+        let pending = self.inner.stats.track(pending)?;
+        self.blocking(move |inner, db| inner.write(db, pending)).await?;
         self.drop_stale(superseded).await?;
         for _ in 0..stored {
             self.inner.stats.insert();

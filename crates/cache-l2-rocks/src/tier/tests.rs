@@ -783,3 +783,93 @@ fn a_damaged_sst_is_repaired_on_open_and_the_rest_is_served() {
         tier.close().await.unwrap();
     });
 }
+
+/// Encryption at rest: the database holds ciphertext for a sealed namespace, and hostile rows
+/// written through the raw database (a record moved to another namespace's key, re-sealed
+/// under another key, truncated, planted in plaintext, or read without the key) are counted
+/// misses, deleted, never a wrong value or a panic.
+#[test]
+fn sealed_rows_hold_ciphertext_and_hostile_rows_are_counted_misses() {
+    use cache_core::{
+        DerivedKeys, EncryptionKey, HEADER_LEN, KeyId, KeyProvider, NamespaceKeys, Record,
+        RecordFormat, testkit::rechecksum,
+    };
+    let ns = |n: &str| Namespace::new(n).unwrap();
+    let keys: Arc<dyn KeyProvider> = Arc::new(
+        NamespaceKeys::new()
+            .with_key(&ns("tenant-a"), KeyId(1), EncryptionKey::from_bytes([0xa1; 32]))
+            .with_key(&ns("tenant-b"), KeyId(1), EncryptionKey::from_bytes([0xb2; 32])),
+    );
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let open = |keys: Option<Arc<dyn KeyProvider>>| {
+            let builder = RocksTier::builder(dir.path(), 16 * MIB).clock(clock.clone());
+            match keys {
+                Some(k) => builder.encryption(k),
+                None => builder,
+            }
+            .open()
+        };
+        let tier = open(Some(keys.clone())).await.unwrap();
+        let secret: Vec<u8> =
+            (0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let k = |n: &str, i: u32| Key::new(n, format!("victim-{i}")).unwrap();
+        for i in 0..6 {
+            for n in ["tenant-a", "tenant-b"] {
+                assert!(tier.put(k(n, i), Entry::new(secret.clone())).await.unwrap().is_stored());
+            }
+        }
+        let db = tier.db().unwrap();
+        let stored = |key: &Key| db.get(StorageKey::new(key)).unwrap().unwrap();
+        assert!(!stored(&k("tenant-a", 0)).windows(16).any(|w| w == &secret[100..116]));
+
+        // 1. Tenant B's record under tenant A's key, its namespace rewritten to A's.
+        let mut moved = stored(&k("tenant-b", 1));
+        moved[HEADER_LEN + 25..HEADER_LEN + 33].copy_from_slice(b"tenant-a");
+        rechecksum(&mut moved);
+        db.put(StorageKey::new(&k("tenant-a", 1)), &moved).unwrap();
+        // 2. Re-sealed under another key.
+        let other = DerivedKeys::new(KeyId(1), EncryptionKey::from_bytes([7; 32]));
+        let resealed = RecordFormat::new()
+            .with_keys(Arc::new(other))
+            .encode(&k("tenant-a", 2), &Entry::new(secret.clone()))
+            .unwrap();
+        db.put(StorageKey::new(&k("tenant-a", 2)), &resealed).unwrap();
+        // 3. Truncated by a byte, lengths and checksum made consistent.
+        let mut short = stored(&k("tenant-a", 3));
+        short.pop();
+        let decoded = u32::from_le_bytes(short[20..24].try_into().unwrap()) - 1;
+        short[20..24].copy_from_slice(&decoded.to_le_bytes());
+        let len = u64::from_le_bytes(short[24..32].try_into().unwrap()) - 1;
+        short[24..32].copy_from_slice(&len.to_le_bytes());
+        rechecksum(&mut short);
+        db.put(StorageKey::new(&k("tenant-a", 3)), &short).unwrap();
+        // 4. A plaintext record planted in the sealed namespace.
+        let planted = Record::encode(&k("tenant-a", 4), &Entry::new("planted"));
+        db.put(StorageKey::new(&k("tenant-a", 4)), &planted).unwrap();
+        drop(db);
+
+        for i in 1..5 {
+            assert_eq!(tier.get(&k("tenant-a", i)).await.unwrap(), None, "row {i}");
+            assert!(tier.db().unwrap().get(StorageKey::new(&k("tenant-a", i))).unwrap().is_none());
+        }
+        assert_eq!(tier.stats().corrupted, 4);
+        assert_eq!(tier.get(&k("tenant-a", 0)).await.unwrap().unwrap().value, secret);
+        assert_eq!(tier.get(&k("tenant-b", 1)).await.unwrap().unwrap().value, secret);
+        tier.close().await.unwrap();
+
+        // 5. Reopened without the key, or with a wrong one: a counted miss.
+        let wrong: Arc<dyn KeyProvider> =
+            Arc::new(DerivedKeys::new(KeyId(1), EncryptionKey::from_bytes([9; 32])));
+        for (i, reader) in [None, Some(wrong)].into_iter().enumerate() {
+            let tier = open(reader).await.unwrap();
+            assert_eq!(tier.get(&k("tenant-b", 5 - i as u32)).await.unwrap(), None);
+            assert_eq!(tier.stats().corrupted, 1);
+            tier.close().await.unwrap();
+        }
+        let tier = open(Some(keys)).await.unwrap();
+        assert_eq!(tier.get(&k("tenant-b", 0)).await.unwrap().unwrap().value, secret);
+        tier.close().await.unwrap();
+    });
+}
