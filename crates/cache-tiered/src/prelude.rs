@@ -2,7 +2,8 @@
 //!
 //! The contract's value types ([`Entry`], [`Key`], [`Namespace`], [`Error`], [`ErrorKind`],
 //! [`Result`], [`PutOutcome`]), the persistent tiers' settings ([`Durability`],
-//! [`Compression`]), the composition ([`TieredCache`], [`TierOptions`],
+//! [`Compression`], and for encryption at rest [`KeyProvider`], [`NamespaceKeys`],
+//! [`DerivedKeys`], [`EncryptionKey`], [`KeyId`]), the composition ([`TieredCache`], [`TierOptions`],
 //! [`WritePolicy`], [`PutReport`]) and the builders of the tiers this crate re-exports
 //! (by feature). It leaves out the [`Tier`](cache_core::Tier) trait: [`TieredCache`]'s common
 //! calls are inherent methods, and the tiers' builders need no trait either.
@@ -18,7 +19,8 @@
 //! ```
 
 pub use cache_core::{
-    Compression, Durability, Entry, Error, ErrorKind, Key, Namespace, PutOutcome, Result,
+    Compression, DerivedKeys, Durability, EncryptionKey, Entry, Error, ErrorKind, Key, KeyId,
+    KeyProvider, Namespace, NamespaceKeys, PutOutcome, Result,
 };
 #[cfg(feature = "l1")]
 pub use cache_l1::MemoryTier;
