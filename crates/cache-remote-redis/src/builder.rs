@@ -1,9 +1,12 @@
 //! Configuration of a [`RedisTier`]: the server, key prefix, timeouts, reconnect backoff, expiry
-//! slack, byte budget and clock, and the start-up check `build` makes.
+//! slack, byte budget, record format (compression, encryption at rest) and clock, and the
+//! start-up check `build` makes.
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use cache_core::{Clock, Compression, Error, ErrorKind, Result, system_clock};
+use cache_core::{
+    Clock, Compression, Error, ErrorKind, KeyProvider, RecordFormat, Result, system_clock,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::{
@@ -18,8 +21,8 @@ const REDIS_MAX_VALUE: u64 = 512 * 1024 * 1024;
 /// Builds a [`RedisTier`]. Start from [`RedisTier::builder`].
 ///
 /// Defaults: prefix `tc`, a 2 s timeout per call, 1 s to connect, reconnects with exponential
-/// backoff from 50 ms up to 2 s, 5 s of expiry slack, no byte budget, records up to 512 MiB, the
-/// system clock.
+/// backoff from 50 ms up to 2 s, 5 s of expiry slack, no byte budget, records up to 512 MiB, no
+/// compression, no encryption, the system clock.
 #[must_use]
 pub struct RedisTierBuilder {
     url: String,
@@ -32,6 +35,7 @@ pub struct RedisTierBuilder {
     budget: Option<u64>,
     max_record_len: u64,
     compression: Compression,
+    encryption: Option<Arc<dyn KeyProvider>>,
     clock: Arc<dyn Clock>,
     name: &'static str,
 }
@@ -46,6 +50,9 @@ impl fmt::Debug for RedisTierBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("expiry_slack", &self.expiry_slack)
             .field("budget", &self.budget)
+            .field("compression", &self.compression)
+            // Never the keys: only whether there are any.
+            .field("encryption", &self.encryption.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +70,7 @@ impl RedisTierBuilder {
             budget: None,
             max_record_len: REDIS_MAX_VALUE,
             compression: Compression::None,
+            encryption: None,
             clock: system_clock(),
             name: TIER,
         }
@@ -139,6 +147,42 @@ impl RedisTierBuilder {
         self
     }
 
+    /// Encryption at rest (default off): the value of every record of a namespace `keys` has a
+    /// key for is sealed with that key (XChaCha20-Poly1305, record format version 4 in
+    /// `docs/format.md`), after compression, before it is sent, so the server, its replicas,
+    /// its RDB and AOF files and the network hold only ciphertext for those values. The
+    /// namespace, the key and the metadata (creation time, expiry, version) of every record stay
+    /// readable on the server: the tier needs them to check and expire records. The Redis key
+    /// names stay hashes, as always.
+    ///
+    /// A stored record that does not open (sealed under a key id the provider does not know, a
+    /// wrong key, a changed or truncated byte, moved to another key or namespace) or a
+    /// plaintext record in a namespace the provider seals is a corrupt record: a miss, counted
+    /// in `StatsSnapshot::corrupted`, and deleted; never an error, a panic, or the ciphertext
+    /// returned as a value. Every node sharing the server, and every persistent tier of a
+    /// stack, should get the same provider: a record moved in from another tier (`put_record`)
+    /// is stored as it is only if this tier can open it, and re-sealed (or, for a namespace
+    /// this provider leaves in plaintext, stored in plaintext) otherwise; a node without the
+    /// keys misses on every sealed entry (and deletes it, as any corrupt entry). Namespaces the
+    /// provider has no key for are stored in plaintext, as without this option.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> cache_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use cache_core::{DerivedKeys, EncryptionKey, KeyId};
+    /// use cache_remote_redis::RedisTier;
+    /// let master = EncryptionKey::from_bytes([0x42; 32]); // from your secret store
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379/")
+    ///     .encryption(Arc::new(DerivedKeys::new(KeyId(1), master)))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn encryption(mut self, keys: Arc<dyn KeyProvider>) -> RedisTierBuilder {
+        self.encryption = Some(keys);
+        self
+    }
+
     /// The clock that decides expiry (the system clock by default).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> RedisTierBuilder {
         self.clock = clock;
@@ -171,10 +215,19 @@ impl RedisTierBuilder {
             expiry_slack: self.expiry_slack,
             budget: self.budget,
             max_record_len: self.max_record_len,
-            compression: self.compression,
+            format: self.format(),
             name: self.name,
         };
         Ok(RedisTier::from_parts(conn, layout, settings, self.clock))
+    }
+
+    /// The format every record is written and read in: the compression and the keys.
+    fn format(&self) -> RecordFormat {
+        let format = RecordFormat::new().with_compression(self.compression);
+        match &self.encryption {
+            Some(keys) => format.with_keys(Arc::clone(keys)),
+            None => format,
+        }
     }
 
     fn config(&self) -> ConnectionManagerConfig {

@@ -41,6 +41,20 @@
 //! the stored namespace and key with the requested ones; a corrupt record, or one of another
 //! key, is a miss, counted in `StatsSnapshot::corrupted`, and deleted.
 //!
+//! # Encryption at rest
+//!
+//! With [`encryption`](RedisTierBuilder::encryption), the value of every record of a namespace
+//! the [`KeyProvider`](cache_core::KeyProvider) has a key for is compressed (if
+//! [`compression`](RedisTierBuilder::compression) says so), then sealed with XChaCha20-Poly1305
+//! before it leaves the process: the server, its replicas, its RDB and AOF files and the wire
+//! hold its ciphertext. The record's head (namespace, key, creation time, expiry, version)
+//! stays readable on the server and authenticates the value, so a sealed value copied to
+//! another key or namespace does not open. A record that does not open (an unknown key id, a
+//! wrong key, altered or truncated bytes) or a plaintext record in a sealed namespace is
+//! corrupt, as above: a counted miss, deleted, never the ciphertext as a value. Give every node
+//! on the server and every persistent tier of the stack the same provider: a record moved in
+//! from another tier is stored as it is only if this tier can open it, and re-sealed otherwise.
+//!
 //! # Namespaces
 //!
 //! Each namespace has an epoch at `{prefix}:{namespace id}:epoch`. `clear_namespace`

@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Clock, Compression, Entry, Error, Key, Ledger, Namespace, NamespaceId, PutOutcome, Record,
+    Clock, Entry, Error, Key, Ledger, Namespace, NamespaceId, PutOutcome, Record, RecordFormat,
     Rejection, Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, Victim, async_trait,
     check_open, reject_expired,
 };
@@ -45,8 +45,9 @@ pub(crate) struct Settings {
     pub(crate) expiry_slack: Duration,
     pub(crate) budget: Option<u64>,
     pub(crate) max_record_len: u64,
-    /// How `put` compresses values: see `RedisTierBuilder::compression`.
-    pub(crate) compression: Compression,
+    /// How records are written (compressed, sealed) and read back (opened): see
+    /// `RedisTierBuilder::compression` and `RedisTierBuilder::encryption`.
+    pub(crate) format: RecordFormat,
     /// The tier's name: see `RedisTierBuilder::name`.
     pub(crate) name: &'static str,
 }
@@ -194,7 +195,9 @@ impl Inner {
                 out.push(None);
                 continue;
             };
-            let record = match Record::decode(Bytes::from(bytes)) {
+            // Checks the record and opens a sealed value; a record that does not open, or a
+            // plaintext one in a namespace the format seals, is an error here: corrupt.
+            let record = match self.settings.format.decode(Bytes::from(bytes)) {
                 Ok(r) if r.matches(key) && !r.is_tombstone() => r,
                 Ok(_) => {
                     self.on_corrupt(key, "the entry holds a record of another key", &mut corrupt);
@@ -345,16 +348,22 @@ impl Inner {
             return Ok(None);
         }
         entry.meta.stamp(now);
-        let len = Record::encoded_len(&key, entry.value.len()) as u64;
+        let format = &self.settings.format;
+        let len = format.encoded_len(&key, entry.value.len()) as u64;
         self.check_size(len)?;
         let px = self.px(entry.meta.expires_at, now);
-        let record = Record::encode_with(&key, &entry, self.settings.compression);
+        let record = format.encode(&key, &entry).map_err(|e| e.with_tier(TIER))?;
         Ok(Some(Write { record, key, px }))
     }
 
-    /// Prepares an encoded record of `key` (checked by `Tier::put_record`) for writing, as it is.
+    /// Prepares an encoded record of `key` (checked by `Tier::put_record`) for writing: as it
+    /// is if this tier's format reads it back so, else re-encoded from its entry (a plaintext
+    /// record of a namespace the format seals is sealed, a record sealed under a key the format
+    /// lacks is re-sealed under its own or written in plaintext; the decoded value is plaintext).
     fn prepare_record(&self, key: Key, record: Record, now: Timestamp) -> Result<Option<Write>> {
-        if record.meta().created_at == Timestamp::ZERO {
+        if record.meta().created_at == Timestamp::ZERO
+            || !self.settings.format.stores_as_is(&record)
+        {
             return self.prepare(key, record.to_entry(), now);
         }
         if reject_expired(record.meta(), now, &self.stats).is_some() {

@@ -22,7 +22,7 @@ use cache_remote_redis::{RedisTier, redis};
 
 mod common;
 
-use crate::common::{PrivateServer, redis_url, unique_prefix};
+use crate::common::{PrivateServer, epoch_of, raw, redis_url, unique_prefix};
 
 /// Builds the tier a conformance check asks for: its budget and its clock, a fresh prefix.
 async fn conformance_tier(url: String, spec: TierSpec) -> TestTier {
@@ -76,24 +76,6 @@ conformance!(
 
 async fn tier(url: &str, test: &str) -> RedisTier {
     RedisTier::builder(url).prefix(unique_prefix(test)).build().await.expect("building the tier")
-}
-
-async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a raw connection")
-}
-
-async fn epoch_of(
-    conn: &mut redis::aio::MultiplexedConnection,
-    tier: &RedisTier,
-    ns: &Namespace,
-) -> u64 {
-    let epoch: Option<u64> =
-        redis::cmd("GET").arg(tier.epoch_key(ns)).query_async(conn).await.expect("GET epoch");
-    epoch.expect("the namespace has an epoch after a put")
 }
 
 /// A node that compresses stores the compressed record on the server, and a node that does not

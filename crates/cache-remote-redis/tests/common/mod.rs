@@ -1,5 +1,6 @@
-//! What the Redis tests share: the server they use, a key prefix per tier, and private
-//! servers to pause and kill. Each test binary uses part of it.
+//! What the Redis tests share: the server they use, a key prefix per tier, raw connections to
+//! inspect and alter what a tier stored, and private servers to pause and kill. Each test
+//! binary uses part of it.
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
 use std::{
@@ -9,6 +10,9 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
+
+use cache_core::Namespace;
+use cache_remote_redis::{RedisTier, redis};
 
 pub(crate) const URL_ENV: &str = "TIERED_CACHE_REDIS_URL";
 pub(crate) const SERVER_ENV: &str = "TIERED_CACHE_REDIS_SERVER";
@@ -47,6 +51,26 @@ pub(crate) fn unique_prefix(test: &str) -> String {
     let test: String =
         test.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     format!("it/{test}/{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A connection of its own to the server at `url`, to read and write what tiers stored.
+pub(crate) async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a raw connection")
+}
+
+/// The current epoch of `ns` on `tier`'s server (it has one once a put of `ns` was made).
+pub(crate) async fn epoch_of(
+    conn: &mut redis::aio::MultiplexedConnection,
+    tier: &RedisTier,
+    ns: &Namespace,
+) -> u64 {
+    let epoch: Option<u64> =
+        redis::cmd("GET").arg(tier.epoch_key(ns)).query_async(conn).await.expect("GET epoch");
+    epoch.expect("the namespace has an epoch after a put")
 }
 
 /// A private `redis-server` that a test may pause and kill; killed on drop.
