@@ -1,5 +1,6 @@
 //! Configuration of an [`ObjectTier`]: the store, prefix, timeouts, retries, multipart upload,
-//! conditional create, byte budget and clock, and the start-up checks `build` makes.
+//! conditional create, byte budget, record format (compression, encryption at rest) and clock,
+//! and the start-up checks `build` makes.
 
 use std::{
     fmt,
@@ -8,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_core::{Clock, Compression, Error, ErrorKind, Result, system_clock};
+use cache_core::{
+    Clock, Compression, Error, ErrorKind, KeyProvider, RecordFormat, Result, system_clock,
+};
 use futures::StreamExt;
 use object_store::limit::LimitStore;
 #[cfg(feature = "s3")]
@@ -58,8 +61,8 @@ impl fmt::Debug for Source {
 ///
 /// Defaults: no prefix, a 10 s timeout per object-store call, 5 s per HTTP request and 1 s to
 /// connect, 2 retries within 8 s, multipart upload from 16 MiB in 8 MiB parts with 4 in
-/// flight, deletes in batches with 8 in flight, overwriting puts, no byte budget, the system
-/// clock, and the start-up check on.
+/// flight, deletes in batches with 8 in flight, overwriting puts, no byte budget, no
+/// compression, no encryption, the system clock, and the start-up check on.
 #[derive(Debug)]
 #[must_use]
 pub struct ObjectTierBuilder {
@@ -77,7 +80,8 @@ pub struct ObjectTierBuilder {
     max_requests: usize,
     conditional_create: bool,
     budget: Option<u64>,
-    compression: Compression,
+    /// Compression and key provider. Its `Debug` never shows the keys, only whether there are.
+    format: RecordFormat,
     clock: Arc<dyn Clock>,
     preflight: bool,
     local_fsync: bool,
@@ -109,7 +113,7 @@ impl ObjectTierBuilder {
             max_requests: DEFAULT_MAX_REQUESTS,
             conditional_create: false,
             budget: None,
-            compression: Compression::None,
+            format: RecordFormat::new(),
             clock: system_clock(),
             preflight: true,
             local_fsync: true,
@@ -240,7 +244,52 @@ impl ObjectTierBuilder {
     /// read of it downloads the whole object to decode it. Larger and incompressible values
     /// stay raw. Objects written under any setting read back under any other.
     pub fn compression(mut self, compression: Compression) -> ObjectTierBuilder {
-        self.compression = compression;
+        self.format = std::mem::take(&mut self.format).with_compression(compression);
+        self
+    }
+
+    /// Encryption at rest (default off): the value of every record of a namespace `keys` has a
+    /// key for is sealed with that key (XChaCha20-Poly1305, record format version 4 in
+    /// `docs/format.md`), after compression and before it is uploaded, so the bucket (or
+    /// directory), its replicas and backups, and the network hold only ciphertext for those
+    /// values. What stays readable in every object is its head: the namespace, the key and the
+    /// metadata (creation time, expiry, version), which the tier needs to find, check and expire
+    /// records without the key; object paths stay hashes, as always. Namespaces the provider has
+    /// no key for are stored in plaintext, as without this option.
+    ///
+    /// A sealed value has no chunk table, so [`ObjectTier::get_range`] of a sealed value
+    /// downloads and opens the whole object (as for a compressed one).
+    ///
+    /// An object that does not open (sealed under a key id the provider does not know, with a
+    /// wrong key, a changed or truncated byte, moved to another key or namespace), or a
+    /// plaintext object in a namespace the provider seals, is a corrupt record: a miss, counted
+    /// in `StatsSnapshot::corrupted`, and the object is deleted. It is never an error, a panic,
+    /// or the ciphertext returned as a value. So every process sharing the bucket and prefix,
+    /// and every persistent tier of a stack, should get the same provider: a tier without the
+    /// keys deletes the sealed objects it reads. A record moved in from another tier
+    /// (`put_record`) is stored as it is only if this tier can open it, and re-encoded from its
+    /// (plaintext) entry otherwise: sealed under this provider's key, or in plaintext for a
+    /// namespace it leaves alone.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_core::{DerivedKeys, EncryptionKey, Entry, Key, KeyId, Tier};
+    /// use cache_l3_object::{ObjectTierBuilder, object_store::ObjectStoreExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // In production the master key comes from a key-management service or a secret store.
+    /// let keys = DerivedKeys::new(KeyId(1), EncryptionKey::from_bytes([7; 32]));
+    /// let l3 = ObjectTierBuilder::in_memory().encryption(Arc::new(keys)).build().await?;
+    /// let key = Key::new("tenant-a", "user-42/profile")?;
+    /// l3.put(key.clone(), Entry::new("a secret profile")).await?;
+    /// assert_eq!(l3.get(&key).await?.unwrap().value, "a secret profile");
+    /// // The object holds ciphertext for the value.
+    /// let object = l3.store().get(&l3.object_path(&key)).await.unwrap().bytes().await.unwrap();
+    /// assert!(!object.windows(6).any(|w| w == b"secret"));
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn encryption(mut self, keys: Arc<dyn KeyProvider>) -> ObjectTierBuilder {
+        self.format = std::mem::take(&mut self.format).with_keys(keys);
         self
     }
 
@@ -339,7 +388,7 @@ impl ObjectTierBuilder {
             delete_concurrency: self.delete_concurrency,
             conditional_create: self.conditional_create,
             budget: self.budget,
-            compression: self.compression,
+            format: self.format,
             name: self.name,
         };
         let tier = ObjectTier::from_parts(store, layout, settings, self.clock);

@@ -9,7 +9,10 @@
 //! Records are written in pieces so a value is never copied on `put`: a small head (header,
 //! metadata, namespace, key), the value itself (or its compressed copy), and for a large value
 //! its chunk table ([`Record::encode_parts_with`]). The bytes are exactly those of
-//! [`Record::encode_with`] (a test checks this).
+//! [`Record::encode_with`] (a test checks this). A record of a namespace the tier seals
+//! (encryption at rest, [`RecordFormat::encode_parts`](cache_core::RecordFormat::encode_parts))
+//! is one piece: sealing writes the value into a new buffer anyway. Such a record has no chunk
+//! table however large its value, so its head says version 4 and a ranged read takes it whole.
 
 use cache_core::{
     EntryMeta, Error, Key, KeyHash, Namespace, NamespaceId, Record, RecordHeader, Result,
@@ -125,9 +128,10 @@ pub(crate) struct RecordHead {
     pub(crate) meta: EntryMeta,
     /// Where the value starts in the object.
     pub(crate) value_offset: u64,
-    /// The value's length as stored (compressed, for a compressed record).
+    /// The value's length as stored (compressed, for a compressed record; with the key id,
+    /// nonce and tag, for a sealed one).
     pub(crate) value_len: u64,
-    /// The record's header: its format version, codec and chunk table.
+    /// The record's header: its format version (sealed or not), codec and chunk table.
     pub(crate) header: RecordHeader,
 }
 
@@ -236,6 +240,26 @@ mod tests {
             prop_assert_eq!(head.meta, *record.meta());
             prop_assert_eq!(head.value_len, entry.value.len() as u64);
             prop_assert_eq!(&whole[head.value_offset as usize..], &entry.value[..]);
+        }
+    }
+
+    /// A sealed record's head parses without the key (the tier checks key and expiry from it)
+    /// and says version 4 and no chunk table, even for a value past the chunked threshold.
+    #[test]
+    fn head_of_a_sealed_record_parses_without_the_key() {
+        let key = Key::new("tenant", "k").unwrap();
+        let format = cache_core::RecordFormat::new().with_keys(cache_core::testkit::suite_keys());
+        for len in [0, 10, 300_000] {
+            let entry = Entry::new(vec![3u8; len]).with_version(9);
+            let split = format.encode_parts(&key, &entry).unwrap();
+            let whole = split.to_bytes();
+            let head = parse_head(&key, &whole, whole.len() as u64).unwrap();
+            assert!(head.header.is_sealed() && head.header.chunks() == 0, "{len}");
+            assert_eq!(head.meta.version, Some(9));
+            assert_eq!(head.value_offset, head_len(&key));
+            assert_eq!(head.value_len, (len + cache_core::SEAL_OVERHEAD) as u64, "{len}");
+            assert!(format.encoded_len(&key, len) >= whole.len(), "{len}: an upper bound");
+            assert_eq!(format.decode(whole).unwrap().value(), entry.value, "{len}");
         }
     }
 

@@ -61,6 +61,21 @@
 //! [`part_concurrency`](ObjectTierBuilder::part_concurrency) parts in flight; a failed upload
 //! is aborted. [`ObjectTier::get_range`] reads part of a value with ranged GETs.
 //!
+//! # Encryption at rest
+//!
+//! With [`encryption`](ObjectTierBuilder::encryption) and a
+//! [`KeyProvider`](cache_core::KeyProvider), the value of every record of a namespace the
+//! provider has a key for is compressed (if the tier compresses), then sealed with
+//! XChaCha20-Poly1305 under that namespace's key before it is uploaded: the bucket, its
+//! replicas and backups hold ciphertext for those values. The head of each object (namespace,
+//! key, creation time, expiry, version) stays readable, so the tier can check and expire
+//! records without the key, and the sealed value is bound to it: moved to another key or
+//! namespace, it does not open. An object that does not open (no key of its id, a wrong key, a
+//! changed or truncated byte), or a plaintext object in a namespace the provider seals, is a
+//! corrupt object as above: a miss, counted, and deleted. Give every process that shares the
+//! bucket and prefix, and every persistent tier of a stack, the same provider. A sealed value
+//! has no chunk table, so a ranged read of it downloads the whole object.
+//!
 //! # Write-once keys
 //!
 //! With [`conditional_create`](ObjectTierBuilder::conditional_create) every put is a
@@ -111,7 +126,8 @@
 //! # Performance
 //!
 //! What the tier adds to the store's own call per request: the object path, the timeout,
-//! stats and metrics, and the record checksum (xxh3) on get and put. `benches/object.rs`
+//! stats and metrics, and the record checksum (xxh3) on get and put (with encryption, also
+//! sealing or opening the value). `benches/object.rs`
 //! compares it with raw `object_store` calls on the same store (`cargo bench -p
 //! cache-l3-object --bench object`); `docs/tiers/object.md` has the figures and how they were
 //! taken.

@@ -1,5 +1,6 @@
 //! The conformance suite on memory and the local filesystem, and tests of failures (through
-//! the fault-injecting store), corruption, ranges, multipart uploads and conditional create.
+//! the fault-injecting store), corruption, ranges, multipart uploads, conditional create and
+//! encryption at rest (`sealed` below).
 
 use std::{
     sync::Arc,
@@ -51,6 +52,24 @@ mod memory_compressed {
             .build()
             .await
             .expect("building an in-memory tier");
+        TestTier::new(tier)
+    });
+}
+
+/// Encryption at rest: every namespace but `"plain"` sealed (`testkit::suite_keys`), after LZ4,
+/// so compress-then-seal is covered too; the whole suite plus `sealed_records`.
+mod memory_sealed {
+    use super::*;
+
+    cache_core::sealed_conformance_suite!(|spec: TierSpec| async move {
+        let tier = ObjectTierBuilder::in_memory()
+            .budget(spec.capacity_bytes)
+            .clock(spec.dyn_clock())
+            .compression(cache_core::Compression::Lz4)
+            .encryption(cache_core::testkit::suite_keys())
+            .build()
+            .await
+            .expect("building a sealing in-memory tier");
         TestTier::new(tier)
     });
 }
@@ -581,3 +600,5 @@ async fn max_requests_bounds_the_requests_in_flight() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(200), "40 gets of 50 ms, 10 at a time, took {took:?}");
 }
+
+mod sealed;

@@ -14,9 +14,9 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    CHUNK_SHIFT, Clock, Compression, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome,
-    RECORD_VERSION_CHUNKED, Record, RecordParts, Rejection, Result, StatsSnapshot, Tier, TierStats,
-    Timestamp, Usage, async_trait, check_open, reject_expired,
+    CHUNK_SHIFT, Clock, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome,
+    RECORD_VERSION_CHUNKED, Record, RecordFormat, RecordParts, Rejection, Result, StatsSnapshot,
+    Tier, TierStats, Timestamp, Usage, async_trait, check_open, reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -67,8 +67,9 @@ pub(crate) struct Settings {
     pub(crate) delete_concurrency: usize,
     pub(crate) conditional_create: bool,
     pub(crate) budget: Option<u64>,
-    /// How `put` compresses values: see `ObjectTierBuilder::compression`.
-    pub(crate) compression: Compression,
+    /// How records are encoded and read back: the compression and key provider of
+    /// `ObjectTierBuilder::compression` and `ObjectTierBuilder::encryption`.
+    pub(crate) format: RecordFormat,
     /// The tier's name: see `ObjectTierBuilder::name`.
     pub(crate) name: &'static str,
 }
@@ -153,11 +154,13 @@ impl ObjectTier {
 
     /// Reads bytes `range` of the value of `key` without downloading the whole object.
     ///
-    /// The range is clamped to the value (a range past its end gives fewer or no bytes). One
-    /// request when the range starts within the first MiB of the object, else two concurrent
-    /// ones (the record head and the range). The head's structure, the stored key and the
-    /// expiry are checked, but the record checksum covers the whole object and cannot be:
-    /// use [`Tier::get`] when the bytes must be verified.
+    /// The range is clamped to the value (a range past its end gives fewer or no bytes). A
+    /// chunked record (a value of at least 256 KiB stored raw) is read as the whole chunks
+    /// around the range, which are checked against its chunk table: two round trips (the first
+    /// one request when the range starts within the first MiB of the object, else two
+    /// concurrent ones). A smaller, compressed or sealed record is downloaded and verified
+    /// whole (a sealed value opened) and the range cut from it. Either way the stored key and
+    /// the expiry are checked, and no byte is returned unverified.
     ///
     /// # Errors
     /// `Invalid` if `range.start > range.end`; `Closed`; a backend failure.
@@ -278,7 +281,9 @@ impl Inner {
         bytes: Bytes,
         e_tag: Option<String>,
     ) -> Option<Record> {
-        let record = match Record::decode(bytes) {
+        // Opens a sealed value with the tier's keys; a record that does not open, or a
+        // plaintext record in a namespace the tier seals, is corrupt.
+        let record = match self.settings.format.decode(bytes) {
             Ok(r) if r.matches(key) && !r.is_tombstone() => r,
             Ok(_) => {
                 self.on_corrupt(key, &path, "the object holds a record of another key").await;
@@ -321,6 +326,11 @@ impl Inner {
                         self.delete_expired_later(key, path, e_tag);
                         Ok(false)
                     }
+                    // Sealed where the tier writes plaintext, or the reverse: whether it opens
+                    // (or is refused) is for a full read to decide.
+                    Ok(head) if head.header.is_sealed() != self.settings.format.seals(key) => {
+                        Ok(self.get_record(key).await?.is_some())
+                    }
                     Ok(_) => Ok(true),
                     // Let a full read count, report and delete it.
                     Err(_) => Ok(self.get_record(key).await?.is_some()),
@@ -332,8 +342,9 @@ impl Inner {
     }
 
     /// A ranged read that never returns a byte it has not verified. A record below the chunked
-    /// threshold (one checksum over all of it, and a compressed value decodes only whole) is
-    /// read whole. A chunked record's range is read as the whole chunks around it, with the
+    /// threshold (one checksum over all of it, and a compressed value decodes only whole) and a
+    /// sealed record (no chunk table: its value authenticates and opens only whole) are read
+    /// whole. A chunked record's range is read as the whole chunks around it, with the
     /// record's head and chunk table, and those chunks are checked against the table
     /// (`RecordHead::verify_piece`): a 4 KiB range of a 1 GiB value downloads its head, one or
     /// two 64 KiB chunks and a 128 KiB table, in two round trips.
@@ -352,6 +363,11 @@ impl Inner {
             }
         };
         let whole = || async { Ok(self.get_record(key).await?.map(|r| clamp(&r.value(), &range))) };
+        if self.settings.format.seals(key) {
+            // The tier seals this namespace, so its records are sealed (version 4, opened only
+            // whole) and a plaintext one is refused by the full read: no ranged request helps.
+            return whole().await;
+        }
         // The whole chunks around the range, at the chunk size this build writes; a record of
         // another chunk size has its piece fetched again below.
         let chunk = 1u64 << CHUNK_SHIFT;
@@ -385,9 +401,10 @@ impl Inner {
             self.delete_expired_later(key, path, e_tag);
             return Ok(None);
         }
-        if head.header.version != RECORD_VERSION_CHUNKED {
-            // One checksum over the whole record: verified only whole. The request above holds
-            // all of it when the range reaches the value's end.
+        if head.header.is_sealed() || head.header.version != RECORD_VERSION_CHUNKED {
+            // One checksum over the whole record (versions 1 and 3), or a sealed value (version
+            // 4, never chunked, however large): verified and opened only whole. The request
+            // above holds all of it when the range reaches the value's end.
             if bytes.len() as u64 == size {
                 let record = self.check_object(key, path, bytes, e_tag).await;
                 return Ok(record.map(|r| clamp(&r.value(), &range)));
@@ -467,14 +484,33 @@ impl Inner {
             return Ok(None);
         }
         entry.meta.stamp(now);
-        let split = Record::encode_parts_with(&key, &entry, self.settings.compression);
+        let format = &self.settings.format;
+        if format.seals(&key) {
+            // Sealing copies the whole value, so a value that cannot fit is refused before it
+            // is (an upper bound: a compressible value may be refused that would have fit once
+            // compressed). A plaintext record is not copied, and `write` checks its exact size.
+            self.check_size(format.encoded_len(&key, entry.value.len()) as u64)?;
+        }
+        let split = format.encode_parts(&key, &entry).map_err(|e| e.with_tier(TIER))?;
         self.write(&key, split, mode).await.map(Some)
     }
 
-    /// Writes a record that holds `key` (checked by `Tier::put_record`).
+    /// Writes a record that holds `key` (checked by `Tier::put_record`): as it is if this
+    /// tier's format reads it back so, else re-encoded from its entry (a plaintext record of a
+    /// namespace the tier seals is sealed, a record sealed under a key the tier lacks is
+    /// re-sealed under its own or stored in plaintext; a decoded record's value is plaintext).
     async fn put_record(self: &Arc<Self>, key: Key, record: Record) -> Result<Option<Written>> {
         self.check_open()?;
-        if record.meta().created_at == Timestamp::ZERO {
+        let as_is = self.settings.format.stores_as_is(&record);
+        if record.meta().created_at == Timestamp::ZERO || !as_is {
+            if record.is_sealed() && record.value().len() as u64 != record.header().decoded_len {
+                // Decoded without opening (`Record::decode_unopened`): its value is not there.
+                return Err(Error::invalid(
+                    TIER,
+                    "a sealed record that was not opened cannot be re-encoded: decode it with \
+                     its record format first",
+                ));
+            }
             return self.put_entry(key, record.to_entry(), self.put_mode()).await;
         }
         if reject_expired(record.meta(), self.clock.now(), &self.stats).is_some() {
@@ -510,6 +546,17 @@ impl Inner {
         if self.settings.conditional_create { PutMode::Create } else { PutMode::Overwrite }
     }
 
+    /// `Invalid` for a record of `size` bytes larger than the byte budget.
+    fn check_size(&self, size: u64) -> Result<()> {
+        match self.settings.budget {
+            Some(budget) if size > budget => Err(Error::invalid(
+                TIER,
+                format!("a record of {size} bytes cannot fit in the byte budget of {budget}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes one record object, accounts for it and evicts to stay within the budget.
     async fn write(
         self: &Arc<Self>,
@@ -518,14 +565,7 @@ impl Inner {
         mode: PutMode,
     ) -> Result<Written> {
         let size = split.len() as u64;
-        if let Some(budget) = self.settings.budget
-            && size > budget
-        {
-            return Err(Error::invalid(
-                TIER,
-                format!("a record of {size} bytes cannot fit in the byte budget of {budget}"),
-            ));
-        }
+        self.check_size(size)?;
         let path = self.layout.object(key);
         let conditional = matches!(mode, PutMode::Create);
         if conditional || size < self.settings.multipart_threshold {
