@@ -58,8 +58,13 @@ fn pattern(len: usize, seed: usize) -> Bytes {
 }
 
 /// Runs one conformance check against S3: each tier the check builds gets a fresh prefix
-/// (deleted afterwards) and the check's budget and clock.
-fn conformance(test: &str, check: fn(&dyn TierFactory) -> futures::future::BoxFuture<'_, ()>) {
+/// (deleted afterwards) and the check's budget and clock, and with `sealed` the suite's key
+/// provider and LZ4 (encryption at rest after compression).
+fn conformance(
+    test: &str,
+    sealed: bool,
+    check: fn(&dyn TierFactory) -> futures::future::BoxFuture<'_, ()>,
+) {
     let Some(env) = S3Env::for_test(test) else { return };
     let prefixes = Arc::new(Mutex::new(Vec::<String>::new()));
     let factory = {
@@ -74,6 +79,12 @@ fn conformance(test: &str, check: fn(&dyn TierFactory) -> futures::future::BoxFu
                 // The 8 MiB conformance value goes up in two parts.
                 .multipart_threshold(5 * MIB as u64)
                 .part_size(5 * MIB);
+            let b = if sealed {
+                b.compression(cache_core::Compression::Lz4)
+                    .encryption(cache_core::testkit::suite_keys())
+            } else {
+                b
+            };
             async move { TestTier::new(b.build().await.expect("building the S3 tier")) }
         }
     };
@@ -89,13 +100,14 @@ fn conformance(test: &str, check: fn(&dyn TierFactory) -> futures::future::BoxFu
 /// One `#[test]` per conformance check (the list of `cache_core::conformance_suite!`; the macro
 /// itself cannot skip when no server is configured).
 macro_rules! s3_conformance {
-    ($($check:ident),* $(,)?) => {
-        mod conformance {
+    ($module:ident, $sealed:expr; $($check:ident),* $(,)?) => {
+        mod $module {
             $(
                 #[test]
                 fn $check() {
                     super::conformance(
-                        concat!("l3_conformance_", stringify!($check)),
+                        concat!("l3_", stringify!($module), "_", stringify!($check)),
+                        $sealed,
                         |f| Box::pin(cache_core::testkit::$check(f)),
                     );
                 }
@@ -104,7 +116,7 @@ macro_rules! s3_conformance {
     };
 }
 
-s3_conformance!(
+s3_conformance!(conformance, false;
     put_get_remove,
     overwrite,
     contains,
@@ -122,6 +134,28 @@ s3_conformance!(
     stats_counted,
     record_round_trip,
     compressed_records,
+);
+
+// The same suite with every namespace but one sealed at rest, and the sealed-records check.
+s3_conformance!(sealed_conformance, true;
+    put_get_remove,
+    overwrite,
+    contains,
+    get_range,
+    empty_value,
+    large_value,
+    ttl_expiry,
+    namespace_isolation,
+    clear_namespace,
+    capacity_respected,
+    concurrent_readers_writers,
+    oversized_rejected,
+    close_then_use,
+    batch_get_put,
+    stats_counted,
+    record_round_trip,
+    compressed_records,
+    sealed_records,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
