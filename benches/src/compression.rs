@@ -1,12 +1,15 @@
-//! `cache-bench compression`: what per-record compression saves and costs on realistic values.
+//! `cache-bench compression`: what per-record compression and encryption at rest save and cost
+//! on realistic values.
 //!
 //! Four generated data sets (deterministic seeds, nothing stored): LLM chat-completion responses
 //! as JSON, 768-dimension f32 embeddings, 64 KiB fp16 tensor chunks (a KV-cache block) and
 //! random bytes. For each codec the tool measures, on the record format itself:
 //! - the stored bytes against raw records (what the budget counts) and the share of values
 //!   the codec stored compressed (the rest did not save an eighth and stay raw);
-//! - encode and decode throughput on one core (`Record::encode_with`, `Record::decode` with
-//!   its checksum), medians of interleaved rounds;
+//! - encode and decode throughput on one core (`RecordFormat::encode`, `RecordFormat::decode`
+//!   with its checksum), medians of interleaved rounds;
+//! - the same with the values sealed at rest (XChaCha20-Poly1305, raw or after LZ4), so the
+//!   cost of encryption reads against the same rows;
 //! - hits per second of one task reading every value back from an NVMe tier written with that
 //!   codec (segments in the page cache), medians of interleaved rounds.
 
@@ -14,7 +17,12 @@ use std::{fmt::Write as _, hint::black_box, path::Path, time::Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use cache_core::{Compression, Durability, Entry, Key, Record, RecordHeader, Tier};
+use std::sync::Arc;
+
+use cache_core::{
+    Compression, DerivedKeys, Durability, EncryptionKey, Entry, Key, KeyId, KeyProvider, Record,
+    RecordFormat, RecordHeader, Tier,
+};
 use cache_l2_nvme::NvmeTierBuilder;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -34,14 +42,35 @@ pub(crate) struct CompressionArgs {
     data_dir: Option<std::path::PathBuf>,
 }
 
-/// The codecs compared, in table order.
-const CODECS: [Compression; 5] = [
-    Compression::None,
-    Compression::Lz4,
-    Compression::Zstd { level: 1 },
-    Compression::Zstd { level: 3 },
-    Compression::Zstd { level: 9 },
+/// The settings compared, in table order: (codec, sealed at rest).
+const CODECS: [(Compression, bool); 7] = [
+    (Compression::None, false),
+    (Compression::Lz4, false),
+    (Compression::Zstd { level: 1 }, false),
+    (Compression::Zstd { level: 3 }, false),
+    (Compression::Zstd { level: 9 }, false),
+    (Compression::None, true),
+    (Compression::Lz4, true),
 ];
+
+/// The key provider of the sealed rows: every namespace sealed under a key derived from a
+/// fixed master key.
+fn bench_keys() -> Arc<dyn KeyProvider> {
+    Arc::new(DerivedKeys::new(KeyId(1), EncryptionKey::from_bytes([0x42; 32])))
+}
+
+fn format_of((compression, sealed): (Compression, bool)) -> RecordFormat {
+    let format = RecordFormat::new().with_compression(compression);
+    if sealed { format.with_keys(bench_keys()) } else { format }
+}
+
+fn label((compression, sealed): (Compression, bool)) -> String {
+    match (compression, sealed) {
+        (c, false) => c.to_string(),
+        (Compression::None, true) => "sealed".to_owned(),
+        (c, true) => format!("{c} + sealed"),
+    }
+}
 
 /// One generated data set.
 struct DataSet {
@@ -78,10 +107,12 @@ pub(crate) async fn section(values: usize, rounds: usize, data_dir: &Path) -> Re
          KiB), 768-dimension f32 embeddings (3 KiB), 64 KiB fp16 tensor chunks (a KV-cache \
          block) and random bytes (4 KiB). \"Stored\" is the bytes of the records a tier keeps \
          (what its budget counts) against raw records; a value is stored compressed only when \
-         the codec saves an eighth of it. Encode and decode are `Record::encode_with` and \
-         `Record::decode` (checksum included) on one core; \"NVMe hits/s\" is one task reading \
-         every value back from an NVMe tier written with that codec, its segments in the page \
-         cache. Times are medians of {rounds} interleaved rounds on the shared 2-core VM.\n"
+         the codec saves an eighth of it. \"sealed\" rows are encryption at rest \
+         (`encryption` on the builders: XChaCha20-Poly1305 per record, after the codec). Encode \
+         and decode are `RecordFormat::encode` and `RecordFormat::decode` (checksum included) \
+         on one core; \"NVMe hits/s\" is one task reading every value back from an NVMe tier \
+         written with that setting, its segments in the page cache. Times are medians of \
+         {rounds} interleaved rounds on the shared 2-core VM.\n"
     );
     let mut rows = Vec::new();
     for set in &sets {
@@ -89,7 +120,7 @@ pub(crate) async fn section(values: usize, rounds: usize, data_dir: &Path) -> Re
         for (codec, row) in CODECS.iter().zip(measured) {
             rows.push(vec![
                 set.name.to_owned(),
-                codec.to_string(),
+                label(*codec),
                 format!("{:.3}", row.stored_bytes as f64 / row.raw_bytes.max(1) as f64),
                 format!("{:.0} %", row.compressed as f64 * 100.0 / set.values.len() as f64),
                 format!("{:.0}", row.encode_mb_s),
@@ -124,20 +155,21 @@ async fn measure(set: &DataSet, rounds: usize, data_dir: &Path) -> Result<Vec<Ro
     let value_bytes: u64 = set.values.iter().map(|v| v.len() as u64).sum();
     let raw_bytes: u64 =
         keys.iter().zip(&entries).map(|(k, e)| Record::encode(k, e).len() as u64).sum();
-    let stored: Vec<Vec<Bytes>> = CODECS
+    let formats: Vec<RecordFormat> = CODECS.iter().map(|&c| format_of(c)).collect();
+    let stored: Vec<Vec<Bytes>> = formats
         .iter()
-        .map(|&c| keys.iter().zip(&entries).map(|(k, e)| Record::encode_with(k, e, c)).collect())
-        .collect();
+        .map(|f| keys.iter().zip(&entries).map(|(k, e)| f.encode(k, e)).collect())
+        .collect::<Result<_, _>>()?;
     // NVMe tiers, one per codec, written once.
     let mut tiers = Vec::new();
-    for (i, &c) in CODECS.iter().enumerate() {
+    for (i, &(c, sealed)) in CODECS.iter().enumerate() {
         let dir = data_dir.join(format!("compression-{}-{i}", set.name.replace(' ', "-")));
         let _ = std::fs::remove_dir_all(&dir);
-        let tier = NvmeTierBuilder::new(&dir, (raw_bytes * 3).max(64 << 20))
+        let builder = NvmeTierBuilder::new(&dir, (raw_bytes * 3).max(64 << 20))
             .durability(Durability::None)
-            .compression(c)
-            .open()
-            .await?;
+            .compression(c);
+        let builder = if sealed { builder.encryption(bench_keys()) } else { builder };
+        let tier = builder.open().await?;
         for (k, e) in keys.iter().zip(&entries) {
             anyhow::ensure!(tier.put(k.clone(), e.clone()).await?.is_stored(), "a put refused");
         }
@@ -146,15 +178,15 @@ async fn measure(set: &DataSet, rounds: usize, data_dir: &Path) -> Result<Vec<Ro
     }
     let mut timings = vec![(Vec::new(), Vec::new(), Vec::new()); CODECS.len()];
     for _ in 0..rounds.max(1) {
-        for (i, &c) in CODECS.iter().enumerate() {
+        for (i, format) in formats.iter().enumerate() {
             let t = Instant::now();
             for (k, e) in keys.iter().zip(&entries) {
-                black_box(Record::encode_with(k, e, c));
+                black_box(format.encode(k, e)?);
             }
             timings[i].0.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
             for r in &stored[i] {
-                black_box(Record::decode(r.clone())?);
+                black_box(format.decode(r.clone())?);
             }
             timings[i].1.push(t.elapsed().as_secs_f64());
             let t = Instant::now();
