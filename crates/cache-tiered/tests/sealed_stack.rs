@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc};
 
 use bytes::Bytes;
-use cache_core::{KeyProvider, Tier};
+use cache_core::KeyProvider;
 use cache_tiered::prelude::*;
 
 fn keys() -> Arc<dyn KeyProvider> {
@@ -73,10 +73,8 @@ async fn disks_and_buckets_hold_ciphertext_for_a_sealed_namespace() {
     let cache = stack(nvme.path(), objects.path()).await;
     for i in 0..n {
         for ns in ["tenant-a", "public"] {
-            cache
-                .put(key(ns, i), Entry::new(value(i + u32::from(ns == "public") * 10_000)))
-                .await
-                .unwrap();
+            let v = value(i + u32::from(ns == "public") * 10_000);
+            assert!(cache.put(key(ns, i), Entry::new(v)).await.unwrap().is_stored());
         }
     }
     cache.quiesce().await;
