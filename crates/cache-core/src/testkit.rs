@@ -577,7 +577,7 @@ pub fn rechecksum(record: &mut [u8]) {
     record[crate::HEADER_LEN - 8..crate::HEADER_LEN].copy_from_slice(&h.digest().to_le_bytes());
 }
 
-/// The key provider of [`sealed_conformance_suite!`]: every namespace but `"plain"` sealed, each
+/// The key provider of [`sealed_conformance_suite!`](crate::sealed_conformance_suite): every namespace but `"plain"` sealed, each
 /// under its own key derived from a fixed test master key. A factory for that suite gives its
 /// tier this provider.
 pub fn suite_keys() -> Arc<dyn KeyProvider> {
