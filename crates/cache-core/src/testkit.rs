@@ -33,6 +33,11 @@ pub struct TierSpec {
     pub capacity_bytes: u64,
     /// The clock the tier must use for expiry.
     pub clock: Arc<ManualClock>,
+    /// The time-to-idle the tier must honour, if any (only [`idle_conformance_suite!`]'s
+    /// check sets it).
+    ///
+    /// [`idle_conformance_suite!`]: crate::idle_conformance_suite
+    pub time_to_idle: Option<Duration>,
 }
 
 impl TierSpec {
@@ -94,7 +99,7 @@ const MIB: u64 = 1024 * 1024;
 
 async fn build(f: &dyn TierFactory, capacity_bytes: u64) -> (TestTier, Arc<ManualClock>) {
     let clock = ManualClock::new(START);
-    let t = f.build(TierSpec { capacity_bytes, clock: clock.clone() }).await;
+    let t = f.build(TierSpec { capacity_bytes, clock: clock.clone(), time_to_idle: None }).await;
     (t, clock)
 }
 
@@ -633,6 +638,61 @@ pub async fn sealed_records(f: &dyn TierFactory) {
     }
 }
 
+/// The time-to-idle [`time_to_idle`] gives the tiers it builds.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+/// Time-to-idle: an entry neither read nor written for the tier's time-to-idle ([`IDLE`],
+/// given in [`TierSpec::time_to_idle`]) is a miss and counted as expired, also for `contains`;
+/// `get`, `get_range`, `get_record` and `put` restart its idle time, `contains` does not; an
+/// entry's own expiry still applies within it.
+pub async fn time_to_idle(f: &dyn TierFactory) {
+    let clock = ManualClock::new(START);
+    let spec =
+        TierSpec { capacity_bytes: 16 * MIB, clock: clock.clone(), time_to_idle: Some(IDLE) };
+    let t = f.build(spec).await;
+    let tier = &*t.tier;
+    let ms = Duration::from_millis;
+    let [read, ranged, recorded, written, probed, ttl] =
+        ["read", "ranged", "recorded", "written", "probed", "ttl"].map(|k| key("idle", k));
+    for k in [&read, &ranged, &recorded, &written, &probed] {
+        stored(tier.put(k.clone(), Entry::new("an idle value")).await.expect("put"));
+    }
+    let short = Entry::new("an idle value").with_ttl(&*clock, ms(15_000));
+    stored(tier.put(ttl.clone(), short).await.expect("put"));
+
+    clock.advance(ms(6_000));
+    assert!(tier.get(&read).await.expect("get").is_some(), "6 s idle of 10");
+    assert!(tier.get_range(&ranged, 0..2).await.expect("get_range").is_some());
+    assert!(tier.get_record(&recorded).await.expect("get_record").is_some());
+    assert!(tier.get(&ttl).await.expect("get").is_some());
+    stored(tier.put(written.clone(), Entry::new("an idle value")).await.expect("put"));
+    assert!(tier.contains(&probed).await.expect("contains"));
+
+    clock.advance(ms(3_999));
+    assert!(tier.contains(&probed).await.expect("contains"), "9.999 s idle: still live");
+    clock.advance(ms(1));
+    let expired = tier.stats().expirations;
+    assert!(!tier.contains(&probed).await.expect("contains"), "10 s idle, `contains` read none");
+    assert_eq!(tier.get(&probed).await.expect("get"), None, "idle for its time-to-idle");
+    assert!(tier.stats().expirations > expired, "an idle entry counts as expired");
+    for k in [&read, &ranged, &recorded, &written, &ttl] {
+        assert!(tier.get(k).await.expect("get").is_some(), "{k:?}: 4 s since its last access");
+    }
+
+    clock.advance(ms(5_000));
+    assert_eq!(tier.get(&ttl).await.expect("get"), None, "its own expiry, 15 s, still holds");
+    clock.advance(ms(4_999));
+    for k in [&read, &ranged, &recorded, &written] {
+        assert!(tier.get(k).await.expect("get").is_some(), "{k:?}: read 9.999 s ago");
+    }
+    clock.advance(IDLE);
+    for k in [&read, &ranged, &recorded, &written] {
+        assert_eq!(tier.get(k).await.expect("get"), None, "{k:?}: idle since its last read");
+        stored(tier.put(k.clone(), Entry::new("back")).await.expect("put"));
+        assert_eq!(tier.get(k).await.expect("get").expect("hit").value, "back", "a new put");
+    }
+}
+
 /// Expands to one `#[test]` per conformance check, each building its tier with `$factory`
 /// (any `Fn(TierSpec) -> impl Future<Output = TestTier>`).
 #[macro_export]
@@ -675,5 +735,13 @@ macro_rules! sealed_conformance_suite {
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip,
             compressed_records, sealed_records);
+    };
+}
+
+/// [`time_to_idle`], for a tier whose factory honours [`TierSpec::time_to_idle`].
+#[macro_export]
+macro_rules! idle_conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@mod idle_conformance $factory; time_to_idle);
     };
 }

@@ -1,6 +1,6 @@
 //! Configuration of the RAM tier.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use cache_core::{Clock, EvictionSink, SystemClock};
 
@@ -22,6 +22,7 @@ pub struct MemoryTierBuilder {
     pub(crate) policy: EvictionPolicy,
     pub(crate) hash_seed: Option<u64>,
     pub(crate) name: &'static str,
+    pub(crate) idle: Option<Duration>,
 }
 
 /// How the RAM tier picks what to evict, and what to admit when it is full.
@@ -47,6 +48,7 @@ impl MemoryTierBuilder {
             policy: EvictionPolicy::TinyLfu,
             hash_seed: None,
             name: crate::tier::NAME,
+            idle: None,
         }
     }
 
@@ -106,6 +108,38 @@ impl MemoryTierBuilder {
     #[must_use]
     pub fn name(mut self, name: &'static str) -> MemoryTierBuilder {
         self.name = name;
+        self
+    }
+
+    /// Time-to-idle (default: none): an entry neither read nor written for `idle` is gone, as
+    /// if it had expired (a miss, counted in `expirations`, and handed to the eviction sink as
+    /// expired, so a tiered cache does not demote it). `get`, `get_or_load` and `put` restart
+    /// an entry's idle time; `contains` does not. An entry's own expiry still applies within
+    /// it. Exact on the tier's clock: with the system clock moka's timer also frees idle
+    /// entries nobody reads; with another clock they are dropped when read, or evicted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Timestamp, Tier};
+    /// use cache_l1::MemoryTier;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    /// let sessions = MemoryTier::builder(64 << 20)
+    ///     .time_to_idle(Duration::from_secs(30 * 60))
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// let key = Key::new("sessions", "user-42")?;
+    /// sessions.put(key.clone(), Entry::new("cart: 3 items")).await?;
+    /// clock.advance(Duration::from_secs(29 * 60));
+    /// assert!(sessions.get(&key).await?.is_some(), "read within 30 minutes: kept, and restarted");
+    /// clock.advance(Duration::from_secs(30 * 60));
+    /// assert!(sessions.get(&key).await?.is_none(), "30 minutes unread: gone");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn time_to_idle(mut self, idle: Duration) -> MemoryTierBuilder {
+        self.idle = Some(idle);
         self
     }
 

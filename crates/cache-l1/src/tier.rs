@@ -6,7 +6,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use cache_core::{
     Clock, Entry, Evicted, EvictionCause, EvictionSink, Key, Namespace, PutOutcome, Rejection,
-    Result, StatsSnapshot, Tier, TierStats, Usage, check_open, reject_expired,
+    Result, StatsSnapshot, Tier, TierStats, Timestamp, Usage, check_open, reject_expired,
 };
 use moka::{Expiry, notification::RemovalCause};
 use parking_lot::{Mutex, RwLock};
@@ -31,7 +31,37 @@ pub(crate) const NAME: &str = "l1";
 /// but a short lock, so the async API buys nothing, and the sync cache is the cheaper of the two
 /// per call (its write path locks less). A write that finds moka's write log full runs the
 /// pending tasks itself or retries after a few microseconds; it never parks the task.
-type Moka = moka::sync::Cache<Key, Entry, SeededKeyHash>;
+type Moka = moka::sync::Cache<Key, Slot, SeededKeyHash>;
+
+/// What the tier keeps for a key: the entry and, with a time-to-idle, the time of its last
+/// access (milliseconds of the tier's clock), shared by the clones moka hands out.
+#[derive(Clone)]
+struct Slot {
+    entry: Entry,
+    touched: Option<Arc<AtomicU64>>,
+}
+
+impl Slot {
+    fn new(entry: Entry, idle: Option<Duration>, now: Timestamp) -> Slot {
+        Slot { entry, touched: idle.map(|_| Arc::new(AtomicU64::new(now.as_millis()))) }
+    }
+
+    /// Whether the entry went unread for `idle` at `now` (inclusive, as expiry is).
+    fn is_idle(&self, idle: Option<Duration>, now: Timestamp) -> bool {
+        match (idle, &self.touched) {
+            (Some(idle), Some(t)) => {
+                Timestamp::from_millis(t.load(Ordering::Relaxed)).saturating_add(idle) <= now
+            }
+            _ => false,
+        }
+    }
+
+    fn touch(&self, now: Timestamp) {
+        if let Some(t) = &self.touched {
+            t.fetch_max(now.as_millis(), Ordering::Relaxed);
+        }
+    }
+}
 
 /// One shared load of a missing key: the first caller runs its loader, the others wait for
 /// what it returns (the entry, cached or not, `None` or the loader's error).
@@ -128,6 +158,8 @@ impl Drop for Maintenance {
 /// State the eviction listener and the expiry policy share with the tier.
 struct Shared {
     clock: Arc<dyn Clock>,
+    /// [`MemoryTierBuilder::time_to_idle`].
+    idle: Option<Duration>,
     stats: TierStats,
     sink: RwLock<Option<Arc<dyn EvictionSink>>>,
 }
@@ -157,30 +189,46 @@ pub fn entry_weight(key: &Key, value_len: usize) -> u64 {
         + value_len as u64
 }
 
-/// moka's per-entry expiry, read from the entry's own absolute expiry time.
+/// moka's per-entry expiry: the entry's own absolute expiry time, or the time-to-idle from its
+/// last access if that comes first.
 struct EntryExpiry {
     shared: Arc<Shared>,
 }
 
 impl EntryExpiry {
-    fn remaining(&self, entry: &Entry) -> Option<Duration> {
-        entry.meta.expires_at.map(|t| self.shared.clock.now().until(t))
+    fn remaining(&self, slot: &Slot) -> Option<Duration> {
+        let ttl = slot.entry.meta.expires_at.map(|t| self.shared.clock.now().until(t));
+        match (ttl, self.shared.idle) {
+            (Some(ttl), Some(idle)) => Some(ttl.min(idle)),
+            (ttl, idle) => ttl.or(idle),
+        }
     }
 }
 
-impl Expiry<Key, Entry> for EntryExpiry {
-    fn expire_after_create(&self, _key: &Key, entry: &Entry, _now: Instant) -> Option<Duration> {
-        self.remaining(entry)
+impl Expiry<Key, Slot> for EntryExpiry {
+    fn expire_after_create(&self, _key: &Key, slot: &Slot, _now: Instant) -> Option<Duration> {
+        self.remaining(slot)
+    }
+
+    fn expire_after_read(
+        &self,
+        _key: &Key,
+        slot: &Slot,
+        _now: Instant,
+        current: Option<Duration>,
+        _last_modified_at: Instant,
+    ) -> Option<Duration> {
+        if self.shared.idle.is_some() { self.remaining(slot) } else { current }
     }
 
     fn expire_after_update(
         &self,
         _key: &Key,
-        entry: &Entry,
+        slot: &Slot,
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        self.remaining(entry)
+        self.remaining(slot)
     }
 }
 
@@ -193,6 +241,7 @@ impl MemoryTier {
     pub(crate) fn from_builder(b: MemoryTierBuilder) -> MemoryTier {
         let shared = Arc::new(Shared {
             clock: b.clock,
+            idle: b.idle,
             stats: TierStats::new(b.name),
             sink: RwLock::new(b.sink),
         });
@@ -200,19 +249,21 @@ impl MemoryTier {
         let mut builder = moka::sync::Cache::builder()
             .max_capacity(b.capacity_bytes)
             .initial_capacity(b.initial_entries)
-            .weigher(|k: &Key, e: &Entry| weight(k, e).unwrap_or(u32::MAX))
+            .weigher(|k: &Key, s: &Slot| weight(k, &s.entry).unwrap_or(u32::MAX))
             .eviction_policy(match b.policy {
                 EvictionPolicy::TinyLfu => moka::policy::EvictionPolicy::tiny_lfu(),
                 EvictionPolicy::Lru => moka::policy::EvictionPolicy::lru(),
             });
         // moka's expiry timer runs on real time. Given the TTL left on a clock that does not
         // (a manual clock in tests), it would expire entries that clock still calls live, as
-        // soon as a caller is slower than the TTL. Expiry is checked on every read either way.
+        // soon as a caller is slower than the TTL. Expiry and idleness are checked on every
+        // read either way; moka's timer only frees the memory of entries nobody reads.
         if shared.clock.is_real_time() {
             builder = builder.expire_after(EntryExpiry { shared: shared.clone() });
         }
         let cache = builder
-            .eviction_listener(move |key: Arc<Key>, entry: Entry, cause: RemovalCause| {
+            .eviction_listener(move |key: Arc<Key>, slot: Slot, cause: RemovalCause| {
+                let entry = slot.entry;
                 let cause = match cause {
                     RemovalCause::Size => EvictionCause::Capacity,
                     RemovalCause::Expired => EvictionCause::Expired,
@@ -242,17 +293,24 @@ impl MemoryTier {
         check_open(self.name(), &self.closed).inspect_err(|err| self.shared.stats.error(err))
     }
 
-    /// Looks up without counting: `None` for a miss or an expired entry (which is dropped).
-    fn lookup(&self, key: &Key) -> Option<Entry> {
-        let entry = self.cache.get(key)?;
-        if let Some(expires_at) = entry.meta.expires_at
-            && expires_at <= self.shared.clock.now()
-        {
+    /// Looks up without counting: `None` for a miss or an expired or idle entry (which is
+    /// dropped). A read restarts the entry's idle time; a probe (`touch` false) does not.
+    fn lookup(&self, key: &Key, touch: bool) -> Option<Entry> {
+        let slot = self.cache.get(key)?;
+        let now = self.shared.clock.now();
+        if slot.entry.is_expired(now) || slot.is_idle(self.shared.idle, now) {
             self.cache.invalidate(key);
             self.shared.stats.expire();
             return None;
         }
-        Some(entry)
+        if touch {
+            slot.touch(now);
+        }
+        Some(slot.entry)
+    }
+
+    fn insert(&self, key: Key, entry: Entry, now: Timestamp) {
+        self.cache.insert(key, Slot::new(entry, self.shared.idle, now));
     }
 
     /// Returns the entry for `key`, running `loader` on a miss; concurrent callers for the same
@@ -271,7 +329,7 @@ impl MemoryTier {
         Fut: Future<Output = Result<Option<Entry>>>,
     {
         self.check_open()?;
-        if let Some(hit) = self.lookup(&key) {
+        if let Some(hit) = self.lookup(&key, true) {
             self.shared.stats.hit();
             return Ok(Some(hit));
         }
@@ -281,7 +339,7 @@ impl MemoryTier {
         flight
             .get_or_init(|| async {
                 // Loaded by an earlier flight between the lookup above and this one.
-                if let Some(hit) = self.lookup(&key) {
+                if let Some(hit) = self.lookup(&key, true) {
                     return Ok(Some(hit));
                 }
                 let Some(mut entry) = loader().await? else { return Ok(None) };
@@ -292,7 +350,7 @@ impl MemoryTier {
                     self.shared.stats.reject();
                     return Ok(Some(entry));
                 }
-                self.cache.insert(key.clone(), entry.clone());
+                self.insert(key.clone(), entry.clone(), now);
                 self.shared.stats.insert();
                 Ok(Some(entry))
             })
@@ -318,7 +376,7 @@ impl Tier for MemoryTier {
 
     async fn get(&self, key: &Key) -> Result<Option<Entry>> {
         self.check_open()?;
-        let hit = self.lookup(key);
+        let hit = self.lookup(key, true);
         if hit.is_some() {
             self.shared.stats.hit();
         } else {
@@ -342,7 +400,7 @@ impl Tier for MemoryTier {
             self.cache.invalidate(&key);
             return Ok(PutOutcome::Rejected(reason));
         }
-        self.cache.insert(key, entry);
+        self.insert(key, entry, now);
         self.shared.stats.insert();
         Ok(PutOutcome::Stored)
     }
@@ -356,7 +414,7 @@ impl Tier for MemoryTier {
 
     async fn contains(&self, key: &Key) -> Result<bool> {
         self.check_open()?;
-        Ok(self.lookup(key).is_some())
+        Ok(self.lookup(key, false).is_some())
     }
 
     /// Removes the namespace's entries now, one by one (O(entries in the tier)).

@@ -50,6 +50,7 @@ pub struct NvmeTierBuilder {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) max_pending: Option<u32>,
     pub(crate) name: &'static str,
+    pub(crate) idle: Option<Duration>,
 }
 
 impl NvmeTierBuilder {
@@ -68,6 +69,7 @@ impl NvmeTierBuilder {
             clock: system_clock(),
             max_pending: None,
             name: crate::error::TIER,
+            idle: None,
         }
     }
 
@@ -193,6 +195,24 @@ impl NvmeTierBuilder {
     #[must_use]
     pub fn max_pending_bytes(mut self, bytes: u32) -> NvmeTierBuilder {
         self.max_pending = Some(bytes.max(1));
+        self
+    }
+
+    /// Time-to-idle (default: none): an entry neither read nor written for `idle` is gone, as
+    /// if it had expired (a miss, counted in `expirations`; reclaim neither reinserts it nor
+    /// hands it to the eviction sink). `get`, `get_range`, `get_record`, `put` and
+    /// `put_record` restart an entry's idle time; `contains` does not. Exact on the tier's
+    /// clock while the tier is open.
+    ///
+    /// The time of each entry's last access is kept in RAM beside the index (about 17 bytes
+    /// an entry, counted in [`NvmeTier::index_memory_bytes`](crate::NvmeTier::index_memory_bytes)),
+    /// not on disk: a read never becomes a write. So across a restart the idle time of every
+    /// entry restarts at the open, and an idle entry leaves the index, not the log: the log
+    /// reclaims its bytes in turn, and a restart before that brings it back with a fresh
+    /// idle time (its value is still the latest one written for its key).
+    #[must_use]
+    pub fn time_to_idle(mut self, idle: Duration) -> NvmeTierBuilder {
+        self.idle = Some(idle);
         self
     }
 

@@ -281,6 +281,11 @@ impl Index {
         (removed, hits)
     }
 
+    /// The tags of `shard`'s entries.
+    pub(crate) fn tags(&self, shard: usize) -> Vec<u32> {
+        self.shards[shard].read().keys().map(|t| u32::from_le_bytes(t.0)).collect()
+    }
+
     /// Every entry, grouped by shard, with per-shard counts (for the snapshot).
     pub(crate) fn export(&self) -> (Vec<u32>, Vec<SnapEntry>) {
         let oldest = self.oldest();

@@ -140,6 +140,7 @@
 mod builder;
 mod error;
 mod format;
+mod idle;
 mod index;
 mod io;
 mod namespace;

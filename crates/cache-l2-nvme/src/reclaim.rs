@@ -42,7 +42,7 @@ pub(crate) fn reclaim(
         if record.is_tombstone() {
             continue;
         }
-        if record.meta().is_expired(now) {
+        if record.meta().is_expired(now) || sh.is_idle(shard, tag, now) {
             sh.stats.expire();
             continue;
         }

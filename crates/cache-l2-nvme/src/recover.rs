@@ -37,6 +37,7 @@ use crate::{
         LOCK_FILE, Resync, SEGMENT_HEADER_LEN, SEGMENT_VERSION, SYNC_POINT_LEN, ScanItem, lsn,
         parse_segment_file_name, resync, scan_item,
     },
+    idle::IdleTimes,
     index::{Index, MAX_RECORD_LEN, OFFSET_LIMIT, Slot, locate},
     namespace::NsLog,
     pending::Pending,
@@ -148,6 +149,15 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
     report.micros = started.elapsed().as_micros() as u64;
     let bytes_used = segments.values().map(|s| s.size).sum();
     let any_markers = !markers.is_empty();
+    // What was recovered starts its idle time now.
+    let idle = b.idle.map(|idle| {
+        let times = IdleTimes::new(idle);
+        let opened = b.clock.now();
+        for shard in 0..crate::format::SHARDS {
+            times.start_all(shard, index.tags(shard), opened);
+        }
+        times
+    });
     let shared = Arc::new(Shared {
         dir,
         capacity: b.capacity,
@@ -186,6 +196,7 @@ pub(crate) fn open(b: NvmeTierBuilder) -> Result<NvmeTier, NvmeError> {
         write_errors: AtomicU64::new(0),
         deferred_error: Mutex::new(None),
         sink: RwLock::new(None),
+        idle,
     });
     for _ in 0..report.corrupt_records {
         shared.stats.corrupt();

@@ -22,7 +22,8 @@ use bytes::Bytes;
 use cache_core::{
     Clock, Entry, EntryMeta, Error, ErrorKind, EvictionSink, Key, Namespace, NamespaceId,
     PutOutcome, Record, RecordFormat, RecordHead, RecordHeader, Rejection, Result, StatsSnapshot,
-    Tier, TierStats, Usage, Verify, async_trait, check_range, check_record_key, slice_range,
+    Tier, TierStats, Timestamp, Usage, Verify, async_trait, check_range, check_record_key,
+    slice_range,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::{Semaphore, oneshot};
@@ -31,6 +32,7 @@ use crate::{
     builder::{Durability, NvmeTierBuilder},
     error::{NvmeError, TIER},
     format::SEGMENT_HEADER_LEN,
+    idle::IdleTimes,
     index::{Index, MAX_RECORD_LEN, Slot, locate},
     parts::{self, Parts},
     pending::Pending,
@@ -112,6 +114,8 @@ pub(crate) struct Shared {
     pub(crate) deferred_error: Mutex<Option<Error>>,
     /// Where reclaimed live entries go.
     pub(crate) sink: RwLock<Option<Arc<dyn EvictionSink>>>,
+    /// Each entry's last access, with a time-to-idle ([`NvmeTierBuilder::time_to_idle`]).
+    pub(crate) idle: Option<IdleTimes>,
 }
 
 impl fmt::Debug for Shared {
@@ -157,6 +161,24 @@ impl Shared {
     }
 
     /// Whether a record of `namespace` at `lsn` was cleared.
+    /// Whether (shard, tag) has been idle for the time-to-idle (never without one).
+    pub(crate) fn is_idle(&self, shard: usize, tag: u32, now: Timestamp) -> bool {
+        self.idle.as_ref().is_some_and(|idle| idle.is_idle(shard, tag, now))
+    }
+
+    /// Records an access of (shard, tag) now, before a put makes its record visible.
+    fn touch(&self, shard: usize, tag: u32, now: Timestamp) {
+        if let Some(idle) = &self.idle {
+            let held = |t| self.pending.contains(shard, t) || self.index.get(shard, t).is_some();
+            idle.touch(shard, tag, now, self.index.len(), held);
+        }
+    }
+
+    /// A read of (shard, tag) now: `false` if it was idle (it is then forgotten).
+    fn read_idle(&self, shard: usize, tag: u32, now: Timestamp) -> bool {
+        self.idle.as_ref().is_none_or(|idle| idle.read(shard, tag, now))
+    }
+
     pub(crate) fn cleared(&self, namespace: &NamespaceId, lsn: u64) -> bool {
         self.any_markers.load(Ordering::Acquire)
             && self.markers.read().get(namespace).is_some_and(|m| lsn < *m)
@@ -323,8 +345,10 @@ impl NvmeTier {
 
     /// Estimated heap bytes of the in-memory index (see the `reopen_and_memory` example for a
     /// measurement through the allocator).
+    /// With a time-to-idle, this includes the table of last access times.
     pub fn index_memory_bytes(&self) -> u64 {
         self.shared.index.memory_bytes()
+            + self.shared.idle.as_ref().map_or(0, IdleTimes::memory_bytes)
     }
 
     /// Entries reinserted at reclaim because they were hit.
@@ -403,7 +427,7 @@ impl NvmeTier {
         let sh = &*self.shared;
         let (shard, tag) = locate(key.hash());
         if let Some(bytes) = sh.pending.read(shard, tag) {
-            return Ok(Found::Done(self.pending_hit(key, bytes)));
+            return Ok(Found::Done(self.pending_hit(key, (shard, tag), bytes)));
         }
         let Some(slot) = sh.index.get(shard, tag) else {
             sh.stats.miss();
@@ -477,7 +501,17 @@ impl NvmeTier {
             sh.stats.miss();
             return false;
         }
-        if meta.is_expired(sh.clock.now()) {
+        let now = sh.clock.now();
+        if meta.is_expired(now) {
+            if sh.index.remove_if(shard, tag, slot) {
+                sh.stats.expire();
+            }
+            sh.stats.miss();
+            return false;
+        }
+        if !sh.read_idle(shard, tag, now) {
+            // Out of the index only: the log reclaims the record in turn (see
+            // `NvmeTierBuilder::time_to_idle` for what a restart before that does).
             if sh.index.remove_if(shard, tag, slot) {
                 sh.stats.expire();
             }
@@ -542,10 +576,10 @@ impl NvmeTier {
         };
         let (shard, tag) = locate(key.hash());
         if let Some(parts) = sh.pending.get(shard, tag) {
-            return Ok(live(&parts.head));
+            return Ok(live(&parts.head) && !sh.is_idle(shard, tag, now));
         }
         let Some(slot) = sh.index.get(shard, tag) else { return Ok(false) };
-        if sh.cleared(&key.namespace().id(), slot.lsn()) {
+        if sh.cleared(&key.namespace().id(), slot.lsn()) || sh.is_idle(shard, tag, now) {
             return Ok(false);
         }
         let Some(bytes) = self.read(slot).await? else { return Ok(false) };
@@ -553,11 +587,23 @@ impl NvmeTier {
     }
 
     /// A read served from the pending buffer (a record this process encoded moments ago).
-    fn pending_hit(&self, key: &Key, parts: Parts) -> Option<Record> {
+    fn pending_hit(&self, key: &Key, (shard, tag): (usize, u32), parts: Parts) -> Option<Record> {
         let bytes = parts.to_bytes();
         let sh = &*self.shared;
-        let record = sh.format.decode_with(bytes, Verify::StructureOnly).ok().filter(|r| {
-            !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(sh.clock.now())
+        let now = sh.clock.now();
+        let record = sh
+            .format
+            .decode_with(bytes, Verify::StructureOnly)
+            .ok()
+            .filter(|r| !r.is_tombstone() && r.matches(key) && !r.meta().is_expired(now));
+        // An idle record still pending is written as queued; its time stays idle, so the
+        // first read from the index drops it.
+        let record = record.filter(|_| {
+            let fresh = sh.read_idle(shard, tag, now);
+            if !fresh {
+                sh.stats.expire();
+            }
+            fresh
         });
         match record {
             Some(r) => {
@@ -687,7 +733,10 @@ impl NvmeTier {
             return Ok(None);
         }
         self.check_size(self.shared.format.encoded_len(key, entry.value.len()) as u64)?;
-        parts::encode(key, &entry, &self.shared.format).map(Some)
+        let record = parts::encode(key, &entry, &self.shared.format)?;
+        let (shard, tag) = locate(key.hash());
+        self.shared.touch(shard, tag, now);
+        Ok(Some(record))
     }
 
     async fn put_inner(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
@@ -904,6 +953,8 @@ impl Tier for NvmeTier {
                 return Ok(PutOutcome::Rejected(Rejection::Expired));
             }
             self.check_size(record.as_bytes().len() as u64)?;
+            let (shard, tag) = locate(key.hash());
+            self.shared.touch(shard, tag, self.shared.clock.now());
             self.store(&key, Parts::whole(record.into_bytes())).await?;
             self.shared.stats.insert();
             Ok(PutOutcome::Stored)

@@ -5,15 +5,16 @@ use cache_l2_nvme::NvmeTierBuilder;
 
 async fn factory(spec: TierSpec) -> TestTier {
     let dir = tempfile::tempdir().expect("temp dir");
-    let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
-        .clock(spec.dyn_clock())
-        .open()
-        .await
-        .expect("open the tier");
+    let mut builder = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes).clock(spec.dyn_clock());
+    if let Some(idle) = spec.time_to_idle {
+        builder = builder.time_to_idle(idle);
+    }
+    let tier = builder.open().await.expect("open the tier");
     TestTier::with_guard(tier, dir)
 }
 
 cache_core::conformance_suite!(factory);
+cache_core::idle_conformance_suite!(factory);
 
 /// The same suite with hits read by `O_DIRECT` (in the target directory: `/tmp` may be a tmpfs,
 /// which has `O_DIRECT` only from Linux 6.6).
@@ -22,16 +23,18 @@ mod direct_reads {
 
     async fn factory(spec: TierSpec) -> TestTier {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-        let tier = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
+        let mut builder = NvmeTierBuilder::new(dir.path(), spec.capacity_bytes)
             .clock(spec.dyn_clock())
-            .direct_reads(true)
-            .open()
-            .await
-            .expect("open the tier");
+            .direct_reads(true);
+        if let Some(idle) = spec.time_to_idle {
+            builder = builder.time_to_idle(idle);
+        }
+        let tier = builder.open().await.expect("open the tier");
         TestTier::with_guard(tier, dir)
     }
 
     cache_core::conformance_suite!(factory);
+    cache_core::idle_conformance_suite!(factory);
 }
 
 /// The same suite with values compressed by zstd on write.

@@ -18,12 +18,41 @@ use parking_lot::Mutex;
 use crate::MemoryTier;
 
 fn factory(spec: TierSpec) -> std::future::Ready<TestTier> {
-    std::future::ready(TestTier::new(
-        MemoryTier::builder(spec.capacity_bytes).clock(spec.dyn_clock()).build(),
-    ))
+    let mut builder = MemoryTier::builder(spec.capacity_bytes).clock(spec.dyn_clock());
+    if let Some(idle) = spec.time_to_idle {
+        builder = builder.time_to_idle(idle);
+    }
+    std::future::ready(TestTier::new(builder.build()))
 }
 
 cache_core::conformance_suite!(factory);
+cache_core::idle_conformance_suite!(factory);
+
+/// With the system clock, moka's own timer frees an idle entry nobody reads, and the eviction
+/// sink hears of it as expired (not for demotion).
+#[test]
+fn an_idle_entry_nobody_reads_is_freed_by_moka() {
+    cache_core::testkit::block_on(async {
+        let sink = Arc::new(Collect::default());
+        let tier = MemoryTier::builder(1 << 20)
+            .time_to_idle(Duration::from_millis(50))
+            .eviction_sink(sink.clone())
+            .build();
+        let key = Key::new("ns", "idle").unwrap();
+        assert_eq!(tier.put(key.clone(), Entry::new("v")).await.unwrap(), PutOutcome::Stored);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "moka never freed the idle entry");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tier.cache.run_pending_tasks();
+        assert_eq!(tier.entry_count(), 0);
+        let evicted = sink.0.lock();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].cause, EvictionCause::Expired);
+        assert_eq!(tier.stats().expirations, 1);
+    });
+}
 
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<Evicted>>);
