@@ -5,7 +5,8 @@
 //! runs in real time; with any other clock, such as a test's manual clock, on read only), feeds what it
 //! evicts for size or expiry to an [`EvictionSink`](cache_core::EvictionSink) (so a tiered cache
 //! can demote it), coalesces concurrent loads of one missing key, and counts hits and misses
-//! (moka has no counters of its own).
+//! (moka has no counters of its own). With [`MemoryTierBuilder::time_to_idle`] an entry
+//! neither read nor written for that long is gone, exactly, on the tier's clock.
 //!
 //! The tier runs on moka's `sync::Cache`: none of its operations waits for IO, so its async
 //! methods complete without yielding, and they pay less per call than moka's `future::Cache`

@@ -33,6 +33,10 @@
 //!   already caches. Writes, recovery and reclaim still go through the page cache. Choose it
 //!   when the disk is much larger than the RAM the kernel can give its page cache, or to
 //!   measure the device rather than the page cache.
+//! - **Time-to-idle (optional).** With [`NvmeTierBuilder::time_to_idle`] an entry neither read
+//!   nor written for that long is a miss. The last access of each entry is kept in RAM beside
+//!   the index (about 17 bytes an entry), so a read never writes to the disk; across a restart
+//!   every idle time starts again at the open.
 //! - **Never rewritten in place.** Segment files are never truncated, shrunk or reused.
 //!   Reclaim unlinks the oldest file; a `Bytes` a reader still holds keeps the mapping alive.
 //!   The writer hands the unlinked segment to a reaper thread, whose drop of the last handle

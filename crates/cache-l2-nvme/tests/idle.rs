@@ -87,7 +87,7 @@ fn reclaim_hands_only_entries_read_within_the_time_to_idle_to_the_sink() {
             assert!(tier.put(key(i), Entry::new(value.clone())).await.unwrap().is_stored());
         }
         tier.wait_written().await.unwrap();
-        let evicted = sink.0.lock().unwrap();
+        let evicted = std::mem::take(&mut *sink.0.lock().unwrap());
         let old: Vec<u32> = evicted
             .iter()
             .filter_map(|e| {
@@ -97,7 +97,6 @@ fn reclaim_hands_only_entries_read_within_the_time_to_idle_to_the_sink() {
             .collect();
         assert!(!old.is_empty(), "reclaim reached the first keys");
         assert!(old.iter().all(|i| i % 2 == 0), "an idle entry was handed on: {old:?}");
-        drop(evicted);
         tier.close().await.unwrap();
     });
 }

@@ -76,6 +76,10 @@
 //! and deletes the record it found expired. A compaction filter, reading the same clock, drops
 //! expired records whenever RocksDB compacts their file; [`RocksTier::compact`] forces that.
 //!
+//! There is no time-to-idle: tracking the last read of each entry would make every read a
+//! write to the database (the RAM and NVMe tiers keep it in RAM instead). An entry nobody
+//! reads stays until its TTL or the budget removes it.
+//!
 //! # Durability
 //!
 //! [`Durability`] is the NVMe tier's (`cache_core::Durability`): the write-ahead log is synced

@@ -108,6 +108,10 @@
 //! {"Days": 7}}`; MinIO has `mc ilm rule add --expire-days 7`). A lifecycle rule also bounds
 //! the bucket's total size, which the tier's own budget cannot do across machines.
 //!
+//! There is no time-to-idle: objects are immutable, so recording a read would cost a PUT per
+//! GET, and the replicas sharing a bucket would each see only their own reads. Use a TTL and
+//! a lifecycle rule.
+//!
 //! # Byte budget
 //!
 //! Unbounded by default (`usage()` then reports no capacity and zero bytes: the tier cannot

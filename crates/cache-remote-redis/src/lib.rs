@@ -87,6 +87,10 @@
 //! (5 s by default), so Redis reclaims them by itself shortly after they expire but never
 //! drops one the tier's clock still calls live.
 //!
+//! There is no time-to-idle: on the tier's clock it would need a write of each entry's last
+//! read with every `GET`. Redis's own `maxmemory-policy` (`volatile-lru`, `allkeys-lru`)
+//! already lets the least recently read entries go first when memory runs out.
+//!
 //! # Capacity
 //!
 //! Redis has no byte budget per client: memory is bounded by the server's `maxmemory` and its

@@ -20,6 +20,12 @@
 //! - **serve-stale** ([`ServeStale`]): `get_or_load` may serve an entry past its freshness at
 //!   once while one loader refreshes it (stale-while-revalidate), or when the loader fails
 //!   (fail-safe), within a grace period; both are counted in [`TieredStats`].
+//! - **time-to-idle**: give each tier of the stack that has one (the RAM and NVMe tiers) the
+//!   same `time_to_idle`. An idle entry then leaves every tier and is not demoted; a move
+//!   between tiers (a demotion, a promotion) counts as an access in the tier it enters, so an
+//!   entry demoted before it went idle outlives its last read by less than twice the
+//!   time-to-idle in a RAM → disk stack. The RocksDB, object and Redis tiers have no
+//!   time-to-idle: an entry there stays until its TTL or the budget removes it.
 //! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
 //!   the error is returned).
 //! - **ordering**: removals and writes cannot be undone by a concurrent promotion, demotion or

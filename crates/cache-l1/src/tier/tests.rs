@@ -281,3 +281,19 @@ async fn the_maintenance_thread_stops_at_close() {
     }
     assert!(l1.maintenance.finished(), "the thread outlived the close");
 }
+
+#[tokio::test]
+async fn contains_does_not_restart_the_idle_time() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    let tier = MemoryTier::builder(1 << 20)
+        .clock(clock.clone())
+        .time_to_idle(Duration::from_secs(10))
+        .build();
+    let key = Key::new("ns", "probed").unwrap();
+    assert_eq!(tier.put(key.clone(), Entry::new("v")).await.unwrap(), PutOutcome::Stored);
+    clock.advance(Duration::from_secs(6));
+    assert!(tier.contains(&key).await.unwrap());
+    clock.advance(Duration::from_secs(4));
+    assert!(!tier.contains(&key).await.unwrap(), "idle 10 s since the put");
+    assert_eq!(tier.get(&key).await.unwrap(), None);
+}

@@ -28,6 +28,15 @@ fn l1(capacity: u64, clock: &Arc<ManualClock>) -> MemoryTier {
     MemoryTier::builder(capacity).clock(clock.clone()).build()
 }
 
+/// A RAM tier of `spec`'s clock and time-to-idle.
+fn l1_of(spec: &TierSpec, capacity: u64) -> MemoryTier {
+    let builder = MemoryTier::builder(capacity).clock(spec.dyn_clock());
+    match spec.time_to_idle {
+        Some(idle) => builder.time_to_idle(idle).build(),
+        None => builder.build(),
+    }
+}
+
 mod through {
     use super::*;
 
@@ -35,14 +44,16 @@ mod through {
         let half = spec.capacity_bytes / 2;
         let cache = TieredCache::builder()
             .clock(spec.dyn_clock())
-            .tier(l1(half, &spec.clock))
-            .tier(l1(spec.capacity_bytes - half, &spec.clock))
+            .tier(l1_of(&spec, half))
+            .tier(l1_of(&spec, spec.capacity_bytes - half))
             .build()
             .expect("build");
         TestTier::new(cache)
     }
 
     cache_core::conformance_suite!(factory);
+    // A stack whose every tier has the time-to-idle honours it as one tier does.
+    cache_core::idle_conformance_suite!(factory);
 }
 
 mod on_eviction {
@@ -52,9 +63,9 @@ mod on_eviction {
         let half = spec.capacity_bytes / 2;
         let cache = TieredCache::builder()
             .clock(spec.dyn_clock())
-            .tier(l1(half, &spec.clock))
+            .tier(l1_of(&spec, half))
             .tier(
-                TierOptions::new(l1(spec.capacity_bytes - half, &spec.clock))
+                TierOptions::new(l1_of(&spec, spec.capacity_bytes - half))
                     .write(WritePolicy::OnEviction),
             )
             .build()
@@ -63,6 +74,7 @@ mod on_eviction {
     }
 
     cache_core::conformance_suite!(factory);
+    cache_core::idle_conformance_suite!(factory);
 }
 
 fn key(k: &str) -> Key {
