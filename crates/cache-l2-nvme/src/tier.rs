@@ -357,11 +357,7 @@ impl NvmeTier {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            Err(Error::closed(self.name()))
-        } else {
-            Ok(())
-        }
+        cache_core::check_open(self.name(), &self.shared.closed)
     }
 
     fn fail<T>(&self, e: Error) -> Result<T> {

@@ -282,12 +282,7 @@ impl TieredCache {
 
 impl Shared {
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            let err = Error::closed(NAME);
-            self.stats.error(&err);
-            return Err(err);
-        }
-        Ok(())
+        cache_core::check_open(NAME, &self.closed).inspect_err(|err| self.stats.error(err))
     }
 
     /// Runs one call into a tier with its timeout, counting faults.

@@ -264,7 +264,7 @@ async fn pending_evictions_run_without_any_caller() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while sink.0.lock().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(crate::tier::MAINTENANCE_INTERVAL);
+        tokio::time::sleep(crate::tier::MAINTENANCE_INTERVAL).await;
     }
     assert!(!sink.0.lock().is_empty(), "nothing evicted without a caller");
     assert!(l1.usage().bytes_used <= 8 * 1024);
@@ -277,7 +277,7 @@ async fn the_maintenance_thread_stops_at_close() {
     l1.close().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !l1.maintenance.finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     assert!(l1.maintenance.finished(), "the thread outlived the close");
 }
