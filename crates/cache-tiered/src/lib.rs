@@ -26,6 +26,8 @@
 //!   entry demoted before it went idle outlives its last read by less than twice the
 //!   time-to-idle in a RAM → disk stack. The RocksDB, object and Redis tiers have no
 //!   time-to-idle: an entry there stays until its TTL or the budget removes it.
+//! - **quotas per tenant** ([`PooledCache`]): caches side by side, each with its own budget and
+//!   namespaces, so one tenant's writes evict only its own entries.
 //! - **outages**: a tier that fails or times out is skipped and counted (or, in strict mode,
 //!   the error is returned).
 //! - **ordering**: removals and writes cannot be undone by a concurrent promotion, demotion or
@@ -111,6 +113,7 @@ struct ReadmeDoctests;
 mod builder;
 mod inherent;
 pub mod policy;
+mod pooled;
 pub mod prelude;
 mod stats;
 mod tiered;
@@ -129,6 +132,7 @@ pub use cache_l3_object as object;
 pub use crate::{
     builder::{TierOptions, TieredBuilder},
     policy::{ServeStale, WritePolicy},
+    pooled::{PoolStats, PooledBuilder, PooledCache},
     stats::{TierReport, TieredStats},
     tiered::{FrontTiers, PutReport, TierWrite, TieredCache},
 };
