@@ -51,6 +51,17 @@ pub struct Key {
 impl Namespace {
     /// Validates `name` and computes its identifier.
     ///
+    /// ```
+    /// use cache_core::{ErrorKind, Namespace};
+    ///
+    /// let ns = Namespace::new("llm/answers:v2")?; // `/`, `:` and `..` are fine
+    /// assert_eq!(ns.as_str(), "llm/answers:v2");
+    /// for bad in ["", "tab\there", "nul\0"] {
+    ///     assert_eq!(Namespace::new(bad).unwrap_err().kind(), ErrorKind::Invalid);
+    /// }
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) if `name` is empty, longer than
     /// [`MAX_NAMESPACE_LEN`] bytes or contains a control character (NUL included).
@@ -81,6 +92,15 @@ impl Namespace {
 
     /// Like [`Namespace::new`] for raw bytes, which must be UTF-8.
     ///
+    /// ```
+    /// use cache_core::{ErrorKind, Namespace};
+    ///
+    /// assert_eq!(Namespace::from_bytes(b"sessions")?, Namespace::new("sessions")?);
+    /// let err = Namespace::from_bytes(&[0xff, 0xfe]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for non-UTF-8 bytes or as in [`Namespace::new`].
     pub fn from_bytes(name: &[u8]) -> Result<Namespace> {
@@ -90,16 +110,47 @@ impl Namespace {
     }
 
     /// The namespace as given.
+    ///
+    /// ```
+    /// use cache_core::Namespace;
+    ///
+    /// let ns = Namespace::new("tenant-7/embeddings")?;
+    /// assert_eq!(ns.as_str(), "tenant-7/embeddings");
+    /// assert_eq!(ns.to_string(), ns.as_str());
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.name
     }
 
     /// Its 16-byte identifier.
+    ///
+    /// ```
+    /// use cache_core::Namespace;
+    ///
+    /// let id = Namespace::new("sessions")?.id();
+    /// assert_eq!(id, Namespace::new("sessions")?.id(), "a function of the name only");
+    /// assert_ne!(id, Namespace::new("Sessions")?.id());
+    /// assert_eq!(id.0.len(), 16);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn id(&self) -> NamespaceId {
         self.id
     }
 
     /// A key in this namespace.
+    ///
+    /// ```
+    /// use cache_core::{ErrorKind, Key, MAX_KEY_LEN, Namespace};
+    ///
+    /// let ns = Namespace::new("images")?;
+    /// let key = ns.key("cat.png")?;
+    /// assert_eq!(key, Key::new("images", "cat.png")?);
+    /// assert_eq!(key.namespace(), &ns);
+    /// let err = ns.key(vec![0u8; MAX_KEY_LEN + 1]).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) if `key` is longer than [`MAX_KEY_LEN`].
@@ -149,10 +200,11 @@ impl Key {
     /// Validates `namespace` and `key` and hashes them.
     ///
     /// ```
-    /// use cache_core::Key;
+    /// use cache_core::{ErrorKind, Key};
     /// let a = Key::new("a:b", "c")?;
     /// let b = Key::new("a", "b:c")?;
     /// assert_ne!(a.hash(), b.hash());
+    /// assert_eq!(Key::new("", "c").unwrap_err().kind(), ErrorKind::Invalid);
     /// # Ok::<(), cache_core::Error>(())
     /// ```
     ///
@@ -163,16 +215,46 @@ impl Key {
     }
 
     /// The namespace.
+    ///
+    /// ```
+    /// use cache_core::{Key, Namespace};
+    ///
+    /// let key = Key::new("images", "cat.png")?;
+    /// assert_eq!(key.namespace().as_str(), "images");
+    /// assert_eq!(key.namespace().id(), Namespace::new("images")?.id());
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn namespace(&self) -> &Namespace {
         &self.namespace
     }
 
     /// The key bytes, without the namespace.
+    ///
+    /// ```
+    /// use cache_core::Key;
+    ///
+    /// let key = Key::new("images", "cat.png")?;
+    /// assert_eq!(key.key_bytes(), "cat.png");
+    /// assert_eq!(&Key::new("ns", vec![0u8, 255])?.key_bytes()[..], [0, 255]);
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn key_bytes(&self) -> &Bytes {
         &self.key
     }
 
     /// The BLAKE3 hash identifying this key.
+    ///
+    /// ```
+    /// use cache_core::Key;
+    ///
+    /// let key = Key::new("ns", "k")?;
+    /// assert_eq!(key.hash(), Key::new("ns", "k")?.hash());
+    /// // BLAKE3(b"K" ‖ u32_le(namespace length) ‖ namespace ‖ key), as the module docs say.
+    /// let mut h = blake3::Hasher::new();
+    /// h.update(b"K").update(&2u32.to_le_bytes()).update(b"ns").update(b"k");
+    /// assert_eq!(key.hash().0, *h.finalize().as_bytes());
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn hash(&self) -> &KeyHash {
         &self.hash
     }
@@ -204,6 +286,15 @@ impl fmt::Debug for Key {
 
 impl KeyHash {
     /// The first 8 bytes, little-endian: a well-mixed `u64` for hash tables and index prefixes.
+    ///
+    /// ```
+    /// use cache_core::Key;
+    ///
+    /// let hash = *Key::new("ns", "k")?.hash();
+    /// let first8: [u8; 8] = hash.0[..8].try_into().unwrap();
+    /// assert_eq!(hash.prefix_u64(), u64::from_le_bytes(first8));
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn prefix_u64(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[..8]);
@@ -211,6 +302,17 @@ impl KeyHash {
     }
 
     /// Lowercase hex of all 32 bytes.
+    ///
+    /// ```
+    /// use cache_core::KeyHash;
+    ///
+    /// let mut bytes = [0u8; 32];
+    /// bytes[0] = 0xab;
+    /// bytes[31] = 0x01;
+    /// let hex = KeyHash(bytes).to_hex();
+    /// assert_eq!(hex.len(), 64);
+    /// assert!(hex.starts_with("ab00") && hex.ends_with("0001"));
+    /// ```
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
@@ -218,6 +320,16 @@ impl KeyHash {
 
 impl NamespaceId {
     /// Lowercase hex of all 16 bytes.
+    ///
+    /// ```
+    /// use cache_core::{Namespace, NamespaceId};
+    ///
+    /// assert_eq!(NamespaceId([0xfe; 16]).to_hex(), "fe".repeat(16));
+    /// let hex = Namespace::new("sessions")?.id().to_hex();
+    /// assert_eq!(hex.len(), 32);
+    /// assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }

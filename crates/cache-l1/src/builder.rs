@@ -53,6 +53,24 @@ impl MemoryTierBuilder {
     }
 
     /// The clock used for expiry (default: the system clock).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_l1::MemoryTier;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    /// let l1 = MemoryTier::builder(64 << 20).clock(clock.clone()).build();
+    /// let key = Key::new("answers", "6 x 7")?;
+    /// let entry = Entry::new("42").with_ttl(&*clock, Duration::from_secs(60));
+    /// assert!(l1.put(key.clone(), entry).await?.is_stored());
+    /// clock.advance(Duration::from_secs(59));
+    /// assert!(l1.get(&key).await?.is_some());
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(l1.get(&key).await?.is_none(), "expired at 60 s on the tier's clock");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> MemoryTierBuilder {
         self.clock = clock;
@@ -61,6 +79,33 @@ impl MemoryTierBuilder {
 
     /// Where entries evicted for size or expiry go (e.g. a demotion queue). Explicit removals and
     /// replacements are not reported.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cache_core::{Entry, Evicted, EvictionCause, EvictionSink, Key, Tier};
+    /// use cache_l1::MemoryTier;
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Demotions(Mutex<Vec<Evicted>>);
+    /// impl EvictionSink for Demotions {
+    ///     fn on_evict(&self, evicted: Evicted) {
+    ///         self.0.lock().unwrap().push(evicted); // a real sink queues it and returns
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let sink = Arc::new(Demotions::default());
+    /// let l1 = MemoryTier::builder(16 << 10).eviction_sink(sink.clone()).build();
+    /// for i in 0..32u32 {
+    ///     let key = Key::new("ns", i.to_le_bytes().to_vec())?;
+    ///     assert!(l1.put(key, Entry::new(vec![0u8; 1024])).await?.is_stored());
+    /// }
+    /// l1.flush().await?; // runs moka's pending evictions now
+    /// let evicted = sink.0.lock().unwrap();
+    /// assert!(!evicted.is_empty(), "32 KiB of values do not fit in 16 KiB");
+    /// assert!(evicted.iter().all(|e| e.cause == EvictionCause::Capacity));
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn eviction_sink(mut self, sink: Arc<dyn EvictionSink>) -> MemoryTierBuilder {
         self.sink = Some(sink);
@@ -68,6 +113,16 @@ impl MemoryTierBuilder {
     }
 
     /// Pre-sizes the hash table for this many entries.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l1::MemoryTier;
+    ///
+    /// let l1 = MemoryTier::builder(64 << 20).initial_entries(100_000).build();
+    /// // Room in the table, not a limit: the budget is still counted in bytes.
+    /// assert_eq!(l1.usage().capacity, Some(64 << 20));
+    /// assert_eq!(l1.usage().entries, Some(0));
+    /// ```
     #[must_use]
     pub fn initial_entries(mut self, n: usize) -> MemoryTierBuilder {
         self.initial_entries = n;
@@ -75,6 +130,29 @@ impl MemoryTierBuilder {
     }
 
     /// The eviction and admission policy (default: [`EvictionPolicy::TinyLfu`]).
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l1::{ENTRY_OVERHEAD, EvictionPolicy, MemoryTier};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // Room for two entries: each weighs the overhead, "ns", a 1-byte key and 100 bytes.
+    /// let l1 = MemoryTier::builder(2 * (ENTRY_OVERHEAD + 103))
+    ///     .eviction_policy(EvictionPolicy::Lru)
+    ///     .build();
+    /// let [a, b, c] = ["a", "b", "c"].map(|k| Key::new("ns", k).unwrap());
+    /// for key in [&a, &b] {
+    ///     assert!(l1.put(key.clone(), Entry::new(vec![0u8; 100])).await?.is_stored());
+    ///     l1.flush().await?; // applies moka's pending work: one step at a time
+    /// }
+    /// assert!(l1.get(&a).await?.is_some()); // `b` is now the least recently used
+    /// l1.flush().await?;
+    /// assert!(l1.put(c.clone(), Entry::new(vec![0u8; 100])).await?.is_stored());
+    /// l1.flush().await?;
+    /// assert!(l1.contains(&a).await? && l1.contains(&c).await?, "LRU admits the newcomer");
+    /// assert!(!l1.contains(&b).await?);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn eviction_policy(mut self, policy: EvictionPolicy) -> MemoryTierBuilder {
         self.policy = policy;
@@ -86,6 +164,34 @@ impl MemoryTierBuilder {
     /// identical runs may admit and evict differently; a fixed seed makes a single-threaded
     /// replay reproducible. Keys are already BLAKE3 digests: the seed keeps their bucket
     /// positions unpredictable to someone choosing keys.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Result, Tier};
+    /// use cache_l1::MemoryTier;
+    ///
+    /// /// The keys a 16 KiB tier keeps of a fixed sequence of puts and gets.
+    /// async fn replay(seed: u64) -> Result<Vec<u32>> {
+    ///     let l1 = MemoryTier::builder(16 << 10).hash_seed(seed).build();
+    ///     let key = |i: u32| Key::new("replay", i.to_le_bytes().to_vec());
+    ///     for i in 0..400 {
+    ///         assert!(l1.put(key(i)?, Entry::new(vec![0u8; 1024])).await?.is_stored());
+    ///         l1.flush().await?; // moka's pending work, now: the same steps on every run
+    ///         let _ = l1.get(&key(i / 2)?).await?;
+    ///         l1.flush().await?;
+    ///     }
+    ///     let mut kept = Vec::new();
+    ///     for i in 0..400 {
+    ///         if l1.contains(&key(i)?).await? {
+    ///             kept.push(i);
+    ///         }
+    ///     }
+    ///     Ok(kept)
+    /// }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // With the default random seed, two runs may keep different keys.
+    /// assert_eq!(replay(7).await?, replay(7).await?);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn hash_seed(mut self, seed: u64) -> MemoryTierBuilder {
         self.hash_seed = Some(seed);
@@ -144,6 +250,19 @@ impl MemoryTierBuilder {
     }
 
     /// Builds the tier.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l1::MemoryTier;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l1 = MemoryTier::builder(64 << 20).build();
+    /// assert_eq!((l1.name(), l1.usage().capacity), ("l1", Some(64 << 20)));
+    /// let key = Key::new("answers", "6 x 7")?;
+    /// assert!(l1.put(key.clone(), Entry::new("42")).await?.is_stored());
+    /// assert_eq!(l1.get(&key).await?.unwrap().value, "42");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn build(self) -> MemoryTier {
         MemoryTier::from_builder(self)
     }

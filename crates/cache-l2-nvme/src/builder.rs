@@ -55,6 +55,21 @@ pub struct NvmeTierBuilder {
 
 impl NvmeTierBuilder {
     /// A tier in `dir` (created if missing) holding at most `capacity_bytes` of segment files.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let parent = tempfile::tempdir().unwrap();
+    /// let dir = parent.path().join("nvme");
+    /// let tier = NvmeTierBuilder::new(&dir, 64 << 20).open().await?;
+    /// assert!(dir.is_dir(), "created by open");
+    /// assert_eq!(tier.dir(), dir);
+    /// assert_eq!(tier.usage().capacity, Some(64 << 20));
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn new(dir: impl Into<PathBuf>, capacity_bytes: u64) -> NvmeTierBuilder {
         NvmeTierBuilder {
             dir: dir.into(),
@@ -76,6 +91,21 @@ impl NvmeTierBuilder {
     /// Names the tier (default `"nvme"`): its errors, its stats, its metrics' `tier` label and
     /// the reports of a `TieredCache` carry the name, so two NVMe tiers of one process are told
     /// apart. A literal, or a name from configuration leaked once per tier.
+    ///
+    /// ```
+    /// use cache_core::{ErrorKind, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).name("thumbnails").open().await?;
+    /// assert_eq!(tier.name(), "thumbnails");
+    /// assert_eq!(tier.stats().tier, "thumbnails");
+    /// tier.close().await?;
+    /// let err = tier.get(&Key::new("ns", "k")?).await.unwrap_err();
+    /// assert_eq!((err.kind(), err.tier()), (ErrorKind::Closed, "thumbnails"));
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn name(mut self, name: &'static str) -> NvmeTierBuilder {
         self.name = name;
@@ -88,6 +118,25 @@ impl NvmeTierBuilder {
     /// the budget, rounded down to 4 KiB, so small budgets still get
     /// [`SEGMENTS_PER_BUDGET`] segments and FIFO reclaim frees at most a thirty-second of the
     /// budget at once.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path().join("a"), 64 << 20)
+    ///     .segment_size(1 << 20)
+    ///     .open()
+    ///     .await?;
+    /// assert_eq!(tier.segment_size(), 1 << 20);
+    /// tier.close().await?;
+    /// // The default 64 MiB is capped at a thirty-second of the 64 MiB budget.
+    /// let tier = NvmeTierBuilder::new(dir.path().join("b"), 64 << 20).open().await?;
+    /// assert_eq!(tier.segment_size(), 2 << 20);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> NvmeTierBuilder {
         self.segment_size = bytes;
@@ -100,6 +149,26 @@ impl NvmeTierBuilder {
     /// (see the crate docs), so a crash of the process may lose what was staged and not yet
     /// written; with [`Durability::EveryWrite`] each writer batch is written and synced before
     /// its puts return.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l2_nvme::{Durability, NvmeTierBuilder};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20)
+    ///     .durability(Durability::EveryWrite)
+    ///     .open()
+    ///     .await?;
+    /// assert!(tier.put(Key::new("orders", "42")?, Entry::new("paid")).await?.is_stored());
+    /// assert_eq!(tier.pending_writes(), 0, "written and synced before put returned");
+    /// tier.close().await?;
+    /// let too_often = NvmeTierBuilder::new(dir.path(), 64 << 20)
+    ///     .durability(Durability::Periodic(Duration::ZERO));
+    /// assert_eq!(too_often.open().await.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> NvmeTierBuilder {
         self.durability = durability;
@@ -108,6 +177,34 @@ impl NvmeTierBuilder {
 
     /// Whether a hit verifies the record checksum (xxh3-64 over the record; default on). Off,
     /// only the structure is checked, and bit rot inside a value goes unnoticed.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let key = Key::new("docs", "greeting")?;
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).open().await?;
+    /// assert!(tier.put(key.clone(), Entry::new("hello, world")).await?.is_stored());
+    /// tier.close().await?;
+    /// # let seg = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path())
+    /// #     .find(|p| p.extension().is_some_and(|e| e == "seg")).unwrap();
+    /// # let mut bytes = std::fs::read(&seg).unwrap();
+    /// # let at = bytes.windows(5).position(|w| w == b"hello").unwrap();
+    /// # bytes[at] ^= 1;
+    /// # std::fs::write(&seg, bytes).unwrap();
+    /// // One bit of the value rots on disk (hidden lines flip it): "hello" becomes "iello".
+    /// let unchecked = NvmeTierBuilder::new(dir.path(), 64 << 20).verify_on_read(false);
+    /// let tier = unchecked.open().await?;
+    /// assert_eq!(tier.get(&key).await?.unwrap().value, "iello, world", "served as it is");
+    /// tier.close().await?;
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).open().await?; // verifies
+    /// assert!(tier.get(&key).await?.is_none(), "a corrupt record is a miss");
+    /// assert_eq!(tier.stats().corrupted, 1);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn verify_on_read(mut self, verify: bool) -> NvmeTierBuilder {
         self.verify_on_read = verify;
@@ -120,6 +217,30 @@ impl NvmeTierBuilder {
     /// buffer; larger and incompressible values stay raw (see [`Compression`]). The budget
     /// counts the bytes stored, so a compressible workload fits more entries. Records written
     /// under any setting read back under any other.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_nvme::{Compression, NvmeTierBuilder};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20)
+    ///     .segment_size(1 << 20)
+    ///     .compression(Compression::zstd())
+    ///     .open()
+    ///     .await?;
+    /// let json = br#"{"user": 42, "cart": [], "theme": "dark"} "#.repeat(1_560); // 64 KiB
+    /// for i in 0..32u32 {
+    ///     let key = Key::new("json", i.to_le_bytes().to_vec())?;
+    ///     assert!(tier.put(key, Entry::new(json.clone())).await?.is_stored());
+    /// }
+    /// tier.flush().await?;
+    /// assert_eq!(tier.usage().bytes_used, 1 << 20, "2 MiB of values in one 1 MiB segment");
+    /// let hit = tier.get(&Key::new("json", 0u32.to_le_bytes().to_vec())?).await?;
+    /// assert_eq!(hit.unwrap().value, json, "decoded on read");
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> NvmeTierBuilder {
         self.compression = compression;
@@ -161,6 +282,30 @@ impl NvmeTierBuilder {
     /// index counts up to three hits per entry and a reinsertion spends one, so an entry hit
     /// often survives several reclaims without another hit (S3-FIFO's 2-bit frequency). The
     /// count is not kept across a restart beyond "hit or not".
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 1 << 20).reinsert_hits(true).open().await?;
+    /// assert_eq!(tier.segment_size(), 32 << 10); // 32 segments of 32 KiB: 7 values of 4 KiB each
+    /// let hot = Key::new("ns", "hot")?;
+    /// assert!(tier.put(hot.clone(), Entry::new(vec![7u8; 4096])).await?.is_stored());
+    /// tier.wait_written().await?;
+    /// assert!(tier.get(&hot).await?.is_some()); // a hit since it was written
+    /// // More than one lap of the log, less than two: the hot entry's segment is reclaimed once.
+    /// for i in 0..300u32 {
+    ///     let key = Key::new("ns", i.to_le_bytes().to_vec())?;
+    ///     assert!(tier.put(key, Entry::new(vec![1u8; 4096])).await?.is_stored());
+    /// }
+    /// tier.wait_written().await?;
+    /// assert_eq!(tier.reinserted(), 1);
+    /// assert!(tier.contains(&hot).await?, "copied to the head of the log, not dropped");
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn reinsert_hits(mut self, reinsert: bool) -> NvmeTierBuilder {
         self.reinsert_hits = reinsert;
@@ -179,6 +324,27 @@ impl NvmeTierBuilder {
     /// Opening fails with [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) if the
     /// directory's filesystem does not support `O_DIRECT` (tmpfs before Linux 6.6, some FUSE
     /// and network filesystems).
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let builder = NvmeTierBuilder::new(dir.path(), 64 << 20);
+    /// let tier = match builder.clone().direct_reads(true).open().await {
+    ///     Ok(tier) => tier,
+    ///     // This filesystem has no `O_DIRECT`: fall back to reads through the page cache.
+    ///     Err(e) if e.kind() == ErrorKind::Invalid => builder.open().await?,
+    ///     Err(e) => return Err(e),
+    /// };
+    /// let key = Key::new("images", "cat.png")?;
+    /// assert!(tier.put(key.clone(), Entry::new(vec![9u8; 10_000])).await?.is_stored());
+    /// tier.wait_written().await?; // from here on a hit reads the segment file
+    /// assert_eq!(tier.get(&key).await?.unwrap().value, vec![9u8; 10_000]);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn direct_reads(mut self, direct: bool) -> NvmeTierBuilder {
         self.direct_reads = direct;
@@ -192,6 +358,27 @@ impl NvmeTierBuilder {
     /// writer thread and returns; records wait in this buffer (and are served from it) until
     /// they are written. When it is full, `put` waits for room: nothing is dropped. A record
     /// larger than the buffer waits until it is empty.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20)
+    ///     .max_pending_bytes(16 << 10)
+    ///     .open()
+    ///     .await?;
+    /// for i in 0..64u32 {
+    ///     let key = Key::new("ns", i.to_le_bytes().to_vec())?;
+    ///     assert!(tier.put(key.clone(), Entry::new(vec![0u8; 4096])).await?.is_stored());
+    ///     // Each record is over 4 KiB: at most three of them wait in 16 KiB.
+    ///     assert!(tier.pending_writes() <= 3);
+    ///     assert!(tier.get(&key).await?.is_some(), "readable while pending, too");
+    /// }
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn max_pending_bytes(mut self, bytes: u32) -> NvmeTierBuilder {
         self.max_pending = Some(bytes.max(1));
@@ -210,6 +397,30 @@ impl NvmeTierBuilder {
     /// entry restarts at the open, and an idle entry leaves the index, not the log: the log
     /// reclaims its bytes in turn, and a restart before that brings it back with a fresh
     /// idle time (its value is still the latest one written for its key).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20)
+    ///     .time_to_idle(Duration::from_secs(60 * 60))
+    ///     .clock(clock.clone())
+    ///     .open()
+    ///     .await?;
+    /// let key = Key::new("thumbnails", "cat.png")?;
+    /// assert!(tier.put(key.clone(), Entry::new(vec![0u8; 1024])).await?.is_stored());
+    /// clock.advance(Duration::from_secs(59 * 60));
+    /// assert!(tier.get(&key).await?.is_some(), "read within the hour: kept, and restarted");
+    /// clock.advance(Duration::from_secs(60 * 60));
+    /// assert!(tier.get(&key).await?.is_none(), "an hour unread: gone");
+    /// assert_eq!(tier.stats().expirations, 1);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn time_to_idle(mut self, idle: Duration) -> NvmeTierBuilder {
         self.idle = Some(idle);
@@ -217,6 +428,25 @@ impl NvmeTierBuilder {
     }
 
     /// The clock used for creation times and expiry (default: the system clock).
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_000));
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).clock(clock.clone()).open().await?;
+    /// let key = Key::new("answers", "6 x 7")?;
+    /// let entry = Entry::new("42").with_expiry(Timestamp::from_millis(61_000));
+    /// assert!(tier.put(key.clone(), entry).await?.is_stored());
+    /// let hit = tier.get(&key).await?.unwrap();
+    /// assert_eq!(hit.meta.created_at, Timestamp::from_millis(1_000), "stamped by the clock");
+    /// clock.set(Timestamp::from_millis(61_000));
+    /// assert!(tier.get(&key).await?.is_none(), "expired at 61 s on the tier's clock");
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> NvmeTierBuilder {
         self.clock = clock;
@@ -269,6 +499,24 @@ impl NvmeTierBuilder {
     /// [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) for a bad configuration,
     /// [`ErrorKind::Unavailable`](cache_core::ErrorKind::Unavailable) if another opener holds the
     /// directory, [`ErrorKind::Io`](cache_core::ErrorKind::Io) if it cannot be created or read.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let key = Key::new("images", "cat.png")?;
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).open().await?;
+    /// assert!(tier.recovery_report().entries == 0 && !tier.recovery_report().from_snapshot);
+    /// assert!(tier.put(key.clone(), Entry::new("meow")).await?.is_stored());
+    /// tier.close().await?; // writes the index snapshot
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).open().await?;
+    /// assert!(tier.recovery_report().from_snapshot);
+    /// assert_eq!(tier.get(&key).await?.unwrap().value, "meow");
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub async fn open(self) -> Result<NvmeTier> {
         match tokio::task::spawn_blocking(move || self.open_blocking()).await {
             Ok(result) => result,
@@ -284,6 +532,18 @@ impl NvmeTierBuilder {
     ///
     /// # Errors
     /// As for [`NvmeTierBuilder::open`].
+    ///
+    /// ```
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_l2_nvme::NvmeTierBuilder;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let tier = NvmeTierBuilder::new(dir.path(), 64 << 20).open_blocking()?; // no runtime needed
+    /// let err = NvmeTierBuilder::new(dir.path(), 64 << 20).open_blocking().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Unavailable, "one opener per directory");
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(tier.close())?;
+    /// # Ok::<(), cache_core::Error>(())
+    /// ```
     pub fn open_blocking(self) -> Result<NvmeTier> {
         NvmeTier::open(self)
     }

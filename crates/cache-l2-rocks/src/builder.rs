@@ -83,6 +83,20 @@ impl RocksTierBuilder {
     /// Defaults: the write-ahead log with [`Durability::None`], [`Compression::None`],
     /// [`CompactionStyle::Leveled`], 10 Bloom bits per key, a 32 MiB block cache, a write buffer
     /// of an eighth of the budget (1 – 64 MiB), the system clock.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l2_rocks::RocksTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let builder = RocksTierBuilder::new(dir.path().join("rocks"), 64 << 20);
+    /// assert_eq!(builder.effective_write_buffer_bytes(), 8 << 20); // an eighth of 64 MiB
+    /// let tier = builder.open().await?;
+    /// assert!(dir.path().join("rocks").is_dir()); // created by `open`
+    /// assert_eq!(tier.usage().capacity, Some(64 << 20));
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn new(dir: impl Into<PathBuf>, capacity_bytes: u64) -> RocksTierBuilder {
         RocksTierBuilder {
             dir: dir.into(),
@@ -105,6 +119,21 @@ impl RocksTierBuilder {
     /// Names the tier (default `"rocks"`): its errors, its stats, its metrics' `tier` label
     /// and the reports of a `TieredCache` carry the name, so two RocksDB tiers are told apart.
     /// A literal, or a name from configuration leaked once per tier.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l2_rocks::RocksTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).name("sessions-rocks").open().await?;
+    /// assert_eq!(tier.name(), "sessions-rocks");
+    /// assert_eq!(tier.stats().tier, "sessions-rocks");
+    /// // Errors carry the name too: here a second opener of the same directory.
+    /// let second = RocksTier::builder(dir.path(), 64 << 20).name("other-rocks").open().await;
+    /// assert_eq!(second.unwrap_err().tier(), "other-rocks");
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn name(mut self, name: &'static str) -> RocksTierBuilder {
         self.name = name;
@@ -116,6 +145,25 @@ impl RocksTierBuilder {
     /// write call ([`Durability::EveryWrite`]: one `fsync` per call, so batch with `put_many`;
     /// its measured cost is in `docs/tiers/rocks.md`). With the log, a put returns once its
     /// record is in the log file, so a crash of the process loses nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l2_rocks::{Durability, RocksTier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20)
+    ///     .durability(Durability::EveryWrite) // each call returns once the log is synced
+    ///     .open()
+    ///     .await?;
+    /// assert!(tier.put(Key::new("orders", "42")?, Entry::new("paid")).await?.is_stored());
+    /// tier.close().await?;
+    /// // A periodic sync below `MIN_SYNC_INTERVAL` is refused.
+    /// let b = RocksTier::builder(dir.path(), 64 << 20);
+    /// let b = b.durability(Durability::Periodic(Duration::ZERO));
+    /// assert_eq!(b.open().await.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> RocksTierBuilder {
         self.durability = durability;
@@ -127,6 +175,24 @@ impl RocksTierBuilder {
     /// `flush` and on `close`), so a crash of the process loses the unflushed writes: the
     /// fastest writes, which a cache that can refill itself may want. It needs
     /// [`Durability::None`]: there is no log to sync.
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l2_rocks::{Durability, RocksTier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).write_ahead_log(false).open().await?;
+    /// tier.put(Key::new("thumbnails", "cat.png")?, Entry::new("png bytes")).await?;
+    /// assert_eq!(tier.sst_bytes().await?, 0); // only in the memtable, in RAM
+    /// tier.flush().await?; // with no log, a flush writes the memtable to an SST file
+    /// assert!(tier.sst_bytes().await? > 0);
+    /// tier.close().await?;
+    /// // Without a log there is nothing to sync.
+    /// let b = RocksTier::builder(dir.path(), 64 << 20).write_ahead_log(false);
+    /// let err = b.durability(Durability::EveryWrite).open().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn write_ahead_log(mut self, on: bool) -> RocksTierBuilder {
         self.write_ahead_log = on;
@@ -137,6 +203,24 @@ impl RocksTierBuilder {
     /// every tier: a value below 256 KiB that LZ4 or zstd shrinks by at least an eighth is
     /// stored compressed, the record says which codec, and the record moves to another tier
     /// compressed. The budget counts the bytes stored.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::{Compression, RocksTier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let json = r#"{"user":42,"theme":"dark","lang":"en"}"#.repeat(50);
+    /// let mut used = Vec::new();
+    /// for compression in [Compression::None, Compression::Lz4] {
+    ///     let dir = tempfile::tempdir().unwrap();
+    ///     let b = RocksTier::builder(dir.path(), 64 << 20).compression(compression);
+    ///     let tier = b.open().await?;
+    ///     tier.put(Key::new("prefs", "user-42")?, Entry::new(json.clone())).await?;
+    ///     used.push(tier.usage().bytes_used);
+    ///     tier.close().await?;
+    /// }
+    /// assert!(used[1] < used[0] / 2, "LZ4 stores fewer bytes: {used:?}");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn compression(mut self, compression: Compression) -> RocksTierBuilder {
         self.compression = compression;
@@ -152,6 +236,28 @@ impl RocksTierBuilder {
     /// plaintext record in a sealed namespace is a miss, counted in `corrupted`, and deleted.
     /// Give every persistent tier of a stack the same provider: a record moved in from another
     /// tier is stored as it is only if this tier can open it, and re-sealed otherwise.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_core::{DerivedKeys, EncryptionKey, Entry, Key, KeyId, Tier};
+    /// use cache_l2_rocks::RocksTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // In production the master key comes from a key-management service or a secret store.
+    /// let keys = DerivedKeys::new(KeyId(1), EncryptionKey::from_bytes([7; 32]));
+    /// let b = RocksTier::builder(dir.path(), 64 << 20).encryption(Arc::new(keys));
+    /// let tier = b.open().await?;
+    /// let key = Key::new("tenant-a", "user-42/profile")?;
+    /// tier.put(key.clone(), Entry::new("a secret profile")).await?;
+    /// assert_eq!(tier.get(&key).await?.unwrap().value, "a secret profile");
+    /// tier.compact().await?; // into an SST file, next to the log
+    /// for file in std::fs::read_dir(dir.path()).unwrap() {
+    ///     let bytes = std::fs::read(file.unwrap().path()).unwrap();
+    ///     assert!(!bytes.windows(6).any(|w| w == b"secret"), "no file holds the plaintext");
+    /// }
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn encryption(mut self, keys: Arc<dyn KeyProvider>) -> RocksTierBuilder {
         self.encryption = Some(keys);
@@ -160,6 +266,23 @@ impl RocksTierBuilder {
 
     /// RocksDB's SST block compression (default none). It compresses across records, so it
     /// also gains on small values, but the budget still counts each record's uncompressed size.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::{BlockCompression, RocksTier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let b = RocksTier::builder(dir.path(), 64 << 20).block_compression(BlockCompression::Lz4);
+    /// let tier = b.open().await?;
+    /// let key = |i: u32| Key::new("logs", i.to_string()).unwrap();
+    /// tier.put_many((0..1000).map(|i| (key(i), Entry::new(vec![b'a'; 4096]))).collect()).await?;
+    /// tier.compact().await?; // into SST files
+    /// // The budget counts 4 MB of records; the disk holds a small fraction of that.
+    /// assert!(tier.usage().bytes_used > 4_000_000);
+    /// assert!(tier.sst_bytes().await? < tier.usage().bytes_used / 10);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn block_compression(mut self, compression: BlockCompression) -> RocksTierBuilder {
         self.block_compression = compression;
@@ -167,6 +290,30 @@ impl RocksTierBuilder {
     }
 
     /// Leveled or FIFO compaction.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Namespace, Tier};
+    /// use cache_l2_rocks::{CompactionStyle, RocksTier};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let logs = Namespace::new("logs")?;
+    /// let mut sst = Vec::new();
+    /// for style in [CompactionStyle::Leveled, CompactionStyle::Fifo] {
+    ///     let dir = tempfile::tempdir().unwrap();
+    ///     let tier = RocksTier::builder(dir.path(), 64 << 20).compaction(style).open().await?;
+    ///     let line = |i: u32| (logs.key(i.to_string()).unwrap(), Entry::new(vec![i as u8; 4096]));
+    ///     tier.put_many((0..100).map(line).collect()).await?;
+    ///     tier.compact().await?; // into an SST file
+    ///     tier.clear_namespace(&logs).await?;
+    ///     tier.compact().await?;
+    ///     assert_eq!(tier.usage().bytes_used, 0);
+    ///     sst.push(tier.sst_bytes().await?);
+    ///     tier.close().await?;
+    /// }
+    /// // Leveled compaction reclaimed the cleared records; FIFO keeps them until their file
+    /// // ages out.
+    /// assert!(sst[0] < 100_000 && sst[1] > 400_000, "{sst:?}");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn compaction(mut self, compaction: CompactionStyle) -> RocksTierBuilder {
         self.compaction = compaction;
@@ -175,6 +322,26 @@ impl RocksTierBuilder {
 
     /// Bloom filter bits per key; `0.0` turns the filter off. Misses on keys absent from an SST
     /// file skip its data blocks with probability ≈ 99 % at 10 bits.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::RocksTier;
+    /// use rocksdb::statistics::Ticker;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let b = RocksTier::builder(dir.path(), 64 << 20).bloom_bits_per_key(10.0).statistics(true);
+    /// let tier = b.open().await?;
+    /// let key = |i: u32| Key::new("users", i.to_string()).unwrap();
+    /// tier.put_many((0..1000).map(|i| (key(i), Entry::new("v"))).collect()).await?;
+    /// tier.compact().await?; // into an SST file
+    /// for i in 1000..1100 {
+    ///     assert!(tier.get(&key(i)).await?.is_none());
+    /// }
+    /// // The filter answered most of the 100 misses without reading a data block.
+    /// assert!(tier.rocksdb_ticker(Ticker::BloomFilterUseful) >= 90);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn bloom_bits_per_key(mut self, bits: f64) -> RocksTierBuilder {
         self.bloom_bits_per_key = bits;
@@ -182,6 +349,24 @@ impl RocksTierBuilder {
     }
 
     /// Size of RocksDB's LRU block cache (uncompressed blocks, in RAM, outside the budget).
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::RocksTier;
+    /// use rocksdb::statistics::Ticker;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let b = RocksTier::builder(dir.path(), 64 << 20).block_cache_bytes(8 << 20);
+    /// let tier = b.statistics(true).open().await?;
+    /// let key = Key::new("users", "42")?;
+    /// tier.put(key.clone(), Entry::new("Ada")).await?;
+    /// tier.compact().await?; // into an SST file
+    /// tier.get(&key).await?; // reads the record's block from the file into the cache...
+    /// tier.get(&key).await?; // ...and finds it there
+    /// assert!(tier.rocksdb_ticker(Ticker::BlockCacheDataHit) >= 1);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn block_cache_bytes(mut self, bytes: usize) -> RocksTierBuilder {
         self.block_cache_bytes = bytes;
@@ -190,6 +375,20 @@ impl RocksTierBuilder {
 
     /// Size of one memtable. Up to two exist at a time; their contents are counted in the budget
     /// but their RAM is not.
+    ///
+    /// ```
+    /// use cache_core::ErrorKind;
+    /// use cache_l2_rocks::RocksTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let b = RocksTier::builder(dir.path(), 64 << 20);
+    /// assert_eq!(b.effective_write_buffer_bytes(), 8 << 20); // by default an eighth of the budget
+    /// let b = b.write_buffer_bytes(16 << 20);
+    /// assert_eq!(b.effective_write_buffer_bytes(), 16 << 20);
+    /// let err = b.write_buffer_bytes(0).open().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn write_buffer_bytes(mut self, bytes: usize) -> RocksTierBuilder {
         self.write_buffer_bytes = Some(bytes);
@@ -198,6 +397,24 @@ impl RocksTierBuilder {
 
     /// Collects RocksDB statistics (a few percent of CPU), read with
     /// [`RocksTier::rocksdb_statistics`].
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::RocksTier;
+    /// use rocksdb::statistics::Ticker;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).statistics(true).open().await?;
+    /// tier.put(Key::new("users", "42")?, Entry::new("Ada")).await?;
+    /// assert!(tier.rocksdb_ticker(Ticker::BytesWritten) > 0);
+    /// assert!(tier.rocksdb_statistics().unwrap().contains("rocksdb.bytes.written"));
+    /// tier.close().await?;
+    /// // Off by default.
+    /// let tier = RocksTier::builder(other.path(), 64 << 20).open().await?;
+    /// assert_eq!(tier.rocksdb_statistics(), None);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn statistics(mut self, on: bool) -> RocksTierBuilder {
         self.statistics = on;
@@ -205,6 +422,25 @@ impl RocksTierBuilder {
     }
 
     /// The clock used for expiry, on reads and in the compaction filter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_l2_rocks::RocksTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).clock(clock.clone()).open().await?;
+    /// let key = Key::new("sessions", "abc")?;
+    /// let entry = Entry::new("alice").with_ttl(&*clock, Duration::from_secs(60));
+    /// tier.put(key.clone(), entry).await?;
+    /// assert!(tier.get(&key).await?.is_some());
+    /// clock.advance(Duration::from_secs(60));
+    /// assert!(tier.get(&key).await?.is_none()); // expired by the tier's clock
+    /// assert_eq!(tier.stats().expirations, 1);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> RocksTierBuilder {
         self.clock = clock;
@@ -219,6 +455,26 @@ impl RocksTierBuilder {
     /// [`ErrorKind::Invalid`](cache_core::ErrorKind::Invalid) for a zero budget or a bad knob;
     /// [`ErrorKind::Io`](cache_core::ErrorKind::Io) if the directory cannot be created or is
     /// already open ("… is already open by another process"); other RocksDB failures by kind.
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l2_rocks::RocksTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let key = Key::new("users", "42")?;
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).open().await?;
+    /// tier.put(key.clone(), Entry::new("Ada")).await?;
+    /// let again = RocksTier::builder(dir.path(), 64 << 20).open().await;
+    /// assert_eq!(again.unwrap_err().kind(), ErrorKind::Io); // the directory is locked while open
+    /// tier.close().await?;
+    /// let tier = RocksTier::builder(dir.path(), 64 << 20).open().await?;
+    /// assert_eq!(tier.usage().entries, Some(1)); // the budget is rebuilt from the stored records
+    /// assert!(tier.get(&key).await?.is_some());
+    /// tier.close().await?;
+    /// let zero = RocksTier::builder(dir.path(), 0).open().await;
+    /// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub async fn open(self) -> Result<RocksTier> {
         let name = self.name;
         RocksTier::open(self).await.map_err(|e| e.renamed(crate::tier::TIER, name))
@@ -250,6 +506,16 @@ impl RocksTierBuilder {
     }
 
     /// The memtable size actually used.
+    ///
+    /// ```
+    /// use cache_l2_rocks::RocksTier;
+    /// // An eighth of the budget, from 1 MiB to 64 MiB, unless set with `write_buffer_bytes`.
+    /// assert_eq!(RocksTier::builder("cache", 64 << 20).effective_write_buffer_bytes(), 8 << 20);
+    /// assert_eq!(RocksTier::builder("cache", 4 << 30).effective_write_buffer_bytes(), 64 << 20);
+    /// assert_eq!(RocksTier::builder("cache", 1 << 20).effective_write_buffer_bytes(), 1 << 20);
+    /// let set = RocksTier::builder("cache", 64 << 20).write_buffer_bytes(4 << 20);
+    /// assert_eq!(set.effective_write_buffer_bytes(), 4 << 20);
+    /// ```
     pub fn effective_write_buffer_bytes(&self) -> usize {
         self.write_buffer_bytes
             .unwrap_or_else(|| (self.capacity_bytes / 8).clamp(MIB, 64 * MIB) as usize)
@@ -259,6 +525,24 @@ impl RocksTierBuilder {
     ///
     /// Public so that benchmarks and tools (`ldb`, `sst_dump`, a raw `rocksdb::DB` for comparison)
     /// can use exactly the same configuration.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l2_rocks::{RocksTier, STORAGE_KEY_LEN};
+    /// use rocksdb::{DB, IteratorMode};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let builder = RocksTier::builder(dir.path(), 64 << 20);
+    /// let tier = builder.clone().open().await?;
+    /// tier.put(Key::new("users", "42")?, Entry::new("Ada")).await?;
+    /// tier.close().await?;
+    /// // A raw RocksDB handle on the tier's directory, with the tier's options.
+    /// let db = DB::open(&builder.rocksdb_options(), dir.path()).unwrap();
+    /// let keys: Vec<_> = db.iterator(IteratorMode::Start).map(|r| r.unwrap().0).collect();
+    /// assert_eq!(keys.len(), 1);
+    /// assert_eq!(keys[0].len(), STORAGE_KEY_LEN); // namespace id and key hash: no user string
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn rocksdb_options(&self) -> Options {
         let mut o = Options::default();
         o.create_if_missing(true);

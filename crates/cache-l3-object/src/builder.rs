@@ -123,17 +123,68 @@ impl ObjectTierBuilder {
 
     /// A tier over any object store (timeouts and retries of the HTTP client are then the
     /// store's own; the tier's operation timeout still applies).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// use cache_l3_object::object_store::{ObjectStoreExt, memory::InMemory};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Arc::new(InMemory::new());
+    /// let l3 = ObjectTierBuilder::new(store.clone()).build().await?;
+    /// let key = Key::new("llm/answers", "what is 6 x 7?")?;
+    /// l3.put(key.clone(), Entry::new("42")).await?;
+    /// // The entry is one object in the store given.
+    /// assert!(store.head(&l3.object_path(&key)).await.is_ok());
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn new(store: Arc<dyn ObjectStore>) -> ObjectTierBuilder {
         ObjectTierBuilder::with_source(Source::Store(store))
     }
 
     /// A tier in a directory of the local filesystem (created if missing): the embedded
     /// default, which needs no server. Several processes on one machine may share it.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let root = dir.path().join("l3");
+    /// let l3 = ObjectTierBuilder::local(&root).build().await?;
+    /// let key = Key::new("llm/answers", "what is 6 x 7?")?;
+    /// l3.put(key.clone(), Entry::new("42")).await?;
+    /// // One file per entry, at the object's path under the directory.
+    /// assert!(root.join(l3.object_path(&key).as_ref()).is_file());
+    /// l3.close().await?;
+    /// // Another tier (or another process) on the directory reads it.
+    /// let again = ObjectTierBuilder::local(&root).build().await?;
+    /// assert_eq!(again.get(&key).await?.unwrap().value, "42");
+    /// again.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn local(root: impl Into<PathBuf>) -> ObjectTierBuilder {
         ObjectTierBuilder::with_source(Source::Local(root.into()))
     }
 
     /// A tier in memory, for tests.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().build().await?;
+    /// let key = Key::new("tests", "answer")?;
+    /// l3.put(key.clone(), Entry::new("42")).await?;
+    /// assert_eq!(l3.get(&key).await?.unwrap().value, "42");
+    /// // Each in-memory tier has a store of its own.
+    /// let other = ObjectTierBuilder::in_memory().build().await?;
+    /// assert!(other.get(&key).await?.is_none());
+    /// l3.close().await?;
+    /// other.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn in_memory() -> ObjectTierBuilder {
         ObjectTierBuilder::with_source(Source::Memory)
     }
@@ -141,6 +192,25 @@ impl ObjectTierBuilder {
     /// A tier on an S3-compatible server.
     ///
     /// Available with the `s3` feature (which enables `object_store`'s AWS client).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::Tier;
+    /// use cache_l3_object::{ObjectTierBuilder, S3Config};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let config = S3Config::new("cache")
+    ///     .with_endpoint("http://127.0.0.1:9000")
+    ///     .with_region("us-east-1")
+    ///     .with_credentials("KEY", "SECRET")
+    ///     .with_allow_http(true);
+    /// let l3 = ObjectTierBuilder::s3(config)
+    ///     .prefix("tiered-cache/prod")
+    ///     .build() // lists the prefix once: wrong credentials or a missing bucket fail here
+    ///     .await?;
+    /// assert_eq!(l3.prefix(), "tiered-cache/prod");
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[cfg(feature = "s3")]
     #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
     pub fn s3(config: S3Config) -> ObjectTierBuilder {
@@ -149,6 +219,21 @@ impl ObjectTierBuilder {
 
     /// The prefix every object goes under (`a/b` gives `a/b/{namespace}/…`). Several tiers (or
     /// tests) can share a bucket under different prefixes.
+    ///
+    /// ```
+    /// use cache_core::{ErrorKind, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().prefix("tiered-cache/prod").build().await?;
+    /// let key = Key::new("llm/answers", "what is 6 x 7?")?;
+    /// assert_eq!(l3.prefix(), "tiered-cache/prod");
+    /// assert!(l3.object_path(&key).as_ref().starts_with("tiered-cache/prod/"));
+    /// l3.close().await?;
+    /// // A prefix must be a valid object path: no empty segment.
+    /// let err = ObjectTierBuilder::in_memory().prefix("a//b").build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> ObjectTierBuilder {
         self.prefix = prefix.into();
         self
@@ -158,18 +243,65 @@ impl ObjectTierBuilder {
     /// `tokio::time::timeout` around each call, so it also bounds stores without an HTTP
     /// client). Past it the call fails with `Unavailable`. A multipart upload is several calls,
     /// each bounded by this.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use cache_core::{ErrorKind, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// use cache_l3_object::object_store::memory::InMemory;
+    /// use cache_l3_object::object_store::throttle::{ThrottleConfig, ThrottledStore};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // A store whose every GET takes an hour (a stuck server, say).
+    /// let hour = Duration::from_secs(3600);
+    /// let slow = ThrottleConfig { wait_get_per_call: hour, ..Default::default() };
+    /// let store = Arc::new(ThrottledStore::new(InMemory::new(), slow));
+    /// let b = ObjectTierBuilder::new(store).operation_timeout(Duration::from_millis(100));
+    /// let l3 = b.build().await?;
+    /// let err = l3.get(&Key::new("users", "42")?).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Unavailable); // after 100 ms, not an hour
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn operation_timeout(mut self, timeout: Duration) -> ObjectTierBuilder {
         self.operation_timeout = timeout;
         self
     }
 
     /// The HTTP client's timeout for one request attempt (S3 only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ObjectTierBuilder::in_memory().request_timeout(Duration::from_secs(2));
+    /// let l3 = b.build().await?;
+    /// l3.close().await?;
+    /// // Other stores ignore it, but every store refuses a zero, which would fail every request.
+    /// let zero = ObjectTierBuilder::in_memory().request_timeout(Duration::ZERO).build().await;
+    /// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> ObjectTierBuilder {
         self.request_timeout = timeout;
         self
     }
 
     /// The HTTP client's connect timeout (S3 only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ObjectTierBuilder::in_memory().connect_timeout(Duration::from_millis(500));
+    /// let l3 = b.build().await?;
+    /// l3.close().await?;
+    /// // Other stores ignore it, but every store refuses a zero, which would fail every request.
+    /// let zero = ObjectTierBuilder::in_memory().connect_timeout(Duration::ZERO).build().await;
+    /// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> ObjectTierBuilder {
         self.connect_timeout = timeout;
         self
@@ -177,6 +309,24 @@ impl ObjectTierBuilder {
 
     /// The HTTP client's retry policy: 5xx, connection errors and timeouts of idempotent
     /// requests are retried with backoff (S3 only; available with the `s3` feature).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::Tier;
+    /// use cache_l3_object::object_store::{BackoffConfig, RetryConfig};
+    /// use cache_l3_object::{ObjectTierBuilder, S3Config};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // Up to 4 retries, 20 ms then 40, 80, … (at most 500 ms) apart, all within 3 s.
+    /// let backoff = BackoffConfig {
+    ///     init_backoff: Duration::from_millis(20),
+    ///     max_backoff: Duration::from_millis(500),
+    ///     base: 2.0,
+    /// };
+    /// let retry = RetryConfig { backoff, max_retries: 4, retry_timeout: Duration::from_secs(3) };
+    /// let l3 = ObjectTierBuilder::s3(S3Config::from_env()).retry(retry).build().await?;
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     #[cfg(feature = "s3")]
     #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
     pub fn retry(mut self, retry: RetryConfig) -> ObjectTierBuilder {
@@ -185,18 +335,64 @@ impl ObjectTierBuilder {
     }
 
     /// Values whose record is at least this large go up by multipart upload.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::{ObjectTierBuilder, Op};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().multipart_threshold(1 << 20).build().await?;
+    /// l3.put(Key::new("blobs", "small")?, Entry::new(vec![1; 1000])).await?;
+    /// l3.put(Key::new("blobs", "large")?, Entry::new(vec![2; 2 << 20])).await?;
+    /// let m = l3.metrics();
+    /// assert_eq!(m.op(Op::Put).requests, 1); // the small one, in one request
+    /// assert_eq!(m.op(Op::MultipartStart).requests, 1); // the large one, by multipart upload
+    /// assert_eq!(m.op(Op::MultipartComplete).requests, 1);
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn multipart_threshold(mut self, bytes: u64) -> ObjectTierBuilder {
         self.multipart_threshold = bytes;
         self
     }
 
     /// The size of each multipart part (S3 needs at least 5 MiB).
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l3_object::{ObjectTierBuilder, Op};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ObjectTierBuilder::in_memory().multipart_threshold(1 << 20).part_size(512 << 10);
+    /// let l3 = b.build().await?;
+    /// l3.put(Key::new("models", "weights.bin")?, Entry::new(vec![7; 2_000_000])).await?;
+    /// // The record (2 MB and a small head) went up in 4 parts of at most 512 KiB.
+    /// assert_eq!(l3.metrics().op(Op::MultipartPart).requests, 4);
+    /// l3.close().await?;
+    /// let zero = ObjectTierBuilder::in_memory().part_size(0).build().await;
+    /// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn part_size(mut self, bytes: usize) -> ObjectTierBuilder {
         self.part_size = bytes;
         self
     }
 
     /// How many parts of one upload are in flight at once.
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = ObjectTierBuilder::in_memory().multipart_threshold(1 << 20).part_size(256 << 10);
+    /// let l3 = b.part_concurrency(16).build().await?;
+    /// let key = Key::new("models", "weights.bin")?;
+    /// l3.put(key.clone(), Entry::new(vec![7; 4_000_000])).await?; // 16 parts in flight
+    /// assert_eq!(l3.get(&key).await?.unwrap().value.len(), 4_000_000);
+    /// l3.close().await?;
+    /// // It must stay below `max_requests` (64 by default).
+    /// let err = ObjectTierBuilder::in_memory().part_concurrency(64).build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn part_concurrency(mut self, parts: usize) -> ObjectTierBuilder {
         self.part_concurrency = parts;
         self
@@ -204,6 +400,21 @@ impl ObjectTierBuilder {
 
     /// How many delete requests (bulk batches on S3) are in flight while clearing a namespace
     /// or evicting.
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Namespace, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().delete_concurrency(16).build().await?;
+    /// let logs = Namespace::new("logs")?;
+    /// let line = |i: u32| (logs.key(i.to_string()).unwrap(), Entry::new("line"));
+    /// l3.put_many((0..100).map(line).collect()).await?;
+    /// assert_eq!(l3.clear_namespace_count(&logs).await?, 100);
+    /// l3.close().await?;
+    /// let zero = ObjectTierBuilder::in_memory().delete_concurrency(0).build().await;
+    /// assert_eq!(zero.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn delete_concurrency(mut self, requests: usize) -> ObjectTierBuilder {
         self.delete_concurrency = requests;
         self
@@ -215,6 +426,22 @@ impl ObjectTierBuilder {
     /// on the local filesystem, files), which stay open in the HTTP client's idle pool after
     /// the spell. Keep it above `part_concurrency` and `delete_concurrency`; a listing holds
     /// one request for as long as it is read.
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().max_requests(16).build().await?;
+    /// // Beyond 16 requests in flight, the rest wait their turn: none fails.
+    /// let item = |i: u32| (Key::new("users", i.to_string()).unwrap(), Entry::new("profile"));
+    /// let stored = l3.put_many((0..100).map(item).collect()).await?;
+    /// assert!(stored.iter().all(|o| o.is_stored()));
+    /// l3.close().await?;
+    /// // It must exceed part_concurrency (4) and delete_concurrency (8).
+    /// let err = ObjectTierBuilder::in_memory().max_requests(8).build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn max_requests(mut self, requests: usize) -> ObjectTierBuilder {
         self.max_requests = requests;
         self
@@ -224,6 +451,23 @@ impl ObjectTierBuilder {
     /// writer of a key wins and later writes fail without changing it. `build` checks that the
     /// store really enforces it and fails with `Unsupported` if not. Values go up in one
     /// request in this mode (multipart uploads cannot be conditional).
+    ///
+    /// ```
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_l3_object::{CreateOutcome, ObjectTierBuilder};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // `build` checks that the store enforces conditional creates.
+    /// let l3 = ObjectTierBuilder::in_memory().conditional_create(true).build().await?;
+    /// let key = Key::new("reports", "2024-06")?;
+    /// l3.put(key.clone(), Entry::new("first")).await?;
+    /// let second = l3.put(key.clone(), Entry::new("second")).await;
+    /// assert_eq!(second.unwrap_err().kind(), ErrorKind::Invalid); // the first writer won
+    /// let third = l3.put_if_absent(key.clone(), Entry::new("third")).await?;
+    /// assert_eq!(third, CreateOutcome::AlreadyExists);
+    /// assert_eq!(l3.get(&key).await?.unwrap().value, "first");
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn conditional_create(mut self, on: bool) -> ObjectTierBuilder {
         self.conditional_create = on;
         self
@@ -233,6 +477,24 @@ impl ObjectTierBuilder {
     /// objects it wrote, in least-recently-used order, and deletes the oldest to stay within
     /// it. The budget is per tier instance: objects written by other processes or earlier runs
     /// are not counted. For a bucket-wide bound, use lifecycle rules (see the crate docs).
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().budget(64 << 10).build().await?;
+    /// assert_eq!(l3.usage().capacity, Some(64 << 10));
+    /// let thumb = |i: u32| Key::new("thumbs", i.to_string()).unwrap();
+    /// for i in 0..100 {
+    ///     l3.put(thumb(i), Entry::new(vec![0; 1000])).await?;
+    /// }
+    /// // 100 KB written into a 64 KiB budget: the oldest objects were deleted.
+    /// assert!(l3.usage().bytes_used <= 64 << 10);
+    /// assert!(l3.get(&thumb(0)).await?.is_none());
+    /// assert!(l3.get(&thumb(99)).await?.is_some());
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn budget(mut self, bytes: u64) -> ObjectTierBuilder {
         self.budget = Some(bytes);
         self
@@ -243,6 +505,24 @@ impl ObjectTierBuilder {
     /// compressed (fewer bytes sent and stored; the budget counts what is stored), and a ranged
     /// read of it downloads the whole object to decode it. Larger and incompressible values
     /// stay raw. Objects written under any setting read back under any other.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::{Compression, ObjectTierBuilder};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let json = r#"{"user":42,"theme":"dark","lang":"en"}"#.repeat(50);
+    /// let mut used = Vec::new();
+    /// for compression in [Compression::None, Compression::Lz4] {
+    ///     // With a budget, `usage()` counts the bytes stored.
+    ///     let b = ObjectTierBuilder::in_memory().budget(1 << 20).compression(compression);
+    ///     let l3 = b.build().await?;
+    ///     l3.put(Key::new("prefs", "user-42")?, Entry::new(json.clone())).await?;
+    ///     used.push(l3.usage().bytes_used);
+    ///     l3.close().await?;
+    /// }
+    /// assert!(used[1] < used[0] / 2, "LZ4 stores fewer bytes: {used:?}");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn compression(mut self, compression: Compression) -> ObjectTierBuilder {
         self.format = std::mem::take(&mut self.format).with_compression(compression);
         self
@@ -294,6 +574,23 @@ impl ObjectTierBuilder {
     }
 
     /// The clock that decides expiry.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    /// let l3 = ObjectTierBuilder::in_memory().clock(clock.clone()).build().await?;
+    /// let key = Key::new("sessions", "abc")?;
+    /// let entry = Entry::new("alice").with_ttl(&*clock, Duration::from_secs(60));
+    /// l3.put(key.clone(), entry).await?;
+    /// assert!(l3.get(&key).await?.is_some());
+    /// clock.advance(Duration::from_secs(60));
+    /// assert!(l3.get(&key).await?.is_none()); // expired by the tier's clock
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> ObjectTierBuilder {
         self.clock = clock;
         self
@@ -302,6 +599,26 @@ impl ObjectTierBuilder {
     /// Whether `build` checks the store (a listing under the prefix, which catches a wrong
     /// endpoint, bucket or credentials). On by default; turn it off to start while the server
     /// is down.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// use cache_l3_object::object_store::memory::InMemory;
+    /// use cache_l3_object::object_store::throttle::{ThrottleConfig, ThrottledStore};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // A store whose listings hang (a server that is down, say).
+    /// let hour = Duration::from_secs(3600);
+    /// let hang = ThrottleConfig { wait_list_per_call: hour, ..Default::default() };
+    /// let store = Arc::new(ThrottledStore::new(InMemory::new(), hang));
+    /// let timeout = Duration::from_millis(100);
+    /// let builder = || ObjectTierBuilder::new(store.clone()).operation_timeout(timeout);
+    /// let err = builder().build().await.unwrap_err(); // the start-up listing timed out
+    /// assert_eq!(err.kind(), ErrorKind::Unavailable);
+    /// let l3 = builder().preflight(false).build().await?; // starts without calling the store
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn preflight(mut self, on: bool) -> ObjectTierBuilder {
         self.preflight = on;
         self
@@ -310,6 +627,20 @@ impl ObjectTierBuilder {
     /// Names the tier (default `"object"`): its errors, its stats, its metrics' `tier` label and
     /// the reports of a `TieredCache` carry the name, so two object tiers (two buckets, say)
     /// are told apart. A literal, or a name from configuration leaked once per tier.
+    ///
+    /// ```
+    /// use cache_core::Tier;
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().name("assets-object").build().await?;
+    /// assert_eq!(l3.name(), "assets-object");
+    /// assert_eq!(l3.stats().tier, "assets-object");
+    /// l3.close().await?;
+    /// // Errors carry the name too: here a bad configuration.
+    /// let b = ObjectTierBuilder::in_memory().name("assets-object").budget(0);
+    /// assert_eq!(b.build().await.unwrap_err().tier(), "assets-object");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn name(mut self, name: &'static str) -> ObjectTierBuilder {
         self.name = name;
         self
@@ -317,6 +648,21 @@ impl ObjectTierBuilder {
 
     /// Whether the local filesystem store fsyncs each object before a put returns (on by
     /// default, which makes acknowledged writes durable as the `Tier` contract asks).
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// // Faster puts, for a directory that may lose recent writes on a power failure.
+    /// let l3 = ObjectTierBuilder::local(dir.path()).local_fsync(false).build().await?;
+    /// let key = Key::new("scratch", "frame-1")?;
+    /// l3.put(key.clone(), Entry::new("pixels")).await?;
+    /// assert!(dir.path().join(l3.object_path(&key).as_ref()).is_file());
+    /// assert_eq!(l3.get(&key).await?.unwrap().value, "pixels");
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn local_fsync(mut self, on: bool) -> ObjectTierBuilder {
         self.local_fsync = on;
         self
@@ -329,6 +675,23 @@ impl ObjectTierBuilder {
     /// if the server cannot be reached within the timeouts; `Unsupported` if conditional
     /// create is asked for and the store ignores it; `Io` if the local directory cannot be
     /// created.
+    ///
+    /// ```
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::in_memory().prefix("cache").build().await?;
+    /// assert_eq!(l3.prefix(), "cache");
+    /// l3.close().await?;
+    /// // A bad configuration fails here, not at the first put.
+    /// let err = ObjectTierBuilder::in_memory().max_requests(4).build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// // So does a local directory that cannot be created (here: under a regular file).
+    /// let file = tempfile::NamedTempFile::new().unwrap();
+    /// let err = ObjectTierBuilder::local(file.path().join("l3")).build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Io);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub async fn build(self) -> Result<ObjectTier> {
         let name = self.name;
         self.open().await.map_err(|e| e.renamed(TIER, name))

@@ -78,6 +78,21 @@ impl RedisTierBuilder {
 
     /// The prefix of every key (`{prefix}:{namespace id}:…`): 1 to 128 characters of
     /// `[A-Za-z0-9_./-]`. Tiers (or tests) that share a server use different prefixes.
+    ///
+    /// ```no_run
+    /// use cache_core::{ErrorKind, Key, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").prefix("shop/cache");
+    /// let tier = b.build().await?;
+    /// assert_eq!(tier.prefix(), "shop/cache");
+    /// assert!(tier.redis_key(&Key::new("users", "42")?, 1).starts_with("shop/cache:"));
+    /// tier.close().await?;
+    /// // A colon would break the layout: refused before connecting.
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").prefix("shop:cache");
+    /// assert_eq!(b.build().await.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> RedisTierBuilder {
         self.prefix = prefix.into();
         self
@@ -85,12 +100,45 @@ impl RedisTierBuilder {
 
     /// The longest any call to Redis may take (a `tokio::time::timeout` around it, and the
     /// connection's response timeout). Past it the call fails with `Unavailable`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // A slow server costs a caller at most 250 ms per call, then the next tier answers.
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379/")
+    ///     .operation_timeout(Duration::from_millis(250))
+    ///     .build()
+    ///     .await?;
+    /// tier.close().await?;
+    /// // Zero is refused before connecting.
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").operation_timeout(Duration::ZERO);
+    /// assert_eq!(b.build().await.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn operation_timeout(mut self, timeout: Duration) -> RedisTierBuilder {
         self.operation_timeout = timeout;
         self
     }
 
     /// The timeout of one connection attempt (at build and on every reconnect).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/");
+    /// let b = b.connect_timeout(Duration::from_millis(200));
+    /// assert!(format!("{b:?}").contains("connect_timeout: 200ms"));
+    /// let tier = b.build().await?;
+    /// tier.close().await?;
+    /// // Zero is refused before connecting.
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").connect_timeout(Duration::ZERO);
+    /// assert_eq!(b.build().await.unwrap_err().kind(), ErrorKind::Invalid);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> RedisTierBuilder {
         self.connect_timeout = timeout;
         self
@@ -99,6 +147,20 @@ impl RedisTierBuilder {
     /// The backoff between reconnect attempts after the connection broke: exponential from
     /// `min` up to `max`, with jitter. Calls made while disconnected fail with `Unavailable`
     /// at once rather than waiting.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::Tier;
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // After a failover, retry the connection soon, and then at least once a second.
+    /// let tier = RedisTier::builder("redis://127.0.0.1:6379/")
+    ///     .reconnect_backoff(Duration::from_millis(20), Duration::from_secs(1))
+    ///     .build()
+    ///     .await?;
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> RedisTierBuilder {
         self.reconnect_min_delay = min;
         self.reconnect_max_delay = max;
@@ -108,6 +170,22 @@ impl RedisTierBuilder {
     /// Names the tier (default `"redis"`): its errors, its stats, its metrics' `tier` label and
     /// the reports of a `TieredCache` carry the name, so two Redis tiers (two servers, say) are
     /// told apart. A literal, or a name from configuration leaked once per tier.
+    ///
+    /// ```no_run
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = RedisTier::builder("redis://10.0.0.5:6379/").name("sessions-redis");
+    /// let tier = b.build().await?;
+    /// assert_eq!(tier.name(), "sessions-redis");
+    /// assert_eq!(tier.stats().tier, "sessions-redis");
+    /// tier.close().await?;
+    /// // Errors carry the name too, those of `build` included.
+    /// let b = RedisTier::builder("not a url").name("sessions-redis");
+    /// let err = b.build().await.unwrap_err();
+    /// assert_eq!((err.kind(), err.tier()), (ErrorKind::Invalid, "sessions-redis"));
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn name(mut self, name: &'static str) -> RedisTierBuilder {
         self.name = name;
         self
@@ -117,6 +195,20 @@ impl RedisTierBuilder {
     /// (an entry past its expiry is a miss whatever Redis still holds); Redis's own expiry
     /// (`PX`) only reclaims the memory, and the slack keeps it from dropping an entry that a
     /// clock running behind the server's still calls live.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::Tier;
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // Nodes whose clocks may run up to 30 s behind the server's.
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").expiry_slack(Duration::from_secs(30));
+    /// assert!(format!("{b:?}").contains("expiry_slack: 30s"));
+    /// let tier = b.build().await?;
+    /// // An entry with a TTL of 60 s is now written with `PX` 90000.
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn expiry_slack(mut self, slack: Duration) -> RedisTierBuilder {
         self.expiry_slack = slack;
         self
@@ -126,6 +218,21 @@ impl RedisTierBuilder {
     /// recently used first, and deletes the oldest to stay within it. Without it (the default)
     /// memory is bounded by the server's `maxmemory` and its eviction policy alone. The
     /// account is per tier instance: what other nodes wrote is not counted.
+    ///
+    /// ```no_run
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").budget(64 << 20);
+    /// let tier = b.build().await?;
+    /// assert_eq!(tier.usage().capacity, Some(64 << 20));
+    /// // A record that could never fit is refused before it is sent.
+    /// let huge = Entry::new(vec![0; 65 << 20]);
+    /// let err = tier.put(Key::new("blobs", "huge")?, huge).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn budget(mut self, bytes: u64) -> RedisTierBuilder {
         self.budget = Some(bytes);
         self
@@ -133,6 +240,20 @@ impl RedisTierBuilder {
 
     /// The largest record accepted (at most Redis's 512 MiB string limit); larger puts fail
     /// with `Invalid`.
+    ///
+    /// ```no_run
+    /// use cache_core::{Entry, ErrorKind, Key, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // Keep multi-megabyte values off a server that answers many small calls.
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").max_record_len(1 << 20);
+    /// let tier = b.build().await?;
+    /// let big = Entry::new(vec![0; 2 << 20]);
+    /// let err = tier.put(Key::new("blobs", "big")?, big).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid); // refused before it is sent
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn max_record_len(mut self, bytes: u64) -> RedisTierBuilder {
         self.max_record_len = bytes.min(REDIS_MAX_VALUE);
         self
@@ -142,6 +263,20 @@ impl RedisTierBuilder {
     /// value below 256 KiB that LZ4 or zstd shrinks by at least an eighth is sent and stored
     /// compressed (less server memory and network; the budget counts what is stored). Records
     /// written by a node with any setting read back on a node with any other.
+    ///
+    /// ```no_run
+    /// use cache_core::{Compression, Entry, Key, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").compression(Compression::Lz4);
+    /// assert!(format!("{b:?}").contains("compression: Lz4"));
+    /// let tier = b.build().await?;
+    /// // JSON like this is sent and stored in well under half its size.
+    /// let json = r#"{"user":42,"theme":"dark","lang":"en"}"#.repeat(50);
+    /// tier.put(Key::new("prefs", "user-42")?, Entry::new(json)).await?;
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn compression(mut self, compression: Compression) -> RedisTierBuilder {
         self.compression = compression;
         self
@@ -184,6 +319,23 @@ impl RedisTierBuilder {
     }
 
     /// The clock that decides expiry (the system clock by default).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::{Entry, Key, ManualClock, Tier, Timestamp};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    /// let b = RedisTier::builder("redis://127.0.0.1:6379/").clock(clock.clone());
+    /// let tier = b.build().await?;
+    /// let key = Key::new("sessions", "abc")?;
+    /// let entry = Entry::new("alice").with_ttl(&*clock, Duration::from_secs(60));
+    /// tier.put(key.clone(), entry).await?;
+    /// clock.advance(Duration::from_secs(60));
+    /// let expired = tier.get(&key).await?; // `None`, whatever Redis still holds
+    /// tier.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> RedisTierBuilder {
         self.clock = clock;
         self
@@ -194,6 +346,22 @@ impl RedisTierBuilder {
     /// # Errors
     /// `Invalid` for a malformed URL or prefix, or credentials the server refuses;
     /// `Unavailable` if the server cannot be reached within the connect and operation timeouts.
+    ///
+    /// ```no_run
+    /// use cache_core::{ErrorKind, Tier};
+    /// use cache_remote_redis::RedisTier;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let tier = RedisTier::builder("redis://:password@10.0.0.5:6379/0").build().await?;
+    /// tier.close().await?;
+    /// // A malformed URL fails without a connection.
+    /// let err = RedisTier::builder("not a url").build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Invalid);
+    /// // An unreachable server fails with `Unavailable`; the error never shows the password.
+    /// let err = RedisTier::builder("redis://:hunter2@127.0.0.1:1/").build().await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Unavailable);
+    /// assert!(!err.to_string().contains("hunter2"));
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub async fn build(self) -> Result<RedisTier> {
         let name = self.name;
         self.open().await.map_err(|e| e.renamed(TIER, name))

@@ -134,6 +134,19 @@ impl Drop for Guard {
 
 impl TieredCache {
     /// A builder; add tiers fastest first.
+    ///
+    /// ```
+    /// use cache_l1::MemoryTier;
+    /// use cache_tiered::TieredCache;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder()
+    ///     .tier(MemoryTier::builder(64 << 20).build())
+    ///     .tier(MemoryTier::builder(1 << 30).build())
+    ///     .build()?;
+    /// assert_eq!(cache.tiers().len(), 2);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn builder() -> TieredBuilder {
         TieredBuilder::default()
     }
@@ -236,12 +249,49 @@ impl TieredCache {
     }
 
     /// The tiers, fastest first.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, Tier};
+    /// use cache_l1::MemoryTier;
+    /// use cache_tiered::TieredCache;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder()
+    ///     .tier(MemoryTier::builder(1 << 20).name("hot").build())
+    ///     .tier(MemoryTier::builder(16 << 20).name("warm").build())
+    ///     .build()?;
+    /// let key = Key::new("docs", "k")?;
+    /// assert!(cache.put(key.clone(), Entry::new("v")).await?.is_stored());
+    /// let tiers = cache.tiers();
+    /// assert_eq!(tiers.iter().map(|t| t.name()).collect::<Vec<_>>(), ["hot", "warm"]);
+    /// for tier in &tiers {
+    ///     assert!(tier.contains(&key).await?, "written through to {}", tier.name());
+    /// }
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn tiers(&self) -> Vec<Arc<dyn Tier>> {
         self.shared.slots.iter().map(|s| s.tier.clone()).collect()
     }
 
     /// Stores `entry` under `key` in every tier as its write policy says, and reports what
     /// happened in each.
+    ///
+    /// ```
+    /// use cache_core::{Entry, Key, PutOutcome};
+    /// use cache_l1::MemoryTier;
+    /// use cache_tiered::{TierOptions, TierWrite, TieredCache, WritePolicy};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder()
+    ///     .tier(MemoryTier::builder(1 << 20).name("hot").build())
+    ///     .tier(TierOptions::new(MemoryTier::builder(16 << 20).name("cold").build())
+    ///         .write(WritePolicy::behind()))
+    ///     .build()?;
+    /// let report = cache.put_report(Key::new("docs", "k")?, Entry::new("v")).await?;
+    /// assert_eq!(report.tiers, [("hot", TierWrite::Stored), ("cold", TierWrite::Deferred)]);
+    /// assert_eq!(report.outcome(), PutOutcome::Stored);
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::Closed`]; in strict mode, the first tier failure.
@@ -252,6 +302,27 @@ impl TieredCache {
     }
 
     /// Waits until every queued promotion, demotion and write-behind job has finished.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cache_core::{Entry, Key, Tier};
+    /// # use cache_l1::MemoryTier;
+    /// # use cache_tiered::{TierOptions, TieredCache};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let top = Arc::new(MemoryTier::builder(1 << 20).build());
+    /// let below = Arc::new(MemoryTier::builder(16 << 20).build());
+    /// let cache = TieredCache::builder()
+    ///     .tier(TierOptions::from_arc(top.clone()))
+    ///     .tier(TierOptions::from_arc(below.clone()))
+    ///     .build()?;
+    /// let key = Key::new("docs", "deep")?;
+    /// assert!(below.put(key.clone(), Entry::new("v")).await?.is_stored());
+    /// // A hit below the top tier: the copy up is written in the background.
+    /// assert!(cache.get(&key).await?.is_some());
+    /// cache.quiesce().await;
+    /// assert!(top.contains(&key).await?, "the promotion has landed");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub async fn quiesce(&self) {
         loop {
             // A `Notified` receives `notify_waiters` from the moment it is created, so the job
@@ -265,6 +336,29 @@ impl TieredCache {
     }
 
     /// Counters of the cache and of each tier.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use cache_core::{Entry, Key, Tier};
+    /// # use cache_l1::MemoryTier;
+    /// # use cache_tiered::{TierOptions, TieredCache};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let below = Arc::new(MemoryTier::builder(16 << 20).build());
+    /// let cache = TieredCache::builder()
+    ///     .tier(MemoryTier::builder(1 << 20).build())
+    ///     .tier(TierOptions::from_arc(below.clone()))
+    ///     .build()?;
+    /// let key = Key::new("docs", "deep")?;
+    /// assert!(below.put(key.clone(), Entry::new("v")).await?.is_stored());
+    /// assert!(cache.get(&key).await?.is_some());
+    /// assert!(cache.get(&Key::new("docs", "absent")?).await?.is_none());
+    /// cache.quiesce().await;
+    /// let stats = cache.tiered_stats();
+    /// assert_eq!((stats.overall.hits, stats.overall.misses), (1, 1));
+    /// assert_eq!(stats.tiers[1].served, 1, "the hit came from the lower tier");
+    /// assert_eq!(stats.tiers[0].promotions, 1, "and was copied into the top tier");
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
     pub fn tiered_stats(&self) -> TieredStats {
         let s = &self.shared;
         TieredStats {
