@@ -297,6 +297,10 @@ impl MemoryTier {
     /// dropped). A read restarts the entry's idle time; a probe (`touch` false) does not.
     fn lookup(&self, key: &Key, touch: bool) -> Option<Entry> {
         let slot = self.cache.get(key)?;
+        if slot.entry.meta.expires_at.is_none() && self.shared.idle.is_none() {
+            // No clock read on the hot path of entries that cannot expire.
+            return Some(slot.entry);
+        }
         let now = self.shared.clock.now();
         if slot.entry.is_expired(now) || slot.is_idle(self.shared.idle, now) {
             self.cache.invalidate(key);
