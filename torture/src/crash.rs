@@ -1,5 +1,6 @@
-//! The crash campaign: a child process drives a subject (the NVMe tier, the RocksDB tier, or
-//! the tiered cache of a memory tier over an NVMe tier) with rounds of puts, overwrites, removes
+//! The crash campaign: a child process drives a subject (the NVMe tier, the RocksDB tier, also
+//! with a simulated power cut of its write-ahead log, the tiered cache of a memory tier over an
+//! NVMe tier, or the object tier on a local directory) with rounds of puts, overwrites, removes
 //! and TTL puts, each round ended by the sync barrier (`flush`), and prints `ack <round>` after
 //! each barrier. The parent kills it with SIGKILL at a random moment (one kill in ten during
 //! start-up and recovery, before the child reports ready), reopens the directory itself and reads
@@ -27,12 +28,13 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use cache_core::{Entry, Key, PutOutcome, Rejection, Tier, Timestamp, system_clock};
+use cache_core::{Compression, Entry, Key, PutOutcome, Rejection, Tier, Timestamp, system_clock};
 use cache_l1::MemoryTier;
 use cache_l2_nvme::{Durability as NvmeDurability, NvmeTier, NvmeTierBuilder};
 use cache_l2_rocks::{Durability as RocksDurability, RocksTier};
+use cache_l3_object::ObjectTierBuilder;
 use cache_tiered::{TierOptions, TierWrite, TieredCache, WritePolicy};
-use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, RngCore, SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use crate::{
     Ctx,
@@ -63,18 +65,30 @@ const L1_BUDGET: u64 = 64 << 20;
 pub(crate) enum Subject {
     Nvme,
     Rocks,
+    /// The RocksDB tier, with a power cut simulated after the kill: every write-ahead log file
+    /// is cut back to the length its last completed sync covered (see [`cut_wal`]).
+    RocksPower,
     Tiered,
+    /// The object tier on a local directory (object_store's `LocalFileSystem`).
+    Object,
 }
 
 impl Subject {
-    const ALL: [Subject; 3] = [Subject::Nvme, Subject::Rocks, Subject::Tiered];
+    const ALL: [Subject; 5] =
+        [Subject::Nvme, Subject::Rocks, Subject::RocksPower, Subject::Tiered, Subject::Object];
 
     fn name(self) -> &'static str {
         match self {
             Subject::Nvme => "nvme",
             Subject::Rocks => "rocks",
+            Subject::RocksPower => "rocks-power-cut",
             Subject::Tiered => "tiered",
+            Subject::Object => "object-local",
         }
+    }
+
+    fn is_rocks(self) -> bool {
+        matches!(self, Subject::Rocks | Subject::RocksPower)
     }
 
     fn parse(s: &str) -> Result<Subject> {
@@ -91,9 +105,15 @@ impl Subject {
             (Subject::Rocks, 0) => "no WAL",
             (Subject::Rocks, 1) => "WAL",
             (Subject::Rocks, _) => "WAL synced",
+            (Subject::RocksPower, 0) => "no WAL, power cut",
+            (Subject::RocksPower, 1) => "WAL, power cut",
+            (Subject::RocksPower, _) => "WAL synced, power cut",
             (Subject::Tiered, 0) => "L2 write-through, periodic",
             (Subject::Tiered, 1) => "L2 write-behind, periodic",
             (Subject::Tiered, _) => "L2 write-behind, durability none",
+            (Subject::Object, 0) => "local fsync",
+            (Subject::Object, 1) => "no fsync",
+            (Subject::Object, _) => "local fsync, LZ4",
         }
     }
 }
@@ -139,7 +159,7 @@ async fn open_with_handle(subject: Subject, dir: &Path, mode: u64) -> Result<Ope
                 [NvmeDurability::None, periodic, NvmeDurability::EveryWrite][(mode % 3) as usize];
             Arc::new(nvme_builder(dir, durability).open().await?)
         }
-        Subject::Rocks => {
+        Subject::Rocks | Subject::RocksPower => {
             // No write-ahead log, the log unsynced, the log synced per write.
             let (log, durability) = [
                 (false, RocksDurability::None),
@@ -155,6 +175,13 @@ async fn open_with_handle(subject: Subject, dir: &Path, mode: u64) -> Result<Ope
                     .open()
                     .await?,
             )
+        }
+        Subject::Object => {
+            std::fs::create_dir_all(dir)?;
+            let builder = ObjectTierBuilder::local(dir).local_fsync(mode % 3 != 1);
+            let builder =
+                if mode % 3 == 2 { builder.compression(Compression::Lz4) } else { builder };
+            Arc::new(builder.build().await?)
         }
         Subject::Tiered => {
             let (durability, write) = match mode % 3 {
@@ -272,6 +299,12 @@ pub(crate) fn child_main(args: &[String]) -> Result<()> {
                 }
             }
             tier.flush().await.context("flush")?;
+            if subject == Subject::RocksPower {
+                // What that barrier's sync covered: the log files as they are now.
+                for (name, len) in wal_files(&dir)? {
+                    writeln!(out, "wal {name} {len}")?;
+                }
+            }
             writeln!(out, "ack {round}")?;
             out.flush()?;
         }
@@ -304,6 +337,12 @@ pub(crate) struct Figures {
     /// not a problem; they are summed in `counted_corrupt`.
     pub(crate) corrupt_expected: bool,
     pub(crate) counted_corrupt: u64,
+    /// Write-ahead log bytes a simulated power cut removed (the RocksDB power-cut subject).
+    pub(crate) wal_bytes_cut: u64,
+    /// Log files cut.
+    pub(crate) wal_files_cut: u64,
+    /// Cuts that left a torn sector (random bytes) after the synced end.
+    pub(crate) wal_torn: u64,
 }
 
 impl Figures {
@@ -401,6 +440,21 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
         for p in &f.problems {
             s.check(false, format!("{name}: {}", scrub(ctx, p)));
         }
+        if subject == Subject::RocksPower {
+            s.check(
+                f.wal_bytes_cut > 0,
+                format!("{name}: no kill left unsynced log bytes to cut: the cut was never tried"),
+            );
+            s.note(format!(
+                "{name}: after each kill the write-ahead log was cut back to what the last \
+                 completed sync covered (the length of each log file the child printed after its \
+                 last acknowledged barrier; a file created since was emptied or removed): {} \
+                 bytes in {} files cut, {} cuts with a torn sector of random bytes after the \
+                 synced end. RocksDB syncs SST files and the MANIFEST before it relies on them; \
+                 their unsynced writes are not reverted (no fault-injecting file system here)",
+                f.wal_bytes_cut, f.wal_files_cut, f.wal_torn
+            ));
+        }
         s.note(format!(
             "{name}: {} directories (a fresh one once the files pass {} MiB; largest seen {:.1} \
              MiB against a {} MiB budget, so nothing was evicted)",
@@ -419,7 +473,8 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
     );
     s.note(
         "Configurations rotate per kill: nvme durability none / periodic 2 ms / every write; \
-         rocks no WAL / WAL / synced WAL; tiered (memory over NVMe) write-through / \
+         rocks (and rocks with a power cut) no WAL / WAL / synced WAL; tiered (memory over \
+         NVMe) write-through / \
          write-behind, with `flush` as the barrier. The parent alternates a clean close and a \
          plain drop after checking, so both the snapshot and the scan recovery paths run.",
     );
@@ -507,6 +562,8 @@ fn campaign(
             model = (0..KEYS).map(|k| (k, None)).collect();
         }
         let mode = kill % 3;
+        // What the parent's own close left is durable: the log files as they are now.
+        let mut synced = if subject == Subject::RocksPower { wal_files(&dir)? } else { Vec::new() };
         let base_ms = now_ms();
         let spawned = Instant::now();
         let mut child = spawn(exe, &stderr_path, subject, &dir, next_round, seed, base_ms, mode)?;
@@ -548,6 +605,21 @@ fn campaign(
             ));
         }
         f.kills += 1;
+        if subject == Subject::RocksPower {
+            let mut reported = Vec::new();
+            for line in &lines {
+                if let Some(wal) = line.strip_prefix("wal ") {
+                    let (name, len) = wal.rsplit_once(' ').context("a wal line")?;
+                    reported.push((name.to_owned(), len.parse()?));
+                } else if line.starts_with("ack ") {
+                    synced = std::mem::take(&mut reported);
+                }
+            }
+            let cut = cut_wal(&dir, &synced, &mut rng)?;
+            f.wal_bytes_cut += cut.bytes;
+            f.wal_files_cut += cut.files;
+            f.wal_torn += u64::from(cut.torn);
+        }
         let last_ack =
             lines.iter().filter_map(|l| l.strip_prefix("ack ")?.parse::<u64>().ok()).max();
         let pending = match last_ack {
@@ -582,6 +654,61 @@ fn campaign(
     }
     std::fs::remove_dir_all(&dir).ok();
     Ok(f)
+}
+
+/// The RocksDB write-ahead log files of `dir` (`*.log`) and their lengths, by name.
+fn wal_files(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    let Ok(listing) = std::fs::read_dir(dir) else { return Ok(out) };
+    for item in listing {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            out.push((name, item.metadata()?.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What [`cut_wal`] did.
+#[derive(Debug, Default)]
+struct Cut {
+    bytes: u64,
+    files: u64,
+    torn: bool,
+}
+
+/// Leaves `dir`'s write-ahead log as a power cut after the last completed sync could have:
+/// each log file is cut back to the length `synced` gives it (a file created since, to
+/// nothing, or it is removed: its directory entry was never synced), and in half of the cuts
+/// the sector after the synced end holds random bytes (a torn write). RocksDB syncs its SST
+/// files and MANIFEST itself before it relies on them; those are left as written.
+fn cut_wal(dir: &Path, synced: &[(String, u64)], rng: &mut StdRng) -> Result<Cut> {
+    let mut cut = Cut::default();
+    for (name, len) in wal_files(dir)? {
+        let keep = synced.iter().find(|(n, _)| *n == name).map_or(0, |(_, l)| *l);
+        if len <= keep {
+            continue;
+        }
+        let path = dir.join(&name);
+        cut.files += 1;
+        cut.bytes += len - keep;
+        if keep == 0 && rng.random_bool(0.5) {
+            std::fs::remove_file(&path)?;
+            continue;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(keep)?;
+        if rng.random_bool(0.5) {
+            let torn = (512 - keep % 512).min(len - keep);
+            let mut junk = vec![0u8; torn as usize];
+            rng.fill_bytes(&mut junk);
+            std::os::unix::fs::FileExt::write_all_at(&file, &junk, keep)?;
+            cut.torn = true;
+        }
+    }
+    Ok(cut)
 }
 
 /// Reopens `dir`, reads every key against the model, and updates the model to what was read.
@@ -691,7 +818,7 @@ pub(crate) async fn check(
     // Alternate a clean close (NVMe snapshot next time) and a plain drop (segment scan).
     if kill.is_multiple_of(2) {
         tier.close().await.with_context(|| format!("{what}: close"))?;
-    } else if subject == Subject::Rocks {
+    } else if subject.is_rocks() {
         // A RocksDB handle must be released before the next child opens the directory.
         tier.close().await.ok();
     }
