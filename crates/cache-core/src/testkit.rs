@@ -638,6 +638,37 @@ pub async fn sealed_records(f: &dyn TierFactory) {
     }
 }
 
+/// The size of [`huge_value`]'s value: 1 GiB.
+pub const HUGE: usize = 1 << 30;
+
+/// A value of 1 GiB ([`HUGE`]) is stored and read back byte for byte, whole, by a range across
+/// a 64 KiB chunk boundary and by a range at its very end, then removed. The value is built
+/// once; a tier that copies it holds at most the copies it documents.
+pub async fn huge_value(f: &dyn TierFactory) {
+    let (t, _) = build(f, 2 * HUGE as u64 + 64 * MIB).await;
+    let tier = &*t.tier;
+    let mut v = vec![0u8; HUGE];
+    for (i, word) in v.chunks_exact_mut(8).enumerate() {
+        word.copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    }
+    let v = Bytes::from(v);
+    let k = key("conf", "one-gib");
+    stored(tier.put(k.clone(), Entry::new(v.clone())).await.expect("put of 1 GiB"));
+    tier.flush().await.expect("flush");
+    let got = tier.get(&k).await.expect("get").expect("a 1 GiB value is a hit");
+    assert_eq!(got.value.len(), HUGE);
+    assert!(got.value == v, "the 1 GiB value differs");
+    drop(got);
+    let across = (64 << 10) - 10..(3 << 16) + 10;
+    let range = tier.get_range(&k, across.clone()).await.expect("get_range").expect("hit");
+    assert!(range == v.slice(across.start as usize..across.end as usize), "a middle range");
+    let end = HUGE as u64 - 5..HUGE as u64 + 5;
+    let range = tier.get_range(&k, end).await.expect("get_range").expect("hit");
+    assert!(range == v.slice(HUGE - 5..), "the range at the end, clamped");
+    tier.remove(&k).await.expect("remove");
+    assert_eq!(tier.get(&k).await.expect("get"), None);
+}
+
 /// The time-to-idle [`time_to_idle`] gives the tiers it builds.
 pub const IDLE: Duration = Duration::from_secs(10);
 
@@ -741,5 +772,14 @@ macro_rules! sealed_conformance_suite {
 macro_rules! idle_conformance_suite {
     ($factory:expr) => {
         $crate::conformance_suite!(@mod idle_conformance $factory; time_to_idle);
+    };
+}
+
+/// [`huge_value`] (a value of 1 GiB), for a tier that stores values that large. It needs a few
+/// GiB of RAM (and of disk, for a persistent tier) while it runs.
+#[macro_export]
+macro_rules! huge_conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@mod huge_conformance $factory; huge_value);
     };
 }

@@ -15,6 +15,7 @@ async fn factory(spec: TierSpec) -> TestTier {
 
 cache_core::conformance_suite!(factory);
 cache_core::idle_conformance_suite!(factory);
+cache_core::huge_conformance_suite!(factory);
 
 /// The same suite with hits read by `O_DIRECT` (in the target directory: `/tmp` may be a tmpfs,
 /// which has `O_DIRECT` only from Linux 6.6).

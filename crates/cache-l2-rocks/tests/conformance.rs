@@ -15,6 +15,7 @@ async fn rocks_tier(spec: TierSpec) -> TestTier {
 }
 
 cache_core::conformance_suite!(rocks_tier);
+cache_core::huge_conformance_suite!(rocks_tier);
 
 /// The same suite with values compressed by LZ4 on write.
 mod compressed {

@@ -30,7 +30,7 @@ const MIB: usize = 1024 * 1024;
 mod memory {
     use super::*;
 
-    cache_core::conformance_suite!(|spec: TierSpec| async move {
+    async fn factory(spec: TierSpec) -> TestTier {
         let tier = ObjectTierBuilder::in_memory()
             .budget(spec.capacity_bytes)
             .clock(spec.dyn_clock())
@@ -38,7 +38,10 @@ mod memory {
             .await
             .expect("building an in-memory tier");
         TestTier::new(tier)
-    });
+    }
+
+    cache_core::conformance_suite!(factory);
+    cache_core::huge_conformance_suite!(factory);
 }
 
 mod memory_compressed {
@@ -77,8 +80,9 @@ mod memory_sealed {
 mod local_fs {
     use super::*;
 
-    // Multipart from 4 MiB, so the 8 MiB conformance value goes up in parts.
-    cache_core::conformance_suite!(|spec: TierSpec| async move {
+    // Multipart from 4 MiB, so the 8 MiB conformance value goes up in parts (and the 1 GiB one
+    // in 342 of them).
+    async fn factory(spec: TierSpec) -> TestTier {
         let dir = tempfile::TempDir::new().expect("temporary directory");
         let tier = ObjectTierBuilder::local(dir.path())
             .prefix("conformance/l3")
@@ -90,7 +94,10 @@ mod local_fs {
             .await
             .expect("building a local filesystem tier");
         TestTier::with_guard(tier, dir)
-    });
+    }
+
+    cache_core::conformance_suite!(factory);
+    cache_core::huge_conformance_suite!(factory);
 }
 
 fn key(k: &str) -> Key {

@@ -229,18 +229,68 @@ impl Inner {
         let timeout = self.settings.operation_timeout;
         let start = Instant::now();
         // `timeout_at` with the start we need anyway: one clock read fewer per request.
-        let out = tokio::time::timeout_at((start + timeout).into(), fut).await;
-        let failed = match &out {
-            Err(_) => true,
-            Ok(Err(
-                object_store::Error::NotFound { .. }
-                | object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            )) => false,
-            Ok(r) => r.is_err(),
-        };
-        self.metrics.record(op, start.elapsed(), failed);
-        out.map_err(|_| ObjectError::Timeout { op, timeout })
+        let out = tokio::time::timeout_at((start + timeout).into(), fut)
+            .await
+            .map_err(|_| ObjectError::Timeout { op, timeout });
+        self.metrics.record(op, start.elapsed(), failed(&out));
+        out
+    }
+
+    /// A whole object, read under two bounds instead of the one operation timeout, so a large
+    /// object is not cut off by a timeout sized for small ones: the response must start
+    /// within the operation timeout, each piece of the body must follow the one before within
+    /// it too, and the whole read must keep up at least [`MIN_BODY_RATE`] after the first.
+    async fn get_whole(
+        &self,
+        path: &Path,
+    ) -> std::result::Result<object_store::Result<(Bytes, Option<String>)>, ObjectError> {
+        let timeout = self.settings.operation_timeout;
+        let start = Instant::now();
+        let out = async {
+            let head = tokio::time::timeout_at(
+                (start + timeout).into(),
+                self.store.get_opts(path, GetOptions::default()),
+            )
+            .await
+            .map_err(|_| ObjectError::Timeout { op: Op::Get, timeout })?;
+            let r = match head {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            let e_tag = r.meta.e_tag.clone();
+            let size = r.range.end.saturating_sub(r.range.start);
+            let whole = Duration::from_secs_f64(size as f64 / MIN_BODY_RATE as f64);
+            let deadline = Instant::now() + timeout + whole;
+            let mut body = r.into_stream();
+            let mut pieces: Vec<Bytes> = Vec::new();
+            loop {
+                let bound = (Instant::now() + timeout).min(deadline);
+                let next = tokio::time::timeout_at(bound.into(), body.next())
+                    .await
+                    .map_err(|_| ObjectError::Timeout { op: Op::Get, timeout: start.elapsed() })?;
+                match next {
+                    None => break,
+                    Some(Ok(piece)) => pieces.push(piece),
+                    Some(Err(e)) => return Ok(Err(e)),
+                }
+            }
+            let bytes = match pieces.len() {
+                0 => Bytes::new(),
+                // One piece (an in-memory store): the store's own buffer, not a copy.
+                1 => pieces.pop().unwrap_or_default(),
+                _ => {
+                    let mut joined = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+                    for piece in &pieces {
+                        joined.extend_from_slice(piece);
+                    }
+                    Bytes::from(joined)
+                }
+            };
+            Ok(Ok((bytes, e_tag)))
+        }
+        .await;
+        self.metrics.record(Op::Get, start.elapsed(), failed(&out));
+        out
     }
 
     /// Like [`Inner::call_raw`], with failures classified.
@@ -256,13 +306,7 @@ impl Inner {
     async fn get_record(self: &Arc<Self>, key: &Key) -> Result<Option<Record>> {
         self.check_open()?;
         let path = self.layout.object(key);
-        let got = self
-            .call_raw(Op::Get, async {
-                let r = self.store.get_opts(&path, GetOptions::default()).await?;
-                let e_tag = r.meta.e_tag.clone();
-                Ok((r.bytes().await?, e_tag))
-            })
-            .await?;
+        let got = self.get_whole(&path).await?;
         let (bytes, e_tag) = match got {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -892,6 +936,24 @@ fn outcome(inner: &Inner, written: Result<Option<Written>>) -> Result<PutOutcome
 }
 
 mod multipart;
+
+/// The slowest a whole-object read may be after its first byte, in bytes per second, before it
+/// fails as a timeout: 1 GiB may take 64 s beyond the operation timeout.
+pub(crate) const MIN_BODY_RATE: u64 = 16 << 20;
+
+/// Whether a call's outcome counts as failed in the metrics: a timeout or an error, except the
+/// answers that are results (absent, exists already, precondition not met).
+fn failed<T>(out: &std::result::Result<object_store::Result<T>, ObjectError>) -> bool {
+    match out {
+        Err(_) => true,
+        Ok(Err(
+            object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. },
+        )) => false,
+        Ok(r) => r.is_err(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@ fn factory(spec: TierSpec) -> std::future::Ready<TestTier> {
 
 cache_core::conformance_suite!(factory);
 cache_core::idle_conformance_suite!(factory);
+cache_core::huge_conformance_suite!(factory);
 
 /// With the system clock, moka's own timer frees an idle entry nobody reads, and the eviction
 /// sink hears of it as expired (not for demotion).

@@ -54,6 +54,7 @@ mod through {
     cache_core::conformance_suite!(factory);
     // A stack whose every tier has the time-to-idle honours it as one tier does.
     cache_core::idle_conformance_suite!(factory);
+    cache_core::huge_conformance_suite!(factory);
 }
 
 mod on_eviction {
