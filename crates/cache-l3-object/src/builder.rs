@@ -242,7 +242,9 @@ impl ObjectTierBuilder {
     /// The longest any single call to the object store may take, retries included (a
     /// `tokio::time::timeout` around each call, so it also bounds stores without an HTTP
     /// client). Past it the call fails with `Unavailable`. A multipart upload is several calls,
-    /// each bounded by this.
+    /// each bounded by this. A read of a whole object must start within it and make progress
+    /// within it, piece by piece, at 16 MiB/s at least over its whole body (see the crate
+    /// docs), so a large value is not cut off by a bound meant for small ones.
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};

@@ -89,7 +89,11 @@
 //!
 //! Every object-store call runs under a `tokio::time::timeout` of
 //! [`operation_timeout`](ObjectTierBuilder::operation_timeout) (10 s by default), so a slow or
-//! dead server, or a stuck non-HTTP store, never holds a call longer; on S3 the HTTP client
+//! dead server, or a stuck non-HTTP store, never holds a call longer. A read of a whole object
+//! (`get` of a value) is bounded by progress instead: its response must start within the
+//! operation timeout, each piece of its body must follow the last within it, and the whole body
+//! must arrive at 16 MiB/s at least (a 1 GiB value may take 64 s more), so a large value is not
+//! cut off by a timeout sized for small ones. On S3 the HTTP client
 //! also has a per-request timeout, a connect timeout and a retry policy (object_store's
 //! `ClientOptions` and `RetryConfig`). Failures map to cache-core kinds: timeouts, connection
 //! errors and 5xx are `Unavailable` (fall through to the next tier), bad credentials or a
