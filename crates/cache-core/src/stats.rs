@@ -44,6 +44,29 @@ pub struct StatsSnapshot {
     pub usage: Usage,
 }
 
+impl Usage {
+    /// The usage of several tiers together: bytes summed, the budget `None` if any tier is
+    /// unbounded, the entry count `None` if any tier does not count them.
+    ///
+    /// ```
+    /// use cache_core::Usage;
+    ///
+    /// let ram = Usage { bytes_used: 10, capacity: Some(100), entries: Some(1) };
+    /// let bucket = Usage { bytes_used: 90, capacity: None, entries: None };
+    /// assert_eq!(Usage::sum([ram, ram]), Usage { bytes_used: 20, capacity: Some(200), entries: Some(2) });
+    /// assert_eq!(Usage::sum([ram, bucket]), Usage { bytes_used: 100, capacity: None, entries: None });
+    /// ```
+    pub fn sum(parts: impl IntoIterator<Item = Usage>) -> Usage {
+        let mut total = Usage { bytes_used: 0, capacity: Some(0), entries: Some(0) };
+        for u in parts {
+            total.bytes_used += u.bytes_used;
+            total.capacity = total.capacity.zip(u.capacity).map(|(a, b)| a + b);
+            total.entries = total.entries.zip(u.entries).map(|(a, b)| a + b);
+        }
+        total
+    }
+}
+
 impl StatsSnapshot {
     /// Errors of one kind.
     pub fn errors_of(&self, kind: ErrorKind) -> u64 {
@@ -54,6 +77,32 @@ impl StatsSnapshot {
     pub fn hit_ratio(&self) -> f64 {
         let lookups = self.hits + self.misses;
         if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
+    }
+
+    /// Adds `other`'s counters to these (not its name or usage): the counters of a cache made of
+    /// several tiers.
+    ///
+    /// ```
+    /// use cache_core::StatsSnapshot;
+    ///
+    /// let mut total = StatsSnapshot { tier: "both", ..StatsSnapshot::default() };
+    /// total.add_counters(&StatsSnapshot { hits: 3, misses: 1, ..StatsSnapshot::default() });
+    /// total.add_counters(&StatsSnapshot { hits: 1, misses: 3, ..StatsSnapshot::default() });
+    /// assert_eq!((total.tier, total.hits, total.misses), ("both", 4, 4));
+    /// assert_eq!(total.hit_ratio(), 0.5);
+    /// ```
+    pub fn add_counters(&mut self, other: &StatsSnapshot) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.inserts += other.inserts;
+        self.removes += other.removes;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+        self.rejections += other.rejections;
+        self.corrupted += other.corrupted;
+        for (sum, n) in self.errors.iter_mut().zip(other.errors) {
+            *sum += n;
+        }
     }
 }
 

@@ -282,32 +282,14 @@ impl Tier for PooledCache {
     /// The sum over the pools: bytes, budgets (`None` if a pool is unbounded) and entries
     /// (`None` if a pool does not count them).
     fn usage(&self) -> Usage {
-        let mut total = Usage { bytes_used: 0, capacity: Some(0), entries: Some(0) };
-        for p in &self.pools {
-            let u = p.cache.usage();
-            total.bytes_used += u.bytes_used;
-            total.capacity = total.capacity.zip(u.capacity).map(|(a, b)| a + b);
-            total.entries = total.entries.zip(u.entries).map(|(a, b)| a + b);
-        }
-        total
+        Usage::sum(self.pools.iter().map(|p| p.cache.usage()))
     }
 
     /// The pools' counters summed (each pool's own: [`PooledCache::pools`]).
     fn stats(&self) -> StatsSnapshot {
         let mut total = StatsSnapshot { tier: NAME, ..StatsSnapshot::default() };
         for p in &self.pools {
-            let s = p.cache.stats();
-            total.hits += s.hits;
-            total.misses += s.misses;
-            total.inserts += s.inserts;
-            total.removes += s.removes;
-            total.evictions += s.evictions;
-            total.expirations += s.expirations;
-            total.rejections += s.rejections;
-            total.corrupted += s.corrupted;
-            for (t, e) in total.errors.iter_mut().zip(s.errors) {
-                *t += e;
-            }
+            total.add_counters(&p.cache.stats());
         }
         total.usage = self.usage();
         total

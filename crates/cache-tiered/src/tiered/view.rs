@@ -113,31 +113,13 @@ impl Tier for FrontTiers {
     }
 
     fn usage(&self) -> Usage {
-        let mut total = Usage { bytes_used: 0, capacity: Some(0), entries: Some(0) };
-        for tier in self.tiers() {
-            let u = tier.usage();
-            total.bytes_used += u.bytes_used;
-            total.capacity = total.capacity.zip(u.capacity).map(|(a, b)| a + b);
-            total.entries = total.entries.zip(u.entries).map(|(a, b)| a + b);
-        }
-        total
+        Usage::sum(self.tiers().map(|t| t.usage()))
     }
 
     fn stats(&self) -> StatsSnapshot {
         let mut s = StatsSnapshot { tier: NAME, usage: self.usage(), ..StatsSnapshot::default() };
         for tier in self.tiers() {
-            let t = tier.stats();
-            s.hits += t.hits;
-            s.misses += t.misses;
-            s.inserts += t.inserts;
-            s.removes += t.removes;
-            s.evictions += t.evictions;
-            s.expirations += t.expirations;
-            s.rejections += t.rejections;
-            s.corrupted += t.corrupted;
-            for (sum, n) in s.errors.iter_mut().zip(t.errors) {
-                *sum += n;
-            }
+            s.add_counters(&tier.stats());
         }
         s
     }
