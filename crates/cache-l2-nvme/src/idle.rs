@@ -35,8 +35,8 @@ impl IdleTimes {
     }
 
     /// Records an access of (shard, tag) at `now`. `held` tells whether a tag is still pending
-    /// or indexed; it is asked only when the shard's table has grown past `2 × indexed + 64`
-    /// entries, to drop the times of keys that left the tier.
+    /// or indexed; it is asked only when the shard's table has grown past twice the shard's
+    /// share of the `indexed` entries, plus 64, to drop the times of keys that left the tier.
     pub(crate) fn touch(
         &self,
         shard: usize,

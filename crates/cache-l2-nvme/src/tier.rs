@@ -160,7 +160,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether a record of `namespace` at `lsn` was cleared.
     /// Whether (shard, tag) has been idle for the time-to-idle (never without one).
     pub(crate) fn is_idle(&self, shard: usize, tag: u32, now: Timestamp) -> bool {
         self.idle.as_ref().is_some_and(|idle| idle.is_idle(shard, tag, now))
@@ -174,11 +173,12 @@ impl Shared {
         }
     }
 
-    /// A read of (shard, tag) now: `false` if it was idle (it is then forgotten).
+    /// A read of (shard, tag) now: `false` if it was idle, otherwise its idle time restarts.
     fn read_idle(&self, shard: usize, tag: u32, now: Timestamp) -> bool {
         self.idle.as_ref().is_none_or(|idle| idle.read(shard, tag, now))
     }
 
+    /// Whether a record of `namespace` at `lsn` was cleared.
     pub(crate) fn cleared(&self, namespace: &NamespaceId, lsn: u64) -> bool {
         self.any_markers.load(Ordering::Acquire)
             && self.markers.read().get(namespace).is_some_and(|m| lsn < *m)
@@ -498,16 +498,9 @@ impl NvmeTier {
             return false;
         }
         let now = sh.clock.now();
-        if meta.is_expired(now) {
-            if sh.index.remove_if(shard, tag, slot) {
-                sh.stats.expire();
-            }
-            sh.stats.miss();
-            return false;
-        }
-        if !sh.read_idle(shard, tag, now) {
-            // Out of the index only: the log reclaims the record in turn (see
-            // `NvmeTierBuilder::time_to_idle` for what a restart before that does).
+        // An idle entry leaves the index only: the log reclaims its record in turn (see
+        // `NvmeTierBuilder::time_to_idle` for what a restart before that does).
+        if meta.is_expired(now) || !sh.read_idle(shard, tag, now) {
             if sh.index.remove_if(shard, tag, slot) {
                 sh.stats.expire();
             }
@@ -941,7 +934,8 @@ impl Tier for NvmeTier {
                 // Plaintext for a sealed namespace, or sealed under a key this tier lacks.
                 return self.put_inner(key, record.to_entry()).await;
             }
-            if record.meta().is_expired(self.shared.clock.now()) {
+            let now = self.shared.clock.now();
+            if record.meta().is_expired(now) {
                 self.shared.stats.reject();
                 if let Some(rx) = self.drop_stale(&key) {
                     wait(rx).await?;
@@ -950,7 +944,7 @@ impl Tier for NvmeTier {
             }
             self.check_size(record.as_bytes().len() as u64)?;
             let (shard, tag) = locate(key.hash());
-            self.shared.touch(shard, tag, self.shared.clock.now());
+            self.shared.touch(shard, tag, now);
             self.store(&key, Parts::whole(record.into_bytes())).await?;
             self.shared.stats.insert();
             Ok(PutOutcome::Stored)

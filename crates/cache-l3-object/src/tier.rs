@@ -939,7 +939,7 @@ mod multipart;
 
 /// The slowest a whole-object read may be after its first byte, in bytes per second, before it
 /// fails as a timeout: 1 GiB may take 64 s beyond the operation timeout.
-pub(crate) const MIN_BODY_RATE: u64 = 16 << 20;
+const MIN_BODY_RATE: u64 = 16 << 20;
 
 /// Whether a call's outcome counts as failed in the metrics: a timeout or an error, except the
 /// answers that are results (absent, exists already, precondition not met).

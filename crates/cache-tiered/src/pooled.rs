@@ -188,15 +188,18 @@ impl PooledCache {
         self.pool_for(key.namespace())
     }
 
+    /// The index of the pool serving `namespace`: its own, or the shared cache (the last).
+    fn index_of(&self, namespace: &Namespace) -> usize {
+        self.route.get(&namespace.id()).copied().unwrap_or(self.pools.len() - 1)
+    }
+
     fn pool_for(&self, namespace: &Namespace) -> &dyn Tier {
-        let i = self.route.get(&namespace.id()).copied().unwrap_or(self.pools.len() - 1);
-        &*self.pools[i].cache
+        &*self.pools[self.index_of(namespace)].cache
     }
 
     /// The name of the pool that serves `namespace` (`"shared"` if no pool names it).
     pub fn pool_of(&self, namespace: &Namespace) -> &'static str {
-        let i = self.route.get(&namespace.id()).copied().unwrap_or(self.pools.len() - 1);
-        self.pools[i].name
+        self.pools[self.index_of(namespace)].name
     }
 
     /// Each pool's name, namespaces, counters and usage, in the order they were added, then the
@@ -231,8 +234,7 @@ impl PooledCache {
     fn by_pool<'k>(&self, keys: impl Iterator<Item = &'k Key>) -> Vec<Vec<usize>> {
         let mut groups = vec![Vec::new(); self.pools.len()];
         for (i, key) in keys.enumerate() {
-            let pool = self.route.get(&key.namespace().id()).copied();
-            groups[pool.unwrap_or(self.pools.len() - 1)].push(i);
+            groups[self.index_of(key.namespace())].push(i);
         }
         groups
     }
