@@ -93,8 +93,12 @@ pub use crate::{
     record::{
         CHUNK_SHIFT, CHUNKED_MIN_VALUE, FLAG_LZ4, FLAG_TOMBSTONE, FLAG_ZSTD, HEADER_LEN,
         RECORD_MAGIC, RECORD_VERSION, RECORD_VERSION_CHUNKED, RECORD_VERSION_COMPRESSED,
-        RECORD_VERSION_SEALED, Record, RecordFormat, RecordHead, RecordHeader, RecordParts, Verify,
+        RECORD_VERSION_SEALED, Record, RecordFormat, RecordHead, RecordHeader, RecordParts,
+        RecordWriter, Verify,
     },
     stats::{StatsSnapshot, TierStats, Usage},
-    tier::{Tier, check_open, check_range, check_record_key, reject_expired, slice_range},
+    tier::{
+        Tier, ValueStream, check_open, check_range, check_record_key, collect_value,
+        reject_expired, slice_range,
+    },
 };

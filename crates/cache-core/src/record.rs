@@ -1020,7 +1020,9 @@ fn push_head(
 }
 
 mod format;
+mod writer;
 pub use format::RecordFormat;
+pub use writer::RecordWriter;
 
 #[cfg(test)]
 mod tests;

@@ -245,6 +245,61 @@ pub async fn large_value(f: &dyn TierFactory) {
     assert!(value_of(tier, &k).await.expect("hit") == v, "large value differs");
 }
 
+/// The length of [`streamed_put`]'s value: above the object tier's default multipart
+/// threshold (16 MiB), so it exercises a streamed multipart upload there.
+pub const STREAMED: usize = 17 * MIB as usize + 5;
+
+/// `put_stream`: a value of [`STREAMED`] bytes in uneven pieces round-trips byte for byte
+/// (whole and by a range across two pieces). A stream that yields fewer or more bytes than
+/// declared is `Invalid`, and one that fails passes its error on as it is; after each failure
+/// the key still holds its earlier value. An already-expired entry is rejected like a `put`'s.
+pub async fn streamed_put(f: &dyn TierFactory) {
+    use futures::StreamExt;
+    let (t, clock) = build(f, 64 * MIB).await;
+    let tier = &*t.tier;
+    let v: Bytes = (0..STREAMED).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let pieces = |v: &Bytes, piece: usize| -> Vec<crate::Result<Bytes>> {
+        (0..v.len()).step_by(piece).map(|at| Ok(v.slice(at..(at + piece).min(v.len())))).collect()
+    };
+    let stream = |items: Vec<crate::Result<Bytes>>| futures::stream::iter(items).boxed();
+    let len = v.len() as u64;
+    let k = key("conf", "streamed");
+    stored(tier.put(k.clone(), Entry::new("earlier")).await.expect("put"));
+    let meta = crate::EntryMeta::default();
+
+    let mut short = pieces(&v, (1 << 20) + 3);
+    short.pop();
+    let err = tier.put_stream(k.clone(), meta, len, stream(short)).await.expect_err("short");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let mut long = pieces(&v, (1 << 20) + 3);
+    long.push(Ok(Bytes::from_static(b"x")));
+    let err = tier.put_stream(k.clone(), meta, len, stream(long)).await.expect_err("long");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let mut failing = pieces(&v, 3 << 20);
+    failing.insert(4, Err(crate::Error::new(ErrorKind::Unavailable, "source", "the body broke")));
+    let err = tier.put_stream(k.clone(), meta, len, stream(failing)).await.expect_err("failing");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "the body's own error: {err}");
+    tier.flush().await.expect("flush");
+    assert_eq!(value_of(tier, &k).await.as_deref(), Some(&b"earlier"[..]), "nothing lost");
+
+    let put = tier.put_stream(k.clone(), meta, len, stream(pieces(&v, (1 << 20) + 3))).await;
+    stored(put.expect("put_stream"));
+    tier.flush().await.expect("flush");
+    assert!(value_of(tier, &k).await.expect("hit") == v, "the streamed value differs");
+    let across = (1 << 20) - 7..(1 << 20) + 9;
+    let got = tier.get_range(&k, across.clone()).await.expect("get_range").expect("hit");
+    assert!(got == v.slice(across.start as usize..across.end as usize), "a range across pieces");
+
+    let one = key("conf", "streamed-one-piece");
+    let put = tier.put_stream(one.clone(), meta, 5, stream(vec![Ok("whole".into())])).await;
+    stored(put.expect("put_stream of one piece"));
+    assert_eq!(value_of(tier, &one).await.as_deref(), Some(&b"whole"[..]));
+    let expired = crate::EntryMeta { expires_at: Some(clock.now()), ..meta };
+    let put = tier.put_stream(one.clone(), expired, 3, stream(vec![Ok("old".into())])).await;
+    assert_eq!(put.expect("put_stream"), PutOutcome::Rejected(Rejection::Expired));
+    assert_eq!(value_of(tier, &one).await, None, "an expired put supersedes the older value");
+}
+
 /// Expired entries are never returned; the clock is manual, nothing sleeps.
 pub async fn ttl_expiry(f: &dyn TierFactory) {
     let (t, clock) = build(f, 16 * MIB).await;
@@ -733,7 +788,7 @@ macro_rules! conformance_suite {
             ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip,
-            compressed_records);
+            compressed_records, streamed_put);
     };
     (@each $factory:expr; $($check:ident),* $(,)?) => {
         $crate::conformance_suite!(@mod conformance $factory; $($check),*);
@@ -763,7 +818,7 @@ macro_rules! sealed_conformance_suite {
             ttl_follows_the_clock,
             namespace_isolation, clear_namespace, capacity_respected, concurrent_readers_writers,
             oversized_rejected, close_then_use, batch_get_put, stats_counted, record_round_trip,
-            compressed_records, sealed_records);
+            compressed_records, streamed_put, sealed_records);
     };
 }
 

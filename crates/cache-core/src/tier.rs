@@ -161,6 +161,30 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
         Ok(out)
     }
 
+    /// Stores a value of exactly `len` bytes that arrives in pieces from `body`, with `meta`,
+    /// under `key`, replacing any previous value.
+    ///
+    /// For a value too large to build in memory first: the default gathers the pieces into one
+    /// buffer of `len` bytes ([`collect_value`]: a single piece of exactly `len` bytes is kept
+    /// without a copy) and calls [`Tier::put`], so the value is held once, never twice. A tier
+    /// that can write pieces as they come overrides it: the object tier uploads a large value as
+    /// a multipart upload of bounded memory.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Invalid`] if `body` yields more or fewer than `len` bytes, and the first
+    /// error `body` yields, as it is; otherwise as for [`Tier::put`]. On any error the tier is
+    /// unchanged: an earlier value of `key` stays.
+    async fn put_stream(
+        &self,
+        key: Key,
+        meta: EntryMeta,
+        len: u64,
+        body: ValueStream,
+    ) -> Result<PutOutcome> {
+        let value = collect_value(self.name(), len, body).await?;
+        self.put(key, Entry { value, meta }).await
+    }
+
     /// Looks up `key` and returns its encoded record.
     ///
     /// The default encodes the entry; persistent tiers return their stored bytes.
@@ -206,6 +230,80 @@ pub trait Tier: Send + Sync + fmt::Debug + 'static {
         let _ = sink;
         Err(Error::new(ErrorKind::Unsupported, self.name(), "this tier does not report evictions"))
     }
+}
+
+/// A value that arrives in pieces, for [`Tier::put_stream`]: any stream of byte buffers, boxed
+/// (`futures::StreamExt::boxed`). An error it yields ends the put with that error.
+pub type ValueStream = futures::stream::BoxStream<'static, Result<Bytes>>;
+
+/// Gathers a value of exactly `len` bytes from `body` into one buffer: what
+/// [`Tier::put_stream`] does by default. A single piece of exactly `len` bytes is returned as
+/// it is; otherwise the pieces are copied into one allocation of `len` bytes as they arrive,
+/// each dropped once copied, so the value is never held twice.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use bytes::Bytes;
+/// use cache_core::{ErrorKind, collect_value};
+/// use futures::StreamExt;
+///
+/// let pieces = futures::stream::iter([Ok(Bytes::from("ab")), Ok(Bytes::from("cd"))]);
+/// assert_eq!(collect_value("mine", 4, pieces.boxed()).await.unwrap(), "abcd");
+///
+/// let short = futures::stream::iter([Ok(Bytes::from("ab"))]);
+/// let err = collect_value("mine", 4, short.boxed()).await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Invalid);
+/// # });
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::Invalid`] (naming `tier`) if `body` yields more or fewer than `len` bytes, or
+/// if `len` cannot be allocated; the first error `body` yields, as it is.
+pub async fn collect_value(tier: &'static str, len: u64, mut body: ValueStream) -> Result<Bytes> {
+    use futures::StreamExt;
+    let too_long =
+        || Error::invalid(tier, format!("the value runs past its declared length of {len} bytes"));
+    let Some(first) = body.next().await.transpose()? else {
+        return if len == 0 {
+            Ok(Bytes::new())
+        } else {
+            Err(Error::invalid(
+                tier,
+                format!("the value ended after 0 of its declared {len} bytes"),
+            ))
+        };
+    };
+    if first.len() as u64 > len {
+        return Err(too_long());
+    }
+    let mut out = if first.len() as u64 == len {
+        match body.next().await.transpose()? {
+            None => return Ok(first),
+            Some(more) if more.is_empty() => Vec::new(),
+            Some(_) => return Err(too_long()),
+        }
+    } else {
+        Vec::new()
+    };
+    let cap = usize::try_from(len).map_err(|_| too_long())?;
+    out.try_reserve_exact(cap).map_err(|_| {
+        Error::invalid(tier, format!("cannot allocate a buffer for a value of {len} bytes"))
+    })?;
+    out.extend_from_slice(&first);
+    drop(first);
+    while let Some(piece) = body.next().await.transpose()? {
+        if piece.len() > cap - out.len() {
+            return Err(too_long());
+        }
+        out.extend_from_slice(&piece);
+    }
+    if out.len() != cap {
+        return Err(Error::invalid(
+            tier,
+            format!("the value ended after {} of its declared {len} bytes", out.len()),
+        ));
+    }
+    Ok(out.into())
 }
 
 /// The contract's answer once a tier is closed: [`ErrorKind::Closed`] if `closed` is set.

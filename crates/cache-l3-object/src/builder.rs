@@ -18,7 +18,7 @@ use object_store::limit::LimitStore;
 use object_store::{BackoffConfig, RetryConfig};
 use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, local::LocalFileSystem,
-    memory::InMemory,
+    memory::InMemory, multipart::MultipartStore,
 };
 
 #[cfg(feature = "s3")]
@@ -37,6 +37,8 @@ pub(crate) const DEFAULT_MAX_REQUESTS: usize = 64;
 
 enum Source {
     Store(Arc<dyn ObjectStore>),
+    /// A store that also uploads parts by index: the same store as both traits.
+    Multipart(Arc<dyn ObjectStore>, Arc<dyn MultipartStore>),
     Local(PathBuf),
     Memory,
     #[cfg(feature = "s3")]
@@ -46,7 +48,7 @@ enum Source {
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Store(s) => write!(f, "Store({s})"),
+            Source::Store(s) | Source::Multipart(s, _) => write!(f, "Store({s})"),
             Source::Local(p) => f.debug_tuple("Local").field(p).finish(),
             Source::Memory => f.write_str("Memory"),
             #[cfg(feature = "s3")]
@@ -141,6 +143,40 @@ impl ObjectTierBuilder {
     /// ```
     pub fn new(store: Arc<dyn ObjectStore>) -> ObjectTierBuilder {
         ObjectTierBuilder::with_source(Source::Store(store))
+    }
+
+    /// A builder for a tier over `store`, a store that also uploads multipart parts by index
+    /// ([`MultipartStore`]: object_store's S3, GCS, Azure and in-memory stores), so that
+    /// [`Tier::put_stream`](cache_core::Tier::put_stream) of a large value uploads it piece
+    /// by piece with bounded memory (see [`ObjectTier::put_stream`](crate::ObjectTier)).
+    /// [`ObjectTierBuilder::s3`] and [`ObjectTierBuilder::in_memory`] do this by themselves;
+    /// over [`ObjectTierBuilder::new`]'s store, a streamed put gathers the value first.
+    /// [`ObjectTierBuilder::max_requests`] bounds the requests made through the
+    /// [`ObjectStore`] side; streamed parts are bounded by [`ObjectTierBuilder::part_concurrency`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use cache_core::{EntryMeta, Key, Tier};
+    /// use cache_l3_object::ObjectTierBuilder;
+    /// use cache_l3_object::object_store::memory::InMemory;
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let l3 = ObjectTierBuilder::new_multipart(Arc::new(InMemory::new()))
+    ///     .multipart_threshold(1 << 20)
+    ///     .part_size(1 << 20)
+    ///     .build()
+    ///     .await?;
+    /// let key = Key::new("kv-cache", "chunk-0")?;
+    /// let pieces = (0..3u8).map(|i| Ok(Bytes::from(vec![i; 1 << 20])));
+    /// let body = futures::stream::iter(pieces).boxed();
+    /// l3.put_stream(key.clone(), EntryMeta::default(), 3 << 20, body).await?;
+    /// assert_eq!(l3.get_range(&key, (1 << 20) - 1..(1 << 20) + 1).await?.unwrap(), &[0, 1][..]);
+    /// l3.close().await?;
+    /// # Ok::<(), cache_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn new_multipart<S: ObjectStore + MultipartStore>(store: Arc<S>) -> ObjectTierBuilder {
+        ObjectTierBuilder::with_source(Source::Multipart(store.clone(), store))
     }
 
     /// A tier in a directory of the local filesystem (created if missing): the embedded
@@ -728,16 +764,22 @@ impl ObjectTierBuilder {
         if self.budget == Some(0) {
             return Err(Error::invalid(TIER, "a byte budget must be positive"));
         }
-        let (store, multipart_min) = match &self.source {
-            Source::Store(s) => (s.clone(), 1),
-            Source::Memory => (Arc::new(InMemory::new()) as Arc<dyn ObjectStore>, 1),
-            Source::Local(root) => (self.local_store(root)?, 1),
-            #[cfg(feature = "s3")]
-            Source::S3(cfg) => (
-                cfg.build(self.request_timeout, self.connect_timeout, self.retry.clone())?,
-                S3_MIN_PART,
-            ),
-        };
+        let (store, parts, multipart_min): (_, Option<Arc<dyn MultipartStore>>, _) =
+            match &self.source {
+                Source::Store(s) => (s.clone(), None, 1),
+                Source::Multipart(s, parts) => (s.clone(), Some(parts.clone()), 1),
+                Source::Memory => {
+                    let memory = Arc::new(InMemory::new());
+                    (memory.clone() as Arc<dyn ObjectStore>, Some(memory as _), 1)
+                }
+                Source::Local(root) => (self.local_store(root)?, None, 1),
+                #[cfg(feature = "s3")]
+                Source::S3(cfg) => {
+                    let s3 =
+                        cfg.build(self.request_timeout, self.connect_timeout, self.retry.clone())?;
+                    (s3.clone() as Arc<dyn ObjectStore>, Some(s3 as _), S3_MIN_PART)
+                }
+            };
         if self.part_size < multipart_min {
             return Err(Error::invalid(
                 TIER,
@@ -756,7 +798,7 @@ impl ObjectTierBuilder {
             format: self.format,
             name: self.name,
         };
-        let tier = ObjectTier::from_parts(store, layout, settings, self.clock);
+        let tier = ObjectTier::from_parts(store, parts, layout, settings, self.clock);
         if self.preflight {
             preflight(&tier).await.map_err(|e| startup_error("start-up check", e))?;
         }

@@ -8,8 +8,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use cache_core::{Error, Result};
 use object_store::{
-    ClientConfigKey, ObjectStore, RetryConfig,
-    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    ClientConfigKey, RetryConfig,
+    aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey},
 };
 
 #[cfg(doc)]
@@ -170,7 +170,7 @@ impl S3Config {
         request_timeout: Duration,
         connect_timeout: Duration,
         retry: RetryConfig,
-    ) -> Result<Arc<dyn ObjectStore>> {
+    ) -> Result<Arc<AmazonS3>> {
         let mut b =
             if self.from_env { AmazonS3Builder::from_env() } else { AmazonS3Builder::new() };
         let bucket = self

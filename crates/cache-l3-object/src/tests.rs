@@ -10,10 +10,11 @@ use std::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use cache_core::{
-    Entry, ErrorKind, Key, ManualClock, Namespace, PutOutcome, Tier,
+    Entry, EntryMeta, Error, ErrorKind, Key, ManualClock, Namespace, PutOutcome, Record, Tier,
+    Timestamp,
     testkit::{START, TestTier, TierSpec},
 };
-use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
@@ -327,7 +328,7 @@ async fn a_ranged_read_verifies_the_chunks_it_returns() {
     let value = pattern(3 * MIB + 5);
     let chunk = 1usize << cache_core::CHUNK_SHIFT;
     // Every key below has a name of the same length, so its record head is this long.
-    let head_len = cache_core::Record::encoded_len(&key("flip-0-0000000"), 0);
+    let head_len = Record::encoded_len(&key("flip-0-0000000"), 0);
     let far = 2 * MIB as u64 + 10..2 * MIB as u64 + 20;
     // (name, byte of the object to flip, whether a read of `0..10` and of `far` notice it)
     let table_at = head_len + value.len() + 8;
@@ -571,8 +572,7 @@ async fn budget_evicts_oldest_and_reports_usage() {
     assert!(tier.get(&key("0")).await.unwrap().is_none(), "oldest evicted");
     assert!(tier.get(&key("9")).await.unwrap().is_some());
     assert_eq!(tier.stats().evictions, 6);
-    let listed =
-        futures::TryStreamExt::try_collect::<Vec<_>>(tier.store().list(None)).await.unwrap();
+    let listed: Vec<_> = tier.store().list(None).try_collect().await.unwrap();
     assert_eq!(listed.len(), 4, "evicted objects are deleted from the store");
     let unbounded = ObjectTierBuilder::in_memory().build().await.unwrap();
     assert_eq!(unbounded.usage().capacity, None);
@@ -609,3 +609,62 @@ async fn max_requests_bounds_the_requests_in_flight() {
 }
 
 mod sealed;
+
+/// A streamed put over a store with indexed multipart uploads writes, part by part, the very
+/// bytes `Record::encode` would, holding at most part 0, the part being filled and the parts in
+/// flight; a failing body aborts and leaves no object and no upload behind. Over a store
+/// without them, the value is gathered and put as usual.
+#[tokio::test]
+async fn a_streamed_put_uploads_the_record_in_bounded_memory() {
+    let store = Arc::new(InMemory::new());
+    let part = 256 * 1024;
+    let tier = ObjectTierBuilder::new_multipart(store.clone())
+        .multipart_threshold(part as u64)
+        .part_size(part)
+        .part_concurrency(2)
+        .build()
+        .await
+        .unwrap();
+    let k = key("streamed");
+    let len = 5 * MIB + 7;
+    let value = pattern(len);
+    let body = |piece: usize, fail_at: Option<usize>| {
+        let value = value.clone();
+        futures::stream::iter((0..len.div_ceil(piece)).map(move |i| match fail_at {
+            Some(at) if i == at => Err(Error::new(ErrorKind::Io, "body", "broken")),
+            _ => Ok(value.slice(i * piece..((i + 1) * piece).min(len))),
+        }))
+        .boxed()
+    };
+    let meta = EntryMeta { created_at: Timestamp::from_millis(5_000), ..EntryMeta::default() };
+    for piece in [1000, 64 * 1024, part, 3 * part + 1] {
+        let put = tier.put_stream(k.clone(), meta, len as u64, body(piece, None)).await.unwrap();
+        assert!(put.is_stored());
+        let object = store.get(&tier.object_path(&k)).await.unwrap().bytes().await.unwrap();
+        let whole = Record::encode(&k, &Entry { value: value.clone(), meta });
+        assert!(object == whole, "piece {piece}: the object is the record, byte for byte");
+        let peak = tier.stream_buffer_peak();
+        assert!(peak <= (4 * part + piece) as u64, "piece {piece}: held {peak}");
+    }
+    let parts = tier.metrics().op(Op::MultipartPart).requests;
+    assert_eq!(parts, 4 * Record::encoded_len(&k, len).div_ceil(part) as u64);
+    assert_eq!(tier.metrics().op(Op::Put).requests, 0);
+
+    let err = tier.put_stream(k.clone(), meta, len as u64, body(4096, Some(700))).await;
+    assert_eq!(err.unwrap_err().kind(), ErrorKind::Io);
+    assert!(tier.get(&k).await.unwrap().expect("the earlier value").value == value);
+    let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+    assert_eq!(objects.len(), 1, "no partial object: {objects:?}");
+
+    let plain = ObjectTier::builder(store.clone())
+        .prefix("plain")
+        .multipart_threshold(part as u64)
+        .part_size(part)
+        .build()
+        .await
+        .unwrap();
+    let put = plain.put_stream(k.clone(), meta, len as u64, body(64 * 1024, None)).await;
+    assert!(put.unwrap().is_stored());
+    assert!(plain.get(&k).await.unwrap().unwrap().value == value);
+    assert_eq!(plain.stream_buffer_peak(), 0, "gathered, then put: no streamed upload");
+}

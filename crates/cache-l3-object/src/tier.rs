@@ -14,13 +14,14 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    CHUNK_SHIFT, Clock, Entry, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome,
+    CHUNK_SHIFT, Clock, Entry, EntryMeta, Error, ErrorKind, Key, Ledger, Namespace, PutOutcome,
     RECORD_VERSION_CHUNKED, Record, RecordFormat, RecordParts, Rejection, Result, StatsSnapshot,
-    Tier, TierStats, Timestamp, Usage, async_trait, check_open, reject_expired,
+    Tier, TierStats, Timestamp, Usage, ValueStream, async_trait, check_open, reject_expired,
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    multipart::MultipartStore, path::Path,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
@@ -84,6 +85,10 @@ pub struct ObjectTier {
 
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// The same store's indexed multipart uploads, for streamed puts (`tier/stream.rs`).
+    parts: Option<Arc<dyn MultipartStore>>,
+    /// What streamed puts hold in memory: now, and at most so far.
+    held: stream::Held,
     pub(crate) layout: Layout,
     settings: Settings,
     clock: Arc<dyn Clock>,
@@ -107,6 +112,7 @@ impl ObjectTier {
 
     pub(crate) fn from_parts(
         store: Arc<dyn ObjectStore>,
+        parts: Option<Arc<dyn MultipartStore>>,
         layout: Layout,
         settings: Settings,
         clock: Arc<dyn Clock>,
@@ -116,6 +122,8 @@ impl ObjectTier {
         ObjectTier {
             inner: Arc::new(Inner {
                 store,
+                parts,
+                held: stream::Held::default(),
                 layout,
                 settings,
                 clock,
@@ -150,6 +158,14 @@ impl ObjectTier {
     /// Request counts, failures, bytes up and down and latency of the object-store calls.
     pub fn metrics(&self) -> ObjectMetrics {
         self.inner.metrics.snapshot()
+    }
+
+    /// The most bytes that streamed puts (`Tier::put_stream` uploading as the value arrives)
+    /// have held in memory at once, all of them together, since the tier was built: what a
+    /// caller sizing memory for large uploads can check against `part_size ×
+    /// (part_concurrency + 2)` per upload.
+    pub fn stream_buffer_peak(&self) -> u64 {
+        self.inner.held.peak()
     }
 
     /// Reads bytes `range` of the value of `key` without downloading the whole object.
@@ -816,6 +832,26 @@ impl Tier for ObjectTier {
         inner.stats.track(outcome(inner, out))
     }
 
+    /// A value of at least the multipart threshold (and of 256 KiB) is uploaded as it
+    /// arrives when the store uploads parts by index ([`ObjectTierBuilder::new_multipart`],
+    /// [`ObjectTierBuilder::s3`], [`ObjectTierBuilder::in_memory`]) and the tier neither
+    /// seals its namespace nor creates conditionally: memory stays within about
+    /// `part_size × (part_concurrency + 2)` whatever the value's length. The first part
+    /// (the record's head, whose checksum is known only at the end) is held and uploaded last;
+    /// a failure aborts the upload, so the key keeps its earlier value. Otherwise the value is
+    /// gathered first, as [`Tier::put_stream`]'s default does.
+    async fn put_stream(
+        &self,
+        key: Key,
+        meta: EntryMeta,
+        len: u64,
+        body: ValueStream,
+    ) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let out = inner.put_stream(key, meta, len, body).await;
+        inner.stats.track(outcome(inner, out))
+    }
+
     async fn remove(&self, key: &Key) -> Result<()> {
         let out = self.inner.remove(key).await;
         self.inner.stats.track(out)
@@ -936,6 +972,7 @@ fn outcome(inner: &Inner, written: Result<Option<Written>>) -> Result<PutOutcome
 }
 
 mod multipart;
+mod stream;
 
 /// The slowest a whole-object read may be after its first byte, in bytes per second, before it
 /// fails as a timeout: 1 GiB may take 64 s beyond the operation timeout.

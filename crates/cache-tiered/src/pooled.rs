@@ -12,8 +12,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    Entry, Error, ErrorKind, Key, Namespace, NamespaceId, PutOutcome, Record, Result,
-    StatsSnapshot, Tier, Usage, async_trait, check_open,
+    Entry, EntryMeta, Error, ErrorKind, Key, Namespace, NamespaceId, PutOutcome, Record, Result,
+    StatsSnapshot, Tier, Usage, ValueStream, async_trait, check_open,
 };
 
 /// The name a [`PooledCache`] reports as a [`Tier`].
@@ -254,6 +254,18 @@ impl Tier for PooledCache {
     async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
         self.check_open()?;
         self.pool(&key).put(key, entry).await
+    }
+
+    /// To the pool's tier, so a tier that uploads as the value arrives does so here too.
+    async fn put_stream(
+        &self,
+        key: Key,
+        meta: EntryMeta,
+        len: u64,
+        body: ValueStream,
+    ) -> Result<PutOutcome> {
+        self.check_open()?;
+        self.pool(&key).put_stream(key, meta, len, body).await
     }
 
     async fn remove(&self, key: &Key) -> Result<()> {

@@ -134,6 +134,7 @@ s3_conformance!(conformance, false;
     stats_counted,
     record_round_trip,
     compressed_records,
+    streamed_put,
 );
 
 // The same suite with every namespace but one sealed at rest, and the sealed-records check.
@@ -155,6 +156,7 @@ s3_conformance!(sealed_conformance, true;
     stats_counted,
     record_round_trip,
     compressed_records,
+    streamed_put,
     sealed_records,
 );
 
@@ -180,6 +182,60 @@ async fn multipart_value_of_32_mib_round_trips() {
     assert!(got.value == value, "the 32 MiB value differs");
     let tail = tier.get_range(&key, 32 * MIB as u64 - 10..32 * MIB as u64).await.unwrap().unwrap();
     assert_eq!(tail, value.slice(32 * MIB - 10..));
+    cleanup(&env, tier.prefix()).await;
+}
+
+/// A value of 64 MiB, generated piece by piece, goes up in 5 MiB parts while it is produced:
+/// the tier never holds more than part 0, the part being filled and the parts in flight. A
+/// body that fails half-way aborts the upload and leaves the earlier value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_put_of_64_mib_uploads_in_bounded_memory() {
+    let env = skip_unless_s3!("a_streamed_put_of_64_mib_uploads_in_bounded_memory");
+    let part = 5 * MIB;
+    let tier = builder(&env, "l3_streamed_64mib")
+        .multipart_threshold(part as u64)
+        .part_size(part)
+        .part_concurrency(2)
+        .build()
+        .await
+        .unwrap();
+    let key = Key::new("l3-it", "streamed").unwrap();
+    let len = 64 * MIB;
+    let piece = 256 << 10;
+    let value = pattern(len, 3);
+    let body = |fail_at: Option<usize>| {
+        let value = value.clone();
+        futures::stream::iter((0..len / piece).map(move |i| match fail_at {
+            Some(at) if i == at => Err(cache_core::Error::new(ErrorKind::Io, "body", "broken")),
+            _ => Ok(value.slice(i * piece..(i + 1) * piece)),
+        }))
+        .boxed()
+    };
+    let meta = cache_core::EntryMeta::default();
+    assert!(tier.put(key.clone(), Entry::new("earlier")).await.unwrap().is_stored());
+    let err = tier.put_stream(key.clone(), meta, len as u64, body(Some(130))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert_eq!(tier.get(&key).await.unwrap().expect("the earlier value").value, "earlier");
+
+    let before = tier.metrics();
+    let put = tier.put_stream(key.clone(), meta, len as u64, body(None)).await.unwrap();
+    assert!(put.is_stored());
+    let m = tier.metrics();
+    let record = cache_core::Record::encoded_len(&key, len);
+    assert_eq!(
+        m.op(Op::MultipartPart).requests - before.op(Op::MultipartPart).requests,
+        record.div_ceil(part) as u64,
+        "64 MiB, the head and the chunk table in 5 MiB parts"
+    );
+    assert_eq!(m.op(Op::Put).requests, before.op(Op::Put).requests);
+    let peak = tier.stream_buffer_peak();
+    assert!(peak <= (part * 4 + piece) as u64, "held {peak} bytes at most, parts of {part}");
+    assert!(peak >= part as u64, "part 0 is held until the end: {peak}");
+    let got = tier.get(&key).await.unwrap().expect("hit");
+    assert!(got.value == value, "the streamed 64 MiB value differs");
+    let across = (5 * MIB - 3) as u64..(5 * MIB + 3) as u64;
+    let range = tier.get_range(&key, across.clone()).await.unwrap().unwrap();
+    assert_eq!(range, value.slice(across.start as usize..across.end as usize));
     cleanup(&env, tier.prefix()).await;
 }
 
