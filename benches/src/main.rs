@@ -6,6 +6,7 @@
 //! cache-bench compare  [workload flags] [--systems tiered,l1,nvme,object,moka,foyer,object-store]
 //! cache-bench report   [--traces DIR] [--quick] [--out docs/benchmarks.md] [--strict]
 //! cache-bench compression [--values 2000] [--rounds 5]
+//! cache-bench read-through [--quick]
 //! cache-bench traces   fetch|verify [--dir DIR]
 //! ```
 //!
@@ -24,6 +25,7 @@
 
 mod compression;
 mod output;
+mod read_through;
 mod replay;
 mod systems;
 mod traces;
@@ -74,6 +76,10 @@ enum Command {
     Traces(traces::TracesArgs),
     /// What per-record compression saves and costs, per codec, on generated realistic values.
     Compression(compression::CompressionArgs),
+    /// `CachedObjectStore` (RAM → NVMe) against reading its origin directly, on a Parquet-like
+    /// read pattern; origins: a local directory, the same behind a simulated remote latency,
+    /// and S3 when `AWS_ENDPOINT` and `S3_BUCKET` are set.
+    ReadThrough(read_through::ReadThroughArgs),
 }
 
 /// The budgets of a run, from flags or the TOML file.
@@ -174,6 +180,7 @@ fn main() -> Result<()> {
             }
             Command::Report(args) => replay::report(args).await,
             Command::Compression(args) => compression::run(args).await,
+            Command::ReadThrough(args) => read_through::run(args).await,
             Command::Traces(_) => unreachable!("handled before the runtime"),
         }
     })

@@ -969,6 +969,7 @@ pub(crate) async fn report(args: ReportArgs) -> Result<()> {
         md.push_str(&compare_sections(&args, &data_dir).await?);
         let (values, rounds) = if args.quick { (300, 1) } else { (2_000, 5) };
         md.push_str(&crate::compression::section(values, rounds, &data_dir).await?);
+        md.push_str(&crate::read_through::section(args.quick, &data_dir).await?);
     }
     md.push_str(&above_opt_section(&all, true));
     println!("{md}");
