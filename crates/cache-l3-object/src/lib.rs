@@ -62,7 +62,7 @@
 //! is aborted. [`ObjectTier::get_range`] reads part of a value with ranged GETs.
 //!
 //! A value that is not in memory as a whole goes in with
-//! [`Tier::put_stream`](cache_core::Tier::put_stream): on a store that uploads parts by index
+//! [`Tier::put_stream`]: on a store that uploads parts by index
 //! (S3 from [`ObjectTierBuilder::s3`], the in-memory store, or any store given to
 //! [`ObjectTierBuilder::new_multipart`]), a value of at least the multipart threshold is
 //! uploaded while it arrives, holding about `part_size × (part_concurrency + 2)` bytes,
