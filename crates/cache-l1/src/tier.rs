@@ -94,6 +94,8 @@ pub struct MemoryTier {
     closed: AtomicBool,
     maintenance: Maintenance,
     flights: Mutex<HashMap<Key, Flight>>,
+    /// Whether a miss must reach moka's read log: only TinyLFU's admission counts misses.
+    record_misses: bool,
 }
 
 /// How often the maintenance thread runs moka's pending tasks.
@@ -286,6 +288,7 @@ impl MemoryTier {
             capacity_bytes: b.capacity_bytes,
             closed: AtomicBool::new(false),
             flights: Mutex::new(HashMap::new()),
+            record_misses: b.policy == EvictionPolicy::TinyLfu,
         }
     }
 
@@ -296,6 +299,11 @@ impl MemoryTier {
     /// Looks up without counting: `None` for a miss or an expired or idle entry (which is
     /// dropped). A read restarts the entry's idle time; a probe (`touch` false) does not.
     fn lookup(&self, key: &Key, touch: bool) -> Option<Entry> {
+        if !self.record_misses && !self.cache.contains_key(key) {
+            // Under LRU a miss changes nothing in moka, but `get` would still log it, and the
+            // log's housekeeping runs inline: `contains_key` logs nothing.
+            return None;
+        }
         let slot = self.cache.get(key)?;
         if slot.entry.meta.expires_at.is_none() && self.shared.idle.is_none() {
             // No clock read on the hot path of entries that cannot expire.
