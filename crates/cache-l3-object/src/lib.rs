@@ -66,7 +66,8 @@
 //! (S3 from [`ObjectTierBuilder::s3`], the in-memory store, or any store given to
 //! [`ObjectTierBuilder::new_multipart`]), a value of at least the multipart threshold is
 //! uploaded while it arrives, holding about `part_size × (part_concurrency + 2)` bytes,
-//! whatever its length (a 1 GiB KV-cache blob in 8 MiB parts holds about 40 MiB). The record's
+//! whatever its length (a 1 GiB KV-cache blob, in the default 8 MiB parts four at a time, holds
+//! at most about 48 MiB). The record's
 //! head is uploaded last, as part 0, because its checksum covers the chunk table at the end.
 //! [`ObjectTier::stream_buffer_peak`] reports the most held. On the local filesystem, in a
 //! sealed namespace and with conditional create, the value is gathered first and put whole.

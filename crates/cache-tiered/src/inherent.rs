@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use cache_core::{Entry, Key, Namespace, PutOutcome, Result, Tier};
+use cache_core::{Entry, EntryMeta, Key, Namespace, PutOutcome, Result, Tier, ValueStream};
 
 use crate::TieredCache;
 
@@ -47,6 +47,41 @@ impl TieredCache {
     /// for an entry no tier can ever hold.
     pub async fn put(&self, key: Key, entry: Entry) -> Result<PutOutcome> {
         <TieredCache as Tier>::put(self, key, entry).await
+    }
+
+    /// Stores a value of exactly `len` bytes that arrives in pieces from `body`. The same as
+    /// [`Tier::put_stream`]: the pieces are gathered into one buffer, held once, then put
+    /// like [`TieredCache::put`]. To upload a large value to object storage as it arrives,
+    /// with bounded memory, call `put_stream` on the object tier itself.
+    ///
+    /// ```
+    /// use cache_tiered::prelude::*;
+    /// use futures::StreamExt;
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = TieredCache::builder().tier(MemoryTier::builder(1 << 20).build()).build()?;
+    /// let key = Key::new("docs", "streamed")?;
+    /// let pieces = futures::stream::iter(["hel", "lo"].map(|p| Ok(bytes::Bytes::from(p))));
+    /// cache.put_stream(key.clone(), EntryMeta::default(), 5, pieces.boxed()).await?;
+    /// assert_eq!(cache.get(&key).await?.unwrap().value, "hello");
+    /// // A body shorter (or longer) than declared stores nothing.
+    /// let short = futures::stream::iter([Ok(bytes::Bytes::from("hi"))]);
+    /// let err = cache.put_stream(key.clone(), EntryMeta::default(), 5, short.boxed()).await;
+    /// assert_eq!(err.unwrap_err().kind(), ErrorKind::Invalid);
+    /// assert_eq!(cache.get(&key).await?.unwrap().value, "hello");
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`TieredCache::put`], and as [`Tier::put_stream`] says for a body that yields
+    /// more or fewer than `len` bytes or fails.
+    pub async fn put_stream(
+        &self,
+        key: Key,
+        meta: EntryMeta,
+        len: u64,
+        body: ValueStream,
+    ) -> Result<PutOutcome> {
+        <TieredCache as Tier>::put_stream(self, key, meta, len, body).await
     }
 
     /// Removes `key` from every tier, bottom-up. The same as [`Tier::remove`].

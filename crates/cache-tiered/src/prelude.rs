@@ -1,7 +1,7 @@
 //! What a program using the stack needs, in one import: `use cache_tiered::prelude::*;`.
 //!
-//! The contract's value types ([`Entry`], [`Key`], [`Namespace`], [`Error`], [`ErrorKind`],
-//! [`Result`], [`PutOutcome`]), the persistent tiers' settings ([`Durability`],
+//! The contract's value types ([`Entry`], [`EntryMeta`], [`Key`], [`Namespace`], [`Error`],
+//! [`ErrorKind`], [`Result`], [`PutOutcome`], [`ValueStream`]), the persistent tiers' settings ([`Durability`],
 //! [`Compression`], and for encryption at rest [`KeyProvider`], [`NamespaceKeys`],
 //! [`DerivedKeys`], [`EncryptionKey`], [`KeyId`]), the composition ([`TieredCache`], [`TierOptions`],
 //! [`WritePolicy`], [`PutReport`]) and the builders of the tiers this crate re-exports
@@ -19,8 +19,8 @@
 //! ```
 
 pub use cache_core::{
-    Compression, DerivedKeys, Durability, EncryptionKey, Entry, Error, ErrorKind, Key, KeyId,
-    KeyProvider, Namespace, NamespaceKeys, PutOutcome, Result,
+    Compression, DerivedKeys, Durability, EncryptionKey, Entry, EntryMeta, Error, ErrorKind, Key,
+    KeyId, KeyProvider, Namespace, NamespaceKeys, PutOutcome, Result, ValueStream,
 };
 #[cfg(feature = "l1")]
 pub use cache_l1::MemoryTier;
