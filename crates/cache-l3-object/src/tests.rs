@@ -668,3 +668,27 @@ async fn a_streamed_put_uploads_the_record_in_bounded_memory() {
     assert!(plain.get(&k).await.unwrap().unwrap().value == value);
     assert_eq!(plain.stream_buffer_peak(), 0, "gathered, then put: no streamed upload");
 }
+
+/// A value of 1 GiB, generated a MiB at a time, goes up through the default multipart settings
+/// (8 MiB parts, four in flight) holding a few parts, never the value: the whole point of a
+/// streamed put for values this large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_put_of_1_gib_holds_a_few_parts() {
+    let tier = ObjectTierBuilder::in_memory().build().await.unwrap();
+    let k = key("one-gib");
+    let piece = MIB;
+    let len = 1024 * MIB;
+    let fill = move |i: usize| Bytes::from(vec![(i % 251) as u8; piece]);
+    let body = futures::stream::iter((0..len / piece).map(move |i| Ok(fill(i)))).boxed();
+    let put = tier.put_stream(k.clone(), EntryMeta::default(), len as u64, body).await.unwrap();
+    assert!(put.is_stored());
+    let peak = tier.stream_buffer_peak();
+    assert!(peak <= (6 * 8 * MIB + piece) as u64, "held {peak} bytes for a 1 GiB value");
+    let parts = tier.metrics().op(Op::MultipartPart).requests;
+    assert_eq!(parts, Record::encoded_len(&k, len).div_ceil(8 * MIB) as u64);
+    for at in [0, 300 * MIB - 2, len - 3] {
+        let got = tier.get_range(&k, at as u64..at as u64 + 4).await.unwrap().unwrap();
+        let want: Vec<u8> = (at..(at + 4).min(len)).map(|i| ((i / piece) % 251) as u8).collect();
+        assert_eq!(got, want, "bytes at {at}");
+    }
+}
