@@ -33,6 +33,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use cache_bench::zipf_cdf;
 use cache_core::{Entry, Key, Tier};
 use cache_l2_nvme::NvmeTierBuilder;
 use cache_l2_rocks::RocksTier;
@@ -81,20 +82,6 @@ impl Rng {
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// The cumulative Zipf distribution over `n` ranks with exponent `s`.
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
-    let mut cdf = Vec::with_capacity(n);
-    let mut sum = 0.0;
-    for rank in 1..=n {
-        sum += 1.0 / (rank as f64).powf(s);
-        cdf.push(sum);
-    }
-    for c in &mut cdf {
-        *c /= sum;
-    }
-    cdf
 }
 
 /// Latencies (ns) and the wall time of one batch of operations spread over callers.

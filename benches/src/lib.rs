@@ -17,3 +17,18 @@ pub fn keys(n: usize) -> Vec<Key> {
 pub fn value(len: usize, seed: u64) -> Bytes {
     (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i as u64) % 251) as u8).collect()
 }
+
+/// The cumulative Zipf distribution over `n` ranks (1 first) with exponent `s`: entry `i` is
+/// the probability of a rank of `i + 1` or less.
+pub fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
+    let mut cdf = Vec::with_capacity(n);
+    let mut sum = 0.0;
+    for rank in 1..=n {
+        sum += 1.0 / (rank as f64).powf(s);
+        cdf.push(sum);
+    }
+    for c in &mut cdf {
+        *c /= sum;
+    }
+    cdf
+}

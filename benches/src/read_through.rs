@@ -26,6 +26,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use cache_bench::zipf_cdf;
 use cache_core::Tier;
 use cache_l1::{EvictionPolicy, MemoryTier};
 use cache_l2_nvme::{Durability, NvmeTierBuilder};
@@ -134,16 +135,6 @@ fn columns(i: usize, file_size: u64) -> Vec<Range<u64>> {
         at += len;
     }
     out
-}
-
-fn zipf_cdf(n: usize, s: f64) -> Vec<f64> {
-    let mut cdf = Vec::with_capacity(n);
-    let mut sum = 0.0;
-    for rank in 1..=n {
-        sum += 1.0 / (rank as f64).powf(s);
-        cdf.push(sum);
-    }
-    cdf.iter().map(|c| c / sum).collect()
 }
 
 fn pick(cdf: &[f64], rng: &mut StdRng) -> usize {

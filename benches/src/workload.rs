@@ -125,17 +125,7 @@ impl KeyGen {
         if w.dist != KeyDist::Zipf {
             return Arc::new(Vec::new());
         }
-        let n = w.keys.max(1);
-        let mut cdf = Vec::with_capacity(n as usize);
-        let mut sum = 0.0;
-        for rank in 1..=n {
-            sum += 1.0 / (rank as f64).powf(w.zipf_s);
-            cdf.push(sum);
-        }
-        for c in &mut cdf {
-            *c /= sum;
-        }
-        Arc::new(cdf)
+        Arc::new(cache_bench::zipf_cdf(w.keys.max(1) as usize, w.zipf_s))
     }
 
     pub(crate) fn next(&mut self, rng: &mut StdRng) -> u64 {
