@@ -27,7 +27,7 @@ use crate::{
     error::ObjectError,
     layout::Layout,
     metrics::Op,
-    tier::{ObjectTier, Settings, TIER},
+    tier::{ObjectTier, Settings, Streaming, TIER},
 };
 
 pub(crate) const MIB: u64 = 1024 * 1024;
@@ -149,8 +149,9 @@ impl ObjectTierBuilder {
     /// ([`MultipartStore`]: object_store's S3, GCS, Azure and in-memory stores), so that
     /// [`Tier::put_stream`](cache_core::Tier::put_stream) of a large value uploads it piece
     /// by piece with bounded memory (see [`ObjectTier::put_stream`](crate::ObjectTier)).
-    /// [`ObjectTierBuilder::s3`] and [`ObjectTierBuilder::in_memory`] do this by themselves;
-    /// over [`ObjectTierBuilder::new`]'s store, a streamed put gathers the value first.
+    /// [`ObjectTierBuilder::s3`] and [`ObjectTierBuilder::in_memory`] do this by themselves
+    /// ([`ObjectTierBuilder::local`] streams into a staging file); over
+    /// [`ObjectTierBuilder::new`]'s store, a streamed put gathers the value first.
     /// [`ObjectTierBuilder::max_requests`] bounds the requests made through the
     /// [`ObjectStore`] side; streamed parts are bounded by [`ObjectTierBuilder::part_concurrency`].
     ///
@@ -764,22 +765,25 @@ impl ObjectTierBuilder {
         if self.budget == Some(0) {
             return Err(Error::invalid(TIER, "a byte budget must be positive"));
         }
-        let (store, parts, multipart_min): (_, Option<Arc<dyn MultipartStore>>, _) =
-            match &self.source {
-                Source::Store(s) => (s.clone(), None, 1),
-                Source::Multipart(s, parts) => (s.clone(), Some(parts.clone()), 1),
-                Source::Memory => {
-                    let memory = Arc::new(InMemory::new());
-                    (memory.clone() as Arc<dyn ObjectStore>, Some(memory as _), 1)
-                }
-                Source::Local(root) => (self.local_store(root)?, None, 1),
-                #[cfg(feature = "s3")]
-                Source::S3(cfg) => {
-                    let s3 =
-                        cfg.build(self.request_timeout, self.connect_timeout, self.retry.clone())?;
-                    (s3.clone() as Arc<dyn ObjectStore>, Some(s3 as _), S3_MIN_PART)
-                }
-            };
+        let (store, streaming, multipart_min) = match &self.source {
+            Source::Store(s) => (s.clone(), Streaming::Gather, 1),
+            Source::Multipart(s, parts) => (s.clone(), Streaming::Parts(parts.clone()), 1),
+            Source::Memory => {
+                let memory = Arc::new(InMemory::new());
+                (memory.clone() as Arc<dyn ObjectStore>, Streaming::Parts(memory), 1)
+            }
+            Source::Local(root) => (
+                self.local_store(root)?,
+                Streaming::Local { root: root.clone(), fsync: self.local_fsync },
+                1,
+            ),
+            #[cfg(feature = "s3")]
+            Source::S3(cfg) => {
+                let s3 =
+                    cfg.build(self.request_timeout, self.connect_timeout, self.retry.clone())?;
+                (s3.clone() as Arc<dyn ObjectStore>, Streaming::Parts(s3), S3_MIN_PART)
+            }
+        };
         if self.part_size < multipart_min {
             return Err(Error::invalid(
                 TIER,
@@ -798,7 +802,7 @@ impl ObjectTierBuilder {
             format: self.format,
             name: self.name,
         };
-        let tier = ObjectTier::from_parts(store, parts, layout, settings, self.clock);
+        let tier = ObjectTier::from_parts(store, streaming, layout, settings, self.clock);
         if self.preflight {
             preflight(&tier).await.map_err(|e| startup_error("start-up check", e))?;
         }

@@ -61,16 +61,21 @@
 //! [`part_concurrency`](ObjectTierBuilder::part_concurrency) parts in flight; a failed upload
 //! is aborted. [`ObjectTier::get_range`] reads part of a value with ranged GETs.
 //!
-//! A value that is not in memory as a whole goes in with
-//! [`Tier::put_stream`]: on a store that uploads parts by index
-//! (S3 from [`ObjectTierBuilder::s3`], the in-memory store, or any store given to
-//! [`ObjectTierBuilder::new_multipart`]), a value of at least the multipart threshold is
-//! uploaded while it arrives, holding about `part_size × (part_concurrency + 2)` bytes,
-//! whatever its length (a 1 GiB KV-cache blob, in the default 8 MiB parts four at a time, holds
-//! at most about 48 MiB). The record's
-//! head is uploaded last, as part 0, because its checksum covers the chunk table at the end.
-//! [`ObjectTier::stream_buffer_peak`] reports the most held. On the local filesystem, in a
-//! sealed namespace and with conditional create, the value is gathered first and put whole.
+//! A value that is not in memory as a whole goes in with [`Tier::put_stream`]. A value of at
+//! least the multipart threshold (and of 256 KiB) is written while it arrives:
+//! - on a store that uploads parts by index (S3 from [`ObjectTierBuilder::s3`], the in-memory
+//!   store, or any store given to [`ObjectTierBuilder::new_multipart`]), as a multipart upload
+//!   holding about `part_size × (part_concurrency + 2)` bytes whatever its length (a 1 GiB
+//!   KV-cache blob, in the default 8 MiB parts four at a time, holds at most about 48 MiB). The
+//!   record's head is uploaded last, as part 0, because its checksum covers the chunk table at
+//!   the end;
+//! - on a local directory ([`ObjectTierBuilder::local`]), into a staging file beside the
+//!   object, one piece at a time; the head is written last, then the file is synced (with
+//!   [`local_fsync`](ObjectTierBuilder::local_fsync)) and renamed into place. A crash leaves at
+//!   most the staging file, whose name (ending in `#` and digits) the store never lists.
+//!
+//! [`ObjectTier::stream_buffer_peak`] reports the most held. Over any other store, in a sealed
+//! namespace and with conditional create, the value is gathered first and put whole.
 //!
 //! # Encryption at rest
 //!

@@ -692,3 +692,46 @@ async fn a_streamed_put_of_1_gib_holds_a_few_parts() {
         assert_eq!(got, want, "bytes at {at}");
     }
 }
+
+/// Over a local directory, a streamed put writes the record to a staging file one piece at a
+/// time and renames it into place: the file is the record, byte for byte, at most a piece is
+/// held, and a failing body leaves neither a staging file nor a changed object.
+#[tokio::test]
+async fn a_streamed_put_to_a_local_directory_writes_the_record_piece_by_piece() {
+    let dir = tempfile::tempdir().unwrap();
+    let tier =
+        ObjectTierBuilder::local(dir.path()).multipart_threshold(MIB as u64).build().await.unwrap();
+    let k = key("streamed-local");
+    let len = 3 * MIB + 11;
+    let value = pattern(len);
+    let piece = 100_000;
+    let body = |fail_at: Option<usize>| {
+        let value = value.clone();
+        futures::stream::iter((0..len.div_ceil(piece)).map(move |i| match fail_at {
+            Some(at) if i == at => Err(Error::new(ErrorKind::Io, "body", "broken")),
+            _ => Ok(value.slice(i * piece..((i + 1) * piece).min(len))),
+        }))
+        .boxed()
+    };
+    let meta = EntryMeta { created_at: Timestamp::from_millis(7_000), ..EntryMeta::default() };
+    let put = tier.put_stream(k.clone(), meta, len as u64, body(None)).await.unwrap();
+    assert!(put.is_stored());
+    let file = dir.path().join(tier.object_path(&k).as_ref());
+    let whole = Record::encode(&k, &Entry { value: value.clone(), meta });
+    assert!(std::fs::read(&file).unwrap() == whole[..], "the file is the record");
+    assert!(tier.stream_buffer_peak() <= piece as u64, "{}", tier.stream_buffer_peak());
+    assert_eq!(tier.metrics().op(Op::Put).requests, 0);
+
+    let earlier = Entry { value: pattern(10), meta };
+    assert!(tier.put(k.clone(), earlier).await.unwrap().is_stored());
+    let err = tier.put_stream(k.clone(), meta, len as u64, body(Some(20))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(tier.get(&k).await.unwrap().unwrap().value == pattern(10), "the earlier value");
+    let files: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "no staging file left: {files:?}");
+    let listed: Vec<_> = tier.store().list(None).try_collect().await.unwrap();
+    assert_eq!(listed.len(), 1);
+}

@@ -20,8 +20,7 @@ use cache_core::{
 };
 use futures::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    multipart::MultipartStore, path::Path,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
@@ -85,8 +84,8 @@ pub struct ObjectTier {
 
 pub(crate) struct Inner {
     pub(crate) store: Arc<dyn ObjectStore>,
-    /// The same store's indexed multipart uploads, for streamed puts (`tier/stream.rs`).
-    parts: Option<Arc<dyn MultipartStore>>,
+    /// How streamed puts write as the value arrives (`tier/stream.rs`).
+    streaming: Streaming,
     /// What streamed puts hold in memory: now, and at most so far.
     held: stream::Held,
     pub(crate) layout: Layout,
@@ -112,7 +111,7 @@ impl ObjectTier {
 
     pub(crate) fn from_parts(
         store: Arc<dyn ObjectStore>,
-        parts: Option<Arc<dyn MultipartStore>>,
+        streaming: Streaming,
         layout: Layout,
         settings: Settings,
         clock: Arc<dyn Clock>,
@@ -122,7 +121,7 @@ impl ObjectTier {
         ObjectTier {
             inner: Arc::new(Inner {
                 store,
-                parts,
+                streaming,
                 held: stream::Held::default(),
                 layout,
                 settings,
@@ -832,14 +831,15 @@ impl Tier for ObjectTier {
         inner.stats.track(outcome(inner, out))
     }
 
-    /// A value of at least the multipart threshold (and of 256 KiB) is uploaded as it
-    /// arrives when the store uploads parts by index ([`ObjectTierBuilder::new_multipart`],
-    /// [`ObjectTierBuilder::s3`], [`ObjectTierBuilder::in_memory`]) and the tier neither
-    /// seals its namespace nor creates conditionally: memory stays within about
-    /// `part_size × (part_concurrency + 2)` whatever the value's length. The first part
-    /// (the record's head, whose checksum is known only at the end) is held and uploaded last;
-    /// a failure aborts the upload, so the key keeps its earlier value. Otherwise the value is
-    /// gathered first, as [`Tier::put_stream`]'s default does.
+    /// A value of at least the multipart threshold (and of 256 KiB) is written as it arrives
+    /// when the store uploads parts by index ([`ObjectTierBuilder::new_multipart`],
+    /// [`ObjectTierBuilder::s3`], [`ObjectTierBuilder::in_memory`]) or is a local directory
+    /// ([`ObjectTierBuilder::local`]), and the tier neither seals its namespace nor creates
+    /// conditionally: memory stays within about `part_size × (part_concurrency + 2)` (a
+    /// multipart upload) or one piece of the body (a local file), whatever the value's length.
+    /// A failure aborts the upload or removes the staging file, so the key keeps its earlier
+    /// value. Otherwise the value is gathered first, as [`Tier::put_stream`]'s default does.
+    /// The [crate docs](crate#large-values) say how each is written.
     async fn put_stream(
         &self,
         key: Key,
@@ -973,6 +973,7 @@ fn outcome(inner: &Inner, written: Result<Option<Written>>) -> Result<PutOutcome
 
 mod multipart;
 mod stream;
+pub(crate) use stream::Streaming;
 
 /// The slowest a whole-object read may be after its first byte, in bytes per second, before it
 /// fails as a timeout: 1 GiB may take 64 s beyond the operation timeout.

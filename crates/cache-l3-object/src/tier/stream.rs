@@ -1,21 +1,30 @@
 //! Streamed puts: a large value is uploaded as a multipart upload while it arrives, so memory
 //! stays bounded by the part size whatever the value's length.
 //!
-//! The record's bytes are cut into parts of `part_size` (the last one shorter), in order. Part
+//! Over a local directory, the record is written to a staging file beside the object (a name
+//! ending in `#` and digits, which the local store never lists), its head patched at the end,
+//! then renamed into place: a reader sees the old object or the whole new one.
+//!
+//! Over a store with indexed multipart uploads, the record's bytes are cut into parts of
+//! `part_size` (the last one shorter), in order. Part
 //! 0 starts with the record's head, whose checksum covers the chunk table at the record's end
 //! (`docs/format.md`); it is held until the value has passed through [`RecordWriter`], then
 //! patched and uploaded last. Parts 1.. are uploaded as they fill, at most `part_concurrency`
 //! at once. So the memory held is at most part 0, the part being filled and the parts in
 //! flight.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    io::SeekFrom,
+    path::{Path as FsPath, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use bytes::Bytes;
 use cache_core::{
-    CHUNKED_MIN_VALUE, Entry, EntryMeta, Error, Key, RecordWriter, Result, ValueStream,
+    CHUNKED_MIN_VALUE, Entry, EntryMeta, Error, ErrorKind, Key, RecordWriter, Result, ValueStream,
     collect_value, reject_expired,
 };
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -24,9 +33,23 @@ use object_store::{
     multipart::{MultipartStore, PartId},
     path::Path,
 };
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{Inner, TIER, Written};
 use crate::{error::ObjectError, metrics::Op};
+
+/// How a tier writes a streamed value as it arrives.
+pub(crate) enum Streaming {
+    /// It cannot: the value is gathered, then put.
+    Gather,
+    /// Indexed multipart uploads of the same store.
+    Parts(Arc<dyn MultipartStore>),
+    /// A local directory (the root the local store was opened on), fsynced or not.
+    Local { root: PathBuf, fsync: bool },
+}
+
+/// Distinct staging names for the local files streamed puts of this process write.
+static STAGING: AtomicU64 = AtomicU64::new(0);
 
 /// What streamed puts hold in memory: the bytes now, and the most at any time.
 #[derive(Debug, Default)]
@@ -147,7 +170,7 @@ impl Inner {
         }
         meta.stamp(now);
         let writer = RecordWriter::new(&key, &meta, len);
-        let streams = self.parts.is_some()
+        let streams = !matches!(self.streaming, Streaming::Gather)
             && !self.settings.conditional_create
             && !self.settings.format.seals(&key)
             // Never compressed (`Compression` stops below this), so stored raw.
@@ -161,7 +184,14 @@ impl Inner {
         let size = writer.encoded_len();
         self.check_size(size)?;
         let path = self.layout.object(&key);
-        self.stream_upload(&path, writer, body).await?;
+        match &self.streaming {
+            Streaming::Parts(parts) => self.stream_upload(&**parts, &path, writer, body).await?,
+            Streaming::Local { root, fsync } => {
+                self.stream_file(root, *fsync, &path, writer, body).await?;
+                self.metrics.add_up(size);
+            }
+            Streaming::Gather => unreachable!("checked above"),
+        }
         self.account(&key, size).await;
         Ok(Some(Written::Stored))
     }
@@ -170,13 +200,13 @@ impl Inner {
     /// aborted on any failure, so the store keeps neither parts nor a partial object.
     async fn stream_upload(
         &self,
+        parts: &dyn MultipartStore,
         path: &Path,
         writer: RecordWriter,
         body: ValueStream,
     ) -> Result<()> {
-        let parts = self.parts.clone().expect("a streamed put has a multipart store");
         let id = self.call(Op::MultipartStart, parts.create_multipart(path)).await?;
-        let uploaded = self.stream_parts(&*parts, path, &id, writer, body).await;
+        let uploaded = self.stream_parts(parts, path, &id, writer, body).await;
         let finished = match uploaded {
             Ok(ids) => self
                 .call(Op::MultipartComplete, parts.complete_multipart(path, &id, ids))
@@ -192,6 +222,80 @@ impl Inner {
             }
         }
         finished
+    }
+
+    /// Writes the record `writer` encodes, its value from `body`, to a staging file beside the
+    /// object at `path` under `root`, then renames it into place; the staging file is removed
+    /// on any failure.
+    async fn stream_file(
+        &self,
+        root: &FsPath,
+        fsync: bool,
+        path: &Path,
+        writer: RecordWriter,
+        body: ValueStream,
+    ) -> Result<()> {
+        let dest = root.join(path.as_ref());
+        let n = STAGING.fetch_add(1, Ordering::Relaxed);
+        let mut staging = dest.clone().into_os_string();
+        staging.push(format!("#{}{n:08}", std::process::id()));
+        let staging = PathBuf::from(staging);
+        let written = self.write_staged(&dest, &staging, fsync, writer, body).await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&staging).await;
+        }
+        written
+    }
+
+    async fn write_staged(
+        &self,
+        dest: &FsPath,
+        staging: &FsPath,
+        fsync: bool,
+        mut writer: RecordWriter,
+        mut body: ValueStream,
+    ) -> Result<()> {
+        let io = |what: &'static str| {
+            move |e: std::io::Error| Error::new(ErrorKind::Io, TIER, what).with_source(e)
+        };
+        let dir = dest.parent().expect("an object's file is in a directory");
+        tokio::fs::create_dir_all(dir).await.map_err(io("cannot create the object's directory"))?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(staging)
+            .await
+            .map_err(io("cannot create a staging file for a streamed put"))?;
+        let write = io("cannot write a streamed put's staging file");
+        file.write_all(writer.head()).await.map_err(write)?;
+        let mut holding = Holding::new(&self.held);
+        while let Some(piece) = body.next().await.transpose()? {
+            writer.push(&piece).map_err(|e| e.with_tier(TIER))?;
+            holding.add(piece.len() as u64);
+            file.write_all(&piece).await.map_err(write)?;
+            holding.sub(piece.len() as u64);
+        }
+        let (head, tail) = writer.finish().map_err(|e| e.with_tier(TIER))?;
+        file.write_all(&tail).await.map_err(write)?;
+        file.flush().await.map_err(write)?;
+        file.seek(SeekFrom::Start(0)).await.map_err(write)?;
+        file.write_all(&head).await.map_err(write)?;
+        file.flush().await.map_err(write)?;
+        if fsync {
+            file.sync_all().await.map_err(io("cannot sync a streamed put's staging file"))?;
+        }
+        drop(file);
+        tokio::fs::rename(staging, dest)
+            .await
+            .map_err(io("cannot move a streamed put's file into place"))?;
+        if fsync {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, TIER, "syncing a directory").with_source(e))?
+                .map_err(io("cannot sync the object's directory"))?;
+        }
+        Ok(())
     }
 
     async fn stream_parts(
