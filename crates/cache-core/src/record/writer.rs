@@ -225,6 +225,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any split of a value into pieces, mixing small and large ones across chunk
+        /// boundaries, encodes to `Record::encode`'s bytes.
+        #[test]
+        fn any_split_encodes_the_same_record(
+            len in 0usize..(5 * CHUNK + 100),
+            cuts in proptest::collection::vec(0usize..(5 * CHUNK + 100), 0..12),
+        ) {
+            let key = Key::new("ns", "split").unwrap();
+            let meta = EntryMeta::default();
+            let value: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(len)).collect();
+            cuts.push(0);
+            cuts.push(len);
+            cuts.sort_unstable();
+            let mut w = RecordWriter::new(&key, &meta, len as u64);
+            for pair in cuts.windows(2) {
+                w.push(&value[pair[0]..pair[1]]).unwrap();
+            }
+            let (head, tail) = w.finish().unwrap();
+            let whole = Record::encode(&key, &Entry { value: value.clone().into(), meta });
+            proptest::prop_assert!([&head[..], &value[..], &tail[..]].concat() == whole[..]);
+        }
+    }
+
     #[test]
     fn a_value_longer_or_shorter_than_declared_is_refused() {
         let key = Key::new("ns", "key").unwrap();
