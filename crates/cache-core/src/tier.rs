@@ -263,47 +263,46 @@ pub async fn collect_value(tier: &'static str, len: u64, mut body: ValueStream) 
     use futures::StreamExt;
     let too_long =
         || Error::invalid(tier, format!("the value runs past its declared length of {len} bytes"));
-    let Some(first) = body.next().await.transpose()? else {
-        return if len == 0 {
-            Ok(Bytes::new())
-        } else {
-            Err(Error::invalid(
-                tier,
-                format!("the value ended after 0 of its declared {len} bytes"),
-            ))
-        };
-    };
-    if first.len() as u64 > len {
-        return Err(too_long());
-    }
-    let mut out = if first.len() as u64 == len {
-        match body.next().await.transpose()? {
-            None => return Ok(first),
-            Some(more) if more.is_empty() => Vec::new(),
-            Some(_) => return Err(too_long()),
-        }
-    } else {
-        Vec::new()
-    };
     let cap = usize::try_from(len).map_err(|_| too_long())?;
-    out.try_reserve_exact(cap).map_err(|_| {
-        Error::invalid(tier, format!("cannot allocate a buffer for a value of {len} bytes"))
-    })?;
-    out.extend_from_slice(&first);
-    drop(first);
+    // The only piece so far, kept as it is until a second one needs a buffer for both.
+    let mut only: Option<Bytes> = None;
+    let mut out: Option<Vec<u8>> = None;
+    let mut got = 0usize;
     while let Some(piece) = body.next().await.transpose()? {
-        if piece.len() > cap - out.len() {
+        if piece.len() > cap - got {
             return Err(too_long());
         }
-        out.extend_from_slice(&piece);
+        got += piece.len();
+        if piece.is_empty() {
+            continue;
+        }
+        match (&mut out, only.take()) {
+            (Some(out), _) => out.extend_from_slice(&piece),
+            (None, None) => only = Some(piece),
+            (None, Some(first)) => {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(cap).map_err(|_| {
+                    Error::invalid(
+                        tier,
+                        format!("cannot allocate a buffer for a value of {len} bytes"),
+                    )
+                })?;
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&piece);
+                out = Some(buf);
+            }
+        }
     }
-    if out.len() != cap {
+    if got != cap {
         return Err(Error::invalid(
             tier,
-            format!("the value ended after {} of its declared {len} bytes", out.len()),
+            format!("the value ended after {got} of its declared {len} bytes"),
         ));
     }
-    Ok(out.into())
+    Ok(match (out, only) {
+        (Some(out), _) => out.into(),
+        (None, only) => only.unwrap_or_default(),
+    })
 }
 
 /// The contract's answer once a tier is closed: [`ErrorKind::Closed`] if `closed` is set.
