@@ -1,15 +1,14 @@
-//! Streamed puts: a large value is uploaded as a multipart upload while it arrives, so memory
-//! stays bounded by the part size whatever the value's length.
+//! Streamed puts: a large value is written while it arrives, so memory stays bounded whatever
+//! the value's length.
 //!
 //! Over a local directory, the record is written to a staging file beside the object (a name
 //! ending in `#` and digits, which the local store never lists), its head patched at the end,
 //! then renamed into place: a reader sees the old object or the whole new one.
 //!
 //! Over a store with indexed multipart uploads, the record's bytes are cut into parts of
-//! `part_size` (the last one shorter), in order. Part
-//! 0 starts with the record's head, whose checksum covers the chunk table at the record's end
-//! (`docs/format.md`); it is held until the value has passed through [`RecordWriter`], then
-//! patched and uploaded last. Parts 1.. are uploaded as they fill, at most `part_concurrency`
+//! `part_size` (the last one shorter), in order. Part 0 starts with the record's head, whose
+//! checksum covers the chunk table at the record's end (`docs/format.md`); it is held until the
+//! value has passed through [`RecordWriter`], then patched and uploaded last. Parts 1.. are uploaded as they fill, at most `part_concurrency`
 //! at once. So the memory held is at most part 0, the part being filled and the parts in
 //! flight.
 
@@ -24,8 +23,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_core::{
-    CHUNKED_MIN_VALUE, Entry, EntryMeta, Error, ErrorKind, Key, RecordWriter, Result, ValueStream,
-    collect_value, reject_expired,
+    CHUNKED_MIN_VALUE, Entry, EntryMeta, Error, ErrorKind, Key, Record, RecordWriter, Result,
+    ValueStream, collect_value, reject_expired,
 };
 use futures::{StreamExt, stream::FuturesUnordered};
 use object_store::{
@@ -145,9 +144,6 @@ fn finish(
     holding: &mut Holding<'_>,
 ) -> Result<()> {
     holding.sub(len);
-    if ids.len() <= idx {
-        ids.resize_with(idx + 1, || None);
-    }
     ids[idx] = Some(out?);
     Ok(())
 }
@@ -169,20 +165,19 @@ impl Inner {
             return Ok(None);
         }
         meta.stamp(now);
-        let writer = RecordWriter::new(&key, &meta, len);
-        let streams = !matches!(self.streaming, Streaming::Gather)
-            && !self.settings.conditional_create
+        let size = Record::encoded_len(&key, len as usize) as u64;
+        let large = !self.settings.conditional_create
             && !self.settings.format.seals(&key)
             // Never compressed (`Compression` stops below this), so stored raw.
             && len >= CHUNKED_MIN_VALUE as u64
-            && writer.encoded_len() >= self.settings.multipart_threshold
-            && writer.head().len() < self.settings.part_size;
-        if !streams {
+            && size >= self.settings.multipart_threshold
+            && Record::encoded_len(&key, 0) < self.settings.part_size;
+        if !large || matches!(self.streaming, Streaming::Gather) {
             let value = collect_value(TIER, len, body).await?;
             return self.put_entry(key, Entry { value, meta }, mode).await;
         }
-        let size = writer.encoded_len();
         self.check_size(size)?;
+        let writer = RecordWriter::new(&key, &meta, len);
         let path = self.layout.object(&key);
         match &self.streaming {
             Streaming::Parts(parts) => self.stream_upload(&**parts, &path, writer, body).await?,
@@ -190,7 +185,7 @@ impl Inner {
                 self.stream_file(root, *fsync, &path, writer, body).await?;
                 self.metrics.add_up(size);
             }
-            Streaming::Gather => unreachable!("checked above"),
+            Streaming::Gather => unreachable!("gathered above"),
         }
         self.account(&key, size).await;
         Ok(Some(Written::Stored))
@@ -309,7 +304,9 @@ impl Inner {
         let concurrency = self.settings.part_concurrency;
         let mut cutter = Cutter::new(self.settings.part_size, writer.head().len());
         let mut holding = Holding::new(&self.held);
-        let mut ids: Vec<Option<PartId>> = Vec::new();
+        let parts_len = writer.encoded_len().div_ceil(self.settings.part_size as u64) as usize;
+        let mut ids: Vec<Option<PartId>> =
+            std::iter::repeat_with(|| None).take(parts_len).collect();
         let mut in_flight = FuturesUnordered::new();
         let mut full = Vec::new();
         let upload = |idx: usize, payload: PutPayload| {
