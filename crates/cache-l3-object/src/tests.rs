@@ -656,6 +656,11 @@ async fn a_streamed_put_uploads_the_record_in_bounded_memory() {
     let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
     assert_eq!(objects.len(), 1, "no partial object: {objects:?}");
 
+    let endless = futures::stream::iter([Ok(Bytes::from_static(b"x"))]).boxed();
+    let err = tier.put_stream(k.clone(), meta, u64::MAX, endless).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert!(tier.get(&k).await.unwrap().expect("the earlier value").value == value);
+
     let plain = ObjectTier::builder(store.clone())
         .prefix("plain")
         .multipart_threshold(part as u64)

@@ -47,6 +47,9 @@ pub(crate) enum Streaming {
     Local { root: PathBuf, fsync: bool },
 }
 
+/// The longest value a streamed put accepts (S3 objects stop at 5 TiB).
+const MAX_STREAMED: u64 = 1 << 50;
+
 /// Distinct staging names for the local files streamed puts of this process write.
 static STAGING: AtomicU64 = AtomicU64::new(0);
 
@@ -165,6 +168,13 @@ impl Inner {
             return Ok(None);
         }
         meta.stamp(now);
+        if len > MAX_STREAMED {
+            // Far beyond any store's object size, and the record's length must not overflow.
+            return Err(Error::invalid(
+                TIER,
+                format!("a value of {len} bytes is longer than any object store holds"),
+            ));
+        }
         let size = Record::encoded_len(&key, len as usize) as u64;
         let large = !self.settings.conditional_create
             && !self.settings.format.seals(&key)
