@@ -103,23 +103,10 @@ impl Shape {
 /// One read of a query: which file, which bytes.
 type Read = (usize, Range<u64>);
 
-struct Rng64(u64);
-
-impl Rng64 {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
+/// File `i`'s bytes: random, so no layer can compress them.
 fn file_bytes(i: usize, len: u64) -> Bytes {
-    let mut rng = Rng64(0x9e37_79b9 + i as u64);
     let mut out = vec![0u8; len as usize];
-    for word in out.chunks_exact_mut(8) {
-        word.copy_from_slice(&rng.next().to_le_bytes());
-    }
+    StdRng::seed_from_u64(0x9e37_79b9 + i as u64).fill(&mut out[..]);
     out.into()
 }
 
