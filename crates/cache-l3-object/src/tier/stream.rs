@@ -143,7 +143,7 @@ impl Cutter {
 /// Records one finished part upload: its id, or its error.
 fn finish(
     (idx, len, out): (usize, u64, std::result::Result<PartId, ObjectError>),
-    ids: &mut Vec<Option<PartId>>,
+    ids: &mut [Option<PartId>],
     holding: &mut Holding<'_>,
 ) -> Result<()> {
     holding.sub(len);
